@@ -1,0 +1,1 @@
+"""Shipped assets: the demo teacher (and later the meta-database and predictor)."""

@@ -1,0 +1,139 @@
+"""Registry of built-in offline tasks, generated deterministically and cached in the user cache dir.
+
+Each task is a function of (split, resolution, rng) registered with :func:`register_task`; the
+registry, not an if-chain, is what ``dass-edge data list`` shows. Nothing is downloaded: glyphs come
+from matplotlib's bundled fonts, the rest is drawn procedurally.
+"""
+
+from __future__ import annotations
+
+import os
+import zlib
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from dass_edge.data.glyphs import render_glyphs
+from dass_edge.data.procedural import SHAPES, TEXTURES, render_counts, render_shapes, render_textures
+from dass_edge.data.task import Split, TaskData
+from dass_edge.errors import DassEdgeError
+from dass_edge.io import atomic_write
+
+__all__ = ["BuiltinTask", "DATA_VERSION", "SPLIT_SIZES", "builtin_tasks", "cache_dir", "load_builtin", "register_task"]
+
+#: Bump when rendering changes, so stale caches are not reused.
+DATA_VERSION = 1
+#: Images per class in each split.
+SPLIT_SIZES = {"train": 150, "val": 40, "test": 40}
+
+Renderer = Callable[[int, int, np.random.Generator], tuple[np.ndarray, np.ndarray]]
+
+
+@dataclass(frozen=True)
+class BuiltinTask:
+    name: str
+    class_names: tuple[str, ...]
+    render: Renderer  # (n_per_class, resolution, rng) -> (uint8 N x 3 x R x R, labels)
+    description: str
+    flip_ok: bool = False
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+    def split_size(self, split: str) -> int:
+        return SPLIT_SIZES[split] * self.num_classes
+
+
+_TASKS: dict[str, BuiltinTask] = {}
+
+
+def register_task(task: BuiltinTask) -> BuiltinTask:
+    if task.name in _TASKS:
+        raise ValueError(f"task {task.name!r} registered twice")
+    _TASKS[task.name] = task
+    return task
+
+
+def builtin_tasks() -> dict[str, BuiltinTask]:
+    return dict(_TASKS)
+
+
+def _glyph_task(name: str, chars: str, groups: tuple[str, ...], description: str) -> None:
+    def render(n: int, res: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+        return render_glyphs(chars, groups, n, res, rng)
+
+    names = tuple(f"U+{ord(c):04X} {c}" for c in chars)
+    register_task(BuiltinTask(name, names, render, description))
+
+
+_ALL_FONTS = ("dejavu", "stix", "cm")
+_UNICODE_FONTS = ("dejavu", "stix")
+_glyph_task("glyph-latin-upper", "ABCDEFGHIJKLMNOPQRSTUVWXYZ", _ALL_FONTS, "Latin capitals in 21 fonts")
+_glyph_task("glyph-latin-lower", "abcdefghijklmnopqrstuvwxyz", _ALL_FONTS, "Latin small letters in 21 fonts")
+_glyph_task("glyph-digits", "0123456789", _ALL_FONTS, "Arabic numerals in 21 fonts")
+_glyph_task("glyph-greek-upper", "ΑΒΓΔΕΖΗΘΙΚΛΜΝΞΟΠΡΣΤΥΦΧΨΩ", _UNICODE_FONTS, "Greek capitals")
+_glyph_task("glyph-greek-lower", "αβγδεζηθικλμνξοπρστυφχψω", _UNICODE_FONTS, "Greek small letters")
+_glyph_task("glyph-cyrillic-upper", "АБВГДЕЖЗИЙКЛМНОПРСТУФХЦЧШЩЪЫЬЭЮЯ", _UNICODE_FONTS, "Cyrillic capitals")
+_glyph_task("glyph-cyrillic-lower", "абвгдежзийклмнопрстуфхцчшщъыьэюя", _UNICODE_FONTS, "Cyrillic small letters")
+_glyph_task("glyph-armenian", "".join(chr(c) for c in range(0x531, 0x557)), ("dejavu",), "Armenian capitals")
+_glyph_task("glyph-georgian", "".join(chr(c) for c in range(0x10D0, 0x10F1)), ("dejavu",), "Georgian Mkhedruli")
+_glyph_task("glyph-hebrew", "אבגדהוזחטיכלמנסעפצקרשת", ("dejavu",), "Hebrew letters")
+_glyph_task("glyph-math", "∀∂∃∅∇∈∉∏∑∓√∝∞∠∧∨∩∪∫≈≠≡≤≥⊂⊃⊆⊇⊕⊗", _UNICODE_FONTS, "Mathematical operators")
+_glyph_task("glyph-arrows", "".join(chr(c) for c in range(0x2190, 0x21A0)), _UNICODE_FONTS, "Arrows")
+register_task(BuiltinTask("shapes", SHAPES, lambda n, r, g: render_shapes(n, r, g),
+                          "12 geometric shapes, rotated and scaled, among distractor strokes", flip_ok=True))
+register_task(BuiltinTask("textures", TEXTURES, lambda n, r, g: render_textures(n, r, g),
+                          "12 procedural textures with random colors, phase and frequency"))
+register_task(BuiltinTask("count-dots", tuple(str(k) for k in range(1, 9)), lambda n, r, g: render_counts(n, r, g),
+                          "count 1-8 discs", flip_ok=True))
+
+
+def cache_dir() -> Path:
+    """``$DASS_EDGE_CACHE`` if set, else the platform user cache dir (e.g. ``~/.cache/dass-edge``)."""
+    env = os.environ.get("DASS_EDGE_CACHE")
+    if env:
+        return Path(env)
+    from platformdirs import user_cache_dir
+
+    return Path(user_cache_dir("dass-edge"))
+
+
+def _seed(name: str, split: str, resolution: int) -> int:
+    return zlib.crc32(f"{name}/{split}/{resolution}/v{DATA_VERSION}".encode())
+
+
+def load_builtin(name: str, resolution: int = 32) -> TaskData:
+    """Load (generating and caching on first use) the built-in task ``name`` at ``resolution``."""
+    if name not in _TASKS:
+        raise DassEdgeError(f"unknown task {name!r}; see 'dass-edge data list' for the built-in tasks")
+    if not 8 <= resolution <= 128:
+        raise DassEdgeError(f"resolution {resolution} is outside 8..128 for built-in tasks")
+    task = _TASKS[name]
+    path = cache_dir() / "tasks" / f"{name}-r{resolution}-v{DATA_VERSION}.npz"
+    arrays: dict[str, np.ndarray] = {}
+    if path.is_file():
+        try:
+            with np.load(path) as f:
+                arrays = {k: f[k] for k in f.files}
+        except (OSError, ValueError, zlib.error):
+            arrays = {}  # corrupt cache: regenerate below
+    if not arrays:
+        for split, n in SPLIT_SIZES.items():
+            images, labels = task.render(n, resolution, np.random.default_rng(_seed(name, split, resolution)))
+            arrays[f"{split}_x"], arrays[f"{split}_y"] = images, labels.astype(np.int64)
+
+        def write(p: Path) -> None:
+            with open(p, "wb") as fh:
+                np.savez(fh, **arrays)
+
+        try:
+            atomic_write(path, write)
+        except (OSError, DassEdgeError):
+            pass  # a read-only cache is fine: the task is simply regenerated next time
+    splits = {s: Split(torch.from_numpy(arrays[f"{s}_x"]), torch.from_numpy(arrays[f"{s}_y"])) for s in SPLIT_SIZES}
+    return TaskData(name=name, class_names=task.class_names, resolution=resolution, flip_ok=task.flip_ok,
+                    source="builtin", **splits)

@@ -1,0 +1,1 @@
+"""Device profiles (YAML), installed as ``dass_edge.profiles``."""
