@@ -1,0 +1,47 @@
+"""Shared by the benchmark scripts: machine description and result fragments.
+
+Each ``bench_<name>.py`` writes ``benchmarks/results/<name>.md`` (title, command, machine, date,
+figures); ``benchmarks/run.py`` assembles all fragments into ``BENCHMARKS.md``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import platform
+from pathlib import Path
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def machine() -> str:
+    import torch
+
+    versions = [f"torch {torch.__version__}"]
+    try:
+        import onnxruntime
+
+        versions.append(f"onnxruntime {onnxruntime.__version__}")
+    except ImportError:  # pragma: no cover
+        pass
+    return (f"{cpu_model()}, {os.cpu_count()} logical cores, {platform.system()} {platform.release()}, "
+            f"Python {platform.python_version()}, {', '.join(versions)}")
+
+
+def write_fragment(name: str, title: str, command: str, body: str) -> Path:
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    text = (f"## {title}\n\n- Command: `{command}`\n- Machine: {machine()}\n"
+            f"- Date: {dt.datetime.now(dt.timezone.utc).strftime('%Y-%m-%d %H:%M UTC')}\n\n{body.strip()}\n")
+    path = RESULTS / f"{name}.md"
+    path.write_text(text)
+    return path

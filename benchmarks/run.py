@@ -1,0 +1,43 @@
+"""Run benchmarks and assemble BENCHMARKS.md.
+
+    python benchmarks/run.py                 # run every bench_*.py, then assemble
+    python benchmarks/run.py teacher         # run bench_teacher.py only, then assemble
+    python benchmarks/run.py --assemble      # only assemble existing fragments
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent))
+
+from benchmarks.common import RESULTS  # noqa: E402
+
+ORDER = ["teacher", "latency", "distill", "predictor", "search", "export"]
+
+
+def assemble() -> Path:
+    fragments = sorted(RESULTS.glob("*.md"), key=lambda p: (ORDER.index(p.stem) if p.stem in ORDER else 99, p.stem))
+    parts = ["# dass-edge benchmarks\n",
+             "Figures measured by the scripts in `benchmarks/` (each section names its command, machine and date).",
+             "Ratios are measured side by side in one run; absolute times on this shared 2-core machine vary by"
+             " ~9% run to run.\n"]
+    parts += [p.read_text() for p in fragments]
+    out = HERE.parent / "BENCHMARKS.md"
+    out.write_text("\n".join(parts))
+    return out
+
+
+def main(argv: list[str]) -> None:
+    if "--assemble" not in argv:
+        names = argv or [p.stem.removeprefix("bench_") for p in sorted(HERE.glob("bench_*.py"))]
+        for name in names:
+            importlib.import_module(f"benchmarks.bench_{name}").main()
+    print(f"wrote {assemble()}")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

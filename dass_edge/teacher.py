@@ -1,0 +1,69 @@
+"""Teacher training: build a family model for a task, train it, write a checkpoint with its accuracies."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from dass_edge import __version__
+from dass_edge.data import TaskData
+from dass_edge.errors import DassEdgeError
+from dass_edge.models.checkpoint import load_checkpoint, save_checkpoint
+from dass_edge.models.resnet import ResNet, build_model
+from dass_edge.spec import ModelSpec
+from dass_edge.train import ProgressFn, Recipe, evaluate, train
+
+__all__ = ["DEMO_TEACHER_WIDTHS", "DEMO_TEACHER_DEPTHS", "teacher_spec_for", "train_teacher", "load_teacher"]
+
+DEMO_TEACHER_WIDTHS = (16, 32, 64, 128)
+DEMO_TEACHER_DEPTHS = (2, 2, 2, 2)
+
+
+def teacher_spec_for(data: TaskData, widths: tuple[int, ...] = DEMO_TEACHER_WIDTHS,
+                     depths: tuple[int, ...] = DEMO_TEACHER_DEPTHS, stem: str = "small") -> ModelSpec:
+    """A uniform-width teacher spec sized for ``data`` (classes, names, resolution, normalization)."""
+    mean, std = data.mean_std
+    return ModelSpec.uniform(tuple(widths), tuple(depths), stem=stem, num_classes=data.num_classes,
+                             resolution=data.resolution, mean=mean, std=std, class_names=data.class_names)
+
+
+def train_teacher(data: TaskData, out: str | Path, recipe: Recipe, spec: ModelSpec | None = None,
+                  progress: ProgressFn | None = None) -> dict:
+    """Train a teacher and save it (safetensors) with its validation and test accuracy.
+
+    Resumable: a ``<out>.partial.pt`` file holds the state after each epoch.
+    Returns the metadata written into the checkpoint.
+    """
+    out = Path(out)
+    if out.suffix != ".safetensors":
+        raise DassEdgeError(f"teacher output {out} must end in .safetensors")
+    spec = spec or teacher_spec_for(data)
+    if spec.num_classes != data.num_classes:
+        raise DassEdgeError(f"teacher has {spec.num_classes} classes but task {data.name} has {data.num_classes}")
+    import torch
+
+    torch.manual_seed(recipe.seed)
+    model = build_model(spec)
+    result = train(model, data, recipe, mean=spec.mean, std=spec.std,
+                   resume_path=out.with_name(out.name + ".partial.pt"), progress=progress)
+    test_acc = evaluate(result.model, data.test, spec.mean, spec.std)
+    meta = {
+        "kind": "teacher", "task": data.name if data.source == "builtin" else None,
+        "data_dir": None if data.source == "builtin" else data.source, "val_acc": round(result.best_val_acc, 3),
+        "final_val_acc": round(result.final_val_acc, 3), "test_acc": round(test_acc, 3),
+        "best_epoch": result.best_epoch, "recipe": recipe.__dict__, "history": result.history,
+        "train_seconds": round(result.seconds, 1), "images_per_second": round(result.images_per_second, 1),
+        "dass_edge_version": __version__,
+    }
+    save_checkpoint(out, result.model, meta)
+    return meta
+
+
+def load_teacher(path: str | Path | None = None) -> tuple[ResNet, dict]:
+    """Load a teacher checkpoint, or the shipped demo teacher when ``path`` is None."""
+    if path is None:
+        from dass_edge.resources import asset_path
+
+        path = asset_path("demo_teacher.safetensors")
+        if not path.is_file():
+            raise DassEdgeError("the demo teacher is missing from this installation; reinstall dass-edge")
+    return load_checkpoint(path)

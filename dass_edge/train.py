@@ -1,0 +1,196 @@
+"""Supervised training loop shared by teacher training and distillation.
+
+The loop owns what every run needs: SGD (Nesterov) with cosine decay and linear warm-up, seeded
+shuffling and augmentation, evaluation on the validation split after each epoch, the best-on-val
+weights, and a resume file written atomically after every epoch — kill the process and the next
+call continues from the last finished epoch with the same random stream. What differs between
+runs (plain cross-entropy, KD against cached teacher logits) is the ``loss_fn`` passed in.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from dass_edge.data.task import Split, TaskData, iterate_batches
+from dass_edge.errors import DassEdgeError
+from dass_edge.io import atomic_write
+
+__all__ = ["Recipe", "TrainResult", "LossFn", "evaluate", "train", "cross_entropy_loss"]
+
+#: ``loss_fn(model, x, y, index, epoch) -> loss``; ``index`` are sample positions in the train split.
+LossFn = Callable[[nn.Module, torch.Tensor, torch.Tensor, torch.Tensor, int], torch.Tensor]
+#: ``progress(event, info)`` with events ``start`` (total steps), ``step``, ``epoch``.
+ProgressFn = Callable[[str, dict], None]
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """Optimization settings; the whole recipe is recorded with every result."""
+
+    epochs: int = 30
+    batch_size: int = 128
+    lr: float = 0.1
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    warmup_epochs: float = 1.0
+    label_smoothing: float = 0.1
+    augment: bool = True
+    seed: int = 0
+
+    def validate(self) -> Recipe:
+        if self.epochs < 1:
+            raise DassEdgeError(f"epochs must be >= 1, got {self.epochs}")
+        if self.batch_size < 1:
+            raise DassEdgeError(f"batch size must be >= 1, got {self.batch_size}")
+        if self.lr <= 0:
+            raise DassEdgeError(f"learning rate must be > 0, got {self.lr}")
+        return self
+
+
+@dataclass
+class TrainResult:
+    model: nn.Module  # best-on-validation weights, eval mode
+    best_val_acc: float
+    final_val_acc: float
+    best_epoch: int
+    history: list[dict]
+    seconds: float
+    images_per_second: float
+
+
+def cross_entropy_loss(label_smoothing: float = 0.0) -> LossFn:
+    def loss(model: nn.Module, x: torch.Tensor, y: torch.Tensor, index: torch.Tensor, epoch: int) -> torch.Tensor:
+        return F.cross_entropy(model(x), y, label_smoothing=label_smoothing)
+
+    return loss
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, split: Split, mean: tuple[float, ...], std: tuple[float, ...], batch_size: int = 512
+             ) -> float:
+    """Top-1 accuracy (percent) on a split."""
+    if len(split) == 0:
+        return float("nan")
+    was_training = model.training
+    model.eval()
+    correct = 0
+    for x, y, _ in iterate_batches(split, batch_size, mean, std):
+        correct += int((model(x).argmax(1) == y).sum())
+    model.train(was_training)
+    return 100.0 * correct / len(split)
+
+
+def _lr_at(recipe: Recipe, step: int, steps_per_epoch: int) -> float:
+    total = recipe.epochs * steps_per_epoch
+    warm = int(recipe.warmup_epochs * steps_per_epoch)
+    if step < warm:
+        return recipe.lr * (step + 1) / warm
+    t = (step - warm) / max(1, total - warm)
+    return 0.5 * recipe.lr * (1.0 + torch.cos(torch.tensor(t * torch.pi)).item())
+
+
+def _fingerprint(model: nn.Module, data: TaskData, recipe: Recipe, extra: dict) -> str:
+    """Identifies a run, so a resume file is only reused by the same run."""
+    init = hashlib.sha256()
+    for k, v in sorted(model.state_dict().items()):
+        init.update(k.encode())
+        init.update(v.detach().cpu().numpy().tobytes())
+    payload = {"recipe": asdict(recipe), "task": data.name, "n_train": len(data.train), "init": init.hexdigest(),
+               **extra}
+    return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def train(
+    model: nn.Module,
+    data: TaskData,
+    recipe: Recipe,
+    *,
+    mean: tuple[float, ...],
+    std: tuple[float, ...],
+    loss_fn: LossFn | None = None,
+    resume_path: str | Path | None = None,
+    progress: ProgressFn | None = None,
+    fingerprint_extra: dict | None = None,
+) -> TrainResult:
+    """Train ``model`` on ``data.train``, selecting the best epoch on ``data.val``.
+
+    Args:
+        resume_path: where to keep the per-epoch resume state; deleted when the run finishes.
+        fingerprint_extra: anything else that defines the run (e.g. the teacher's checksum).
+    """
+    recipe.validate()
+    if len(data.train) == 0 or len(data.val) == 0:
+        raise DassEdgeError(f"task {data.name} needs non-empty train and val splits")
+    loss_fn = loss_fn or cross_entropy_loss(recipe.label_smoothing)
+    fp = _fingerprint(model, data, recipe, fingerprint_extra or {})
+    optimizer = torch.optim.SGD(model.parameters(), lr=recipe.lr, momentum=recipe.momentum,
+                                weight_decay=recipe.weight_decay, nesterov=recipe.momentum > 0)
+    gen = torch.Generator().manual_seed(recipe.seed)
+    steps_per_epoch = -(-len(data.train) // recipe.batch_size)
+    start_epoch, history = 0, []
+    best_state, best_acc, best_epoch = copy.deepcopy(model.state_dict()), -1.0, -1
+    elapsed = 0.0
+    resume_path = Path(resume_path) if resume_path else None
+    if resume_path is not None and resume_path.is_file():
+        try:
+            state = torch.load(resume_path, map_location="cpu", weights_only=True)
+        except Exception:  # a corrupt resume file only costs the progress it held
+            state = None
+        if state is not None and state.get("fingerprint") == fp:
+            model.load_state_dict(state["model"])
+            optimizer.load_state_dict(state["optimizer"])
+            gen.set_state(state["generator"])
+            start_epoch, history, elapsed = int(state["epoch"]), list(state["history"]), float(state["elapsed"])
+            best_state, best_acc, best_epoch = state["best_state"], float(state["best_acc"]), int(state["best_epoch"])
+
+    if progress:
+        progress("start", {"total": recipe.epochs * steps_per_epoch, "done": start_epoch * steps_per_epoch})
+    images_seen, t_train = 0, 0.0
+    for epoch in range(start_epoch, recipe.epochs):
+        t0 = time.perf_counter()
+        model.train()
+        total_loss, n_batches = 0.0, 0
+        for b, (x, y, idx) in enumerate(iterate_batches(data.train, recipe.batch_size, mean, std, generator=gen,
+                                                         augment=recipe.augment, flip=data.flip_ok)):
+            for group in optimizer.param_groups:
+                group["lr"] = _lr_at(recipe, epoch * steps_per_epoch + b, steps_per_epoch)
+            loss = loss_fn(model, x, y, idx, epoch)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            total_loss += float(loss.detach())
+            n_batches += 1
+            images_seen += int(y.shape[0])
+            if progress:
+                progress("step", {"epoch": epoch + 1, "loss": float(loss.detach())})
+        t_train += time.perf_counter() - t0
+        val_acc = evaluate(model, data.val, mean, std)
+        elapsed += time.perf_counter() - t0
+        history.append({"epoch": epoch + 1, "loss": total_loss / max(1, n_batches), "val_acc": val_acc})
+        if val_acc > best_acc:
+            best_acc, best_epoch, best_state = val_acc, epoch + 1, copy.deepcopy(model.state_dict())
+        if progress:
+            progress("epoch", history[-1])
+        if resume_path is not None and epoch + 1 < recipe.epochs:
+            state = {"fingerprint": fp, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                     "generator": gen.get_state(), "epoch": epoch + 1, "history": history, "elapsed": elapsed,
+                     "best_state": best_state, "best_acc": best_acc, "best_epoch": best_epoch}
+            atomic_write(resume_path, lambda p, s=state: torch.save(s, p))
+    final_val = history[-1]["val_acc"]
+    model.load_state_dict(best_state)
+    model.eval()
+    if resume_path is not None:
+        resume_path.unlink(missing_ok=True)
+    return TrainResult(model=model, best_val_acc=best_acc, final_val_acc=final_val, best_epoch=best_epoch,
+                       history=history, seconds=elapsed,
+                       images_per_second=images_seen / t_train if t_train > 0 else float("nan"))

@@ -1,0 +1,39 @@
+"""Shared fixtures: an isolated task cache and a small teacher."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+import torch
+
+# Tasks are generated deterministically; share one cache across the test session (fast reruns),
+# separate from the user's own cache.
+os.environ.setdefault("DASS_EDGE_CACHE", os.path.join(os.path.dirname(__file__), "..", ".pytest_cache", "dass-edge"))
+
+
+@pytest.fixture(scope="session")
+def small_teacher():
+    """An untrained (randomly initialized, BN stats perturbed) teacher of the demo shape, 10 classes."""
+    from dass_edge.models import create_model
+
+    torch.manual_seed(0)
+    model = create_model("resnet_edge_s", num_classes=10)
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.running_mean.normal_(0, 0.1)
+                m.running_var.uniform_(0.5, 1.5)
+                m.weight.normal_(1, 0.1)
+                m.bias.normal_(0, 0.1)
+    return model.eval()
+
+
+def run_cli(args: list[str], capsys) -> tuple[int, str, str]:
+    """Run the CLI entry point in-process; returns (exit code, stdout, stderr)."""
+    from dass_edge.cli import main
+
+    with pytest.raises(SystemExit) as exc:
+        main(args)
+    out = capsys.readouterr()
+    return int(exc.value.code or 0), out.out, out.err

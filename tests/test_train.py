@@ -1,0 +1,82 @@
+import pytest
+import torch
+
+from dass_edge.data import load_task
+from dass_edge.errors import DassEdgeError
+from dass_edge.models import build_model
+from dass_edge.spec import ModelSpec
+from dass_edge.train import Recipe, evaluate, train
+
+
+def _tiny(data):
+    mean, std = data.mean_std
+    torch.manual_seed(0)
+    return build_model(ModelSpec.uniform((8, 8, 16, 16), (1, 1, 1, 1), num_classes=data.num_classes,
+                                         resolution=data.resolution, mean=mean, std=std)), mean, std
+
+
+class Killed(Exception):
+    pass
+
+
+def test_training_learns_above_chance():
+    data = load_task("textures", resolution=16)
+    model, mean, std = _tiny(data)
+    before = evaluate(model, data.val, mean, std)
+    result = train(model, data, Recipe(epochs=4, lr=0.1, batch_size=64), mean=mean, std=std)
+    assert result.best_val_acc > 100 / data.num_classes + 10
+    assert result.best_val_acc >= before
+    assert len(result.history) == 4 and result.best_epoch in range(1, 5)
+    assert evaluate(result.model, data.val, mean, std) == pytest.approx(result.best_val_acc)
+
+
+def test_killed_run_resumes_to_identical_weights(tmp_path):
+    data = load_task("count-dots", resolution=16)
+    recipe = Recipe(epochs=3, lr=0.05, batch_size=64)
+    model, mean, std = _tiny(data)
+    straight = train(model, data, recipe, mean=mean, std=std)
+
+    resume = tmp_path / "run.partial.pt"
+
+    def kill_after_first_epoch(event, info):
+        if event == "epoch" and info["epoch"] == 2:
+            raise Killed
+
+    model, _, _ = _tiny(data)
+    with pytest.raises(Killed):
+        train(model, data, recipe, mean=mean, std=std, resume_path=resume, progress=kill_after_first_epoch)
+    assert resume.is_file()
+    state = torch.load(resume, weights_only=True)
+    assert state["epoch"] == 1
+    events = []
+    model, _, _ = _tiny(data)
+    resumed = train(model, data, recipe, mean=mean, std=std, resume_path=resume,
+                    progress=lambda e, i: events.append((e, i)))
+    assert events[0] == ("start", {"total": 3 * 19, "done": 19})
+    assert [h["epoch"] for h in resumed.history] == [1, 2, 3]
+    assert not resume.exists()
+    for k, v in straight.model.state_dict().items():
+        assert torch.equal(resumed.model.state_dict()[k], v), k
+
+
+def test_resume_file_of_another_run_is_not_reused(tmp_path):
+    data = load_task("count-dots", resolution=16)
+    resume = tmp_path / "run.partial.pt"
+    model, mean, std = _tiny(data)
+
+    def kill(event, info):
+        if event == "epoch":
+            raise Killed
+
+    with pytest.raises(Killed):
+        train(model, data, Recipe(epochs=2, lr=0.05), mean=mean, std=std, resume_path=resume, progress=kill)
+    model, _, _ = _tiny(data)
+    events = []
+    train(model, data, Recipe(epochs=2, lr=0.02), mean=mean, std=std, resume_path=resume,
+          progress=lambda e, i: events.append((e, i)))
+    assert events[0][1]["done"] == 0
+
+
+def test_bad_recipe_rejected():
+    with pytest.raises(DassEdgeError, match="epochs must be >= 1"):
+        Recipe(epochs=0).validate()
