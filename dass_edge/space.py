@@ -47,7 +47,9 @@ class Arch:
         try:
             return cls(depths=tuple(d["depths"]), widths=tuple(tuple(w) for w in d["widths"]))
         except (KeyError, TypeError, ValueError) as e:
-            raise DassEdgeError(f"arch is malformed ({e}); expected {{'depths': [...], 'widths': [[...], ...]}}") from None
+            raise DassEdgeError(
+                f"arch is malformed ({e}); expected {{'depths': [...], 'widths': [[...], ...]}}"
+            ) from None
 
     def key(self) -> str:
         """A short, stable, human-readable identifier (``d2-2-1-2_w32.32-64.48-...``)."""

@@ -85,7 +85,8 @@ def test_mutation_and_crossover_stay_in_space(space):
         c = space.crossover(a, parents[0], rng)
         assert space.contains(c)
         for s in range(4):
-            assert (c.depths[s], c.widths[s]) in {(a.depths[s], a.widths[s]), (parents[0].depths[s], parents[0].widths[s])}
+            options = {(a.depths[s], a.widths[s]), (parents[0].depths[s], parents[0].widths[s])}
+            assert (c.depths[s], c.widths[s]) in options
     assert changed >= 5
 
 

@@ -2,10 +2,23 @@ import pytest
 import torch
 
 from dass_edge.data import load_task
+from dass_edge.data.task import Split, TaskData
 from dass_edge.errors import DassEdgeError
 from dass_edge.models import build_model
 from dass_edge.spec import ModelSpec
 from dass_edge.train import Recipe, evaluate, train
+
+
+def _small(name: str, per_split: int = 480) -> TaskData:
+    """A built-in task cut to a few hundred images per split, so training tests stay quick."""
+    d = load_task(name, resolution=16)
+    g = torch.Generator().manual_seed(0)
+
+    def cut(split: Split) -> Split:
+        idx = torch.randperm(len(split), generator=g)[:per_split]
+        return Split(split.images[idx], split.labels[idx])
+
+    return TaskData(d.name, d.class_names, d.resolution, cut(d.train), cut(d.val), cut(d.test), d.flip_ok)
 
 
 def _tiny(data):
@@ -20,7 +33,7 @@ class Killed(Exception):
 
 
 def test_training_learns_above_chance():
-    data = load_task("textures", resolution=16)
+    data = _small("textures", 960)
     model, mean, std = _tiny(data)
     before = evaluate(model, data.val, mean, std)
     result = train(model, data, Recipe(epochs=4, lr=0.1, batch_size=64), mean=mean, std=std)
@@ -31,7 +44,7 @@ def test_training_learns_above_chance():
 
 
 def test_killed_run_resumes_to_identical_weights(tmp_path):
-    data = load_task("count-dots", resolution=16)
+    data = _small("count-dots")
     recipe = Recipe(epochs=3, lr=0.05, batch_size=64)
     model, mean, std = _tiny(data)
     straight = train(model, data, recipe, mean=mean, std=std)
@@ -52,7 +65,7 @@ def test_killed_run_resumes_to_identical_weights(tmp_path):
     model, _, _ = _tiny(data)
     resumed = train(model, data, recipe, mean=mean, std=std, resume_path=resume,
                     progress=lambda e, i: events.append((e, i)))
-    assert events[0] == ("start", {"total": 3 * 19, "done": 19})
+    assert events[0] == ("start", {"total": 3 * 8, "done": 8})
     assert [h["epoch"] for h in resumed.history] == [1, 2, 3]
     assert not resume.exists()
     for k, v in straight.model.state_dict().items():
@@ -60,7 +73,7 @@ def test_killed_run_resumes_to_identical_weights(tmp_path):
 
 
 def test_resume_file_of_another_run_is_not_reused(tmp_path):
-    data = load_task("count-dots", resolution=16)
+    data = _small("count-dots")
     resume = tmp_path / "run.partial.pt"
     model, mean, std = _tiny(data)
 

@@ -107,7 +107,9 @@ def spec_from_state_dict(
     if "conv1.weight" not in state or "fc.weight" not in state:
         raise DassEdgeError("state dict has no conv1/fc weights; it is not a torchvision-style ResNet")
     if any(k.endswith("conv3.weight") for k in state):
-        raise DassEdgeError("state dict is a Bottleneck ResNet (ResNet-50 and up); dass-edge supports BasicBlock ResNets")
+        raise DassEdgeError(
+            "state dict is a Bottleneck ResNet (ResNet-50 and up); dass-edge supports BasicBlock ResNets"
+        )
     stem_w, in_chans, k, _ = state["conv1.weight"].shape
     if k not in (3, 7):
         raise DassEdgeError(f"stem kernel {k}x{k} is not supported (3x3 small-image or 7x7 ImageNet stem)")
@@ -118,7 +120,7 @@ def spec_from_state_dict(
         if m:
             blocks.setdefault(int(m[1]), {})[int(m[2])] = int(v.shape[0])
     if sorted(blocks) != [1, 2, 3, 4]:
-        raise DassEdgeError(f"expected stages layer1..layer4, found {['layer%d' % s for s in sorted(blocks)]}")
+        raise DassEdgeError(f"expected stages layer1..layer4, found {[f'layer{s}' for s in sorted(blocks)]}")
     stages = [[blocks[s][b] for b in sorted(blocks[s])] for s in (1, 2, 3, 4)]
     num_classes = int(state["fc.weight"].shape[0])
     imagenet = stem == "imagenet"

@@ -1,0 +1,1 @@
+"""The DaSS accuracy predictor, its baselines and their evaluation."""

@@ -1,0 +1,1 @@
+"""Latency-constrained student search: algorithms (evolution, random, exhaustive) and the Pareto front."""
