@@ -63,3 +63,15 @@ def test_wheel_install_runs_cli_and_finds_packaged_data(wheel_venv):
     assert found["teacher"]
     assert sorted(p.name for p in (ROOT / "profiles").glob("*.yaml")) == found["profiles"]
     assert sorted(p.name for p in (ROOT / "latency_tables").glob("*.json")) == found["tables"]
+
+
+def test_pyproject_lists_every_package():
+    """The package list is explicit (three packages are mapped from top-level folders); none may be forgotten."""
+    import tomllib
+
+    config = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
+    mapped = config.get("package-dir", {})
+    found = {".".join(p.parent.relative_to(ROOT).parts) for p in (ROOT / "dass_edge").rglob("__init__.py")}
+    found |= {pkg + "." + ".".join(p.parent.relative_to(ROOT / folder).parts) if p.parent != ROOT / folder else pkg
+              for pkg, folder in mapped.items() for p in (ROOT / folder).rglob("__init__.py")}
+    assert found == set(config["packages"])
