@@ -42,6 +42,9 @@ def _throughput(resolution: int, steps: int = 20, batch: int = 128) -> float:
 
 
 def main() -> None:
+    # One thread: on this shared 2-core machine two threads spin-wait whenever another job holds a core
+    # (5-10x slower), so one thread is what background training here uses and what measures reproducibly.
+    torch.set_num_threads(1)
     rounds = {16: [], 32: []}
     for _ in range(3):  # interleaved, so both resolutions see the same machine load
         for r in (16, 32):
@@ -54,7 +57,7 @@ def main() -> None:
     chance = 100.0 / data.num_classes
     body = f"""
 Teacher `resnet_edge_s` ({spec_params(model.spec) / 1e6:.2f}M params), batch 128, SGD step incl. augmentation,
-median of 3 interleaved rounds of 20 steps, default torch threads ({torch.get_num_threads()}).
+median of 3 interleaved rounds of 20 steps, {torch.get_num_threads()} torch thread.
 
 | resolution | train img/s |
 |---|---|

@@ -40,7 +40,9 @@ def machine() -> str:
 
 def write_fragment(name: str, title: str, command: str, body: str) -> Path:
     RESULTS.mkdir(parents=True, exist_ok=True)
+    load = ", ".join(f"{v:.1f}" for v in os.getloadavg())
     text = (f"## {title}\n\n- Command: `{command}`\n- Machine: {machine()}\n"
+            f"- Load average when written (1/5/15 min): {load} — above 2 means other jobs shared the 2 cores\n"
             f"- Date: {dt.datetime.now(dt.timezone.utc).strftime('%Y-%m-%d %H:%M UTC')}\n\n{body.strip()}\n")
     path = RESULTS / f"{name}.md"
     path.write_text(text)

@@ -12,6 +12,11 @@ import typer
 
 from dass_edge import __version__
 from dass_edge.commands import data as data_commands
+from dass_edge.commands import devices as devices_commands
+from dass_edge.commands import distill as distill_commands
+from dass_edge.commands import export as export_commands
+from dass_edge.commands import meta as meta_commands
+from dass_edge.commands import profile as profile_commands
 from dass_edge.commands import teacher as teacher_commands
 from dass_edge.errors import DassEdgeError
 
@@ -42,6 +47,11 @@ def _root(
 
 app.add_typer(data_commands.app, name="data")
 app.add_typer(teacher_commands.app, name="teacher")
+app.command("export")(export_commands.export_command)
+app.command("distill")(distill_commands.distill_command)
+app.add_typer(meta_commands.app, name="meta")
+app.command("profile")(profile_commands.profile_command)
+app.command("devices")(devices_commands.devices_command)
 
 
 def _fail(message: str, code: int = 2) -> None:

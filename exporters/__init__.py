@@ -1,1 +1,28 @@
-"""Exporters (installed as ``dass_edge.exporters``): ONNX, INT8 Q/DQ, FP16 and TensorRT engine builders."""
+"""Exporters (installed as ``dass_edge.exporters``): ONNX, FP16, INT8 Q/DQ and TensorRT engine builders + verification.
+
+Each step is a loader (a deferred callable, Polygraphy-style) that takes a value or another loader::
+
+    fp32 = OnnxFromTorch(model, "s.onnx", resolution=32)
+    int8 = QdqFromOnnx(fp32, "s.int8.onnx", calibration_images, quant_config("x86"))
+    Comparator.run([TorchRunner(model), OnnxrtRunner(int8)], images, labels)
+
+``trt_build`` is deliberately self-contained (stdlib + tensorrt) so it can be copied to a device.
+``tensorrt``/``pycuda`` are imported only when an engine is built or run.
+"""
+
+from __future__ import annotations
+
+from dass_edge.exporters.base import BaseLoader, lazy_import, resolve
+from dass_edge.exporters.compare import FP32_TOLERANCE, Comparator, Comparison, fp16_tolerance
+from dass_edge.exporters.fp16 import Fp16FromOnnx
+from dass_edge.exporters.int8 import CALIBRATION_METHODS, QUANT_TARGETS, QdqFromOnnx, QuantConfig, quant_config
+from dass_edge.exporters.onnx_export import OnnxFromTorch, read_metadata
+from dass_edge.exporters.runners import OnnxrtRunner, TorchRunner
+from dass_edge.exporters.tensorrt import EngineFromOnnx, TrtRunner, build_commands, tensorrt_availability
+
+__all__ = [
+    "CALIBRATION_METHODS", "FP32_TOLERANCE", "QUANT_TARGETS", "BaseLoader", "Comparator", "Comparison",
+    "EngineFromOnnx", "Fp16FromOnnx", "OnnxFromTorch", "OnnxrtRunner", "QdqFromOnnx", "QuantConfig", "TorchRunner",
+    "TrtRunner", "build_commands", "fp16_tolerance", "lazy_import", "quant_config", "read_metadata", "resolve",
+    "tensorrt_availability",
+]

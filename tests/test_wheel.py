@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import sysconfig
@@ -18,7 +19,17 @@ ROOT = Path(__file__).resolve().parents[1]
 @pytest.fixture(scope="module")
 def wheel_venv(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("wheel")
-    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(tmp / "dist"), str(ROOT)],
+    # Build from a clean copy: setuptools reuses a stale in-tree build/ folder, which would hide a
+    # missing or renamed file.
+    src = tmp / "src"
+    def ignore(folder: str, names: list[str]) -> set[str]:
+        skip = {"__pycache__"} | {n for n in names if n.endswith(".egg-info")}
+        if Path(folder) == ROOT:  # top-level work folders only (dass_edge/metadb is a package)
+            skip |= {"build", "dist", ".git", ".venv", ".pytest_cache", ".ruff_cache", "runs", "metadb"}
+        return skip & set(names)
+
+    shutil.copytree(ROOT, src, ignore=ignore)
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(tmp / "dist"), str(src)],
                    check=True, capture_output=True)
     wheels = list((tmp / "dist").glob("dass_edge-*.whl"))
     assert len(wheels) == 1

@@ -1,0 +1,221 @@
+"""Benchmark: the CPU latency table for the default space: build time, fidelity, held-out check, predict speed.
+
+Targets (issue 3): full table for the default space at 32x32 in <= 3 min on this 2-core machine; on this
+CPU (onnxruntime, 1 thread) >= 90% of random students within +-10% of their measured end-to-end median
+after correction, Spearman >= 0.95.
+
+    python benchmarks/bench_latency.py [--students 30] [--heldout 30] [--ship] [--out benchmarks/results/latency.md]
+
+1. ``profile_device("cpu", <demo teacher>, 32)``: the whole ``dass-edge profile`` pipeline, timed end to
+   end (model files, measurement, fidelity students, correction fit). Its fidelity figures are leave-one-out.
+2. Held out: ``--heldout`` fresh random students (another seed), measured end to end with the profile's
+   protocol, against ``LatencyTable.predict``.
+3. Exporter check: students exported by ``torch.onnx.export(dynamo=True)`` vs the graphs the profiler
+   writes, measured interleaved: the ratio says whether the table predicts what the exporter produces.
+4. ``predict`` throughput. With ``--ship`` the table is also copied into ``latency_tables/``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import io
+import os
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+import warnings
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from benchmarks.common import RESULTS, write_fragment  # noqa: E402
+
+
+def _measure_files(files: dict[str, Path], rounds: int) -> dict[str, dict]:
+    """End-to-end summaries with the cpu profile's protocol (fresh sessions, interleaved rounds)."""
+    from dass_edge.latency import load_profile
+    from dass_edge.latency.runners.timing import run_job
+    from dass_edge.latency.stats import summarize_rounds
+
+    profile = load_profile("cpu")
+    got: dict[str, dict[int, list[float]]] = {k: {} for k in files}
+    items = [{"id": k, "artifact": str(p), "rounds": list(range(rounds)), "sessions": rounds} for k, p in files.items()]
+    run_job(items, profile.backend_settings(), lambda r: got[r["id"]].__setitem__(r["round"], r["us"]), seed=7)
+    return {k: summarize_rounds([v[r] for r in sorted(v)]) for k, v in got.items()}
+
+
+def _dynamo_export(spec, path: Path) -> None:
+    import torch
+
+    from dass_edge.models import build_model
+
+    model = build_model(spec).eval()
+    x = torch.randn(1, spec.in_chans, spec.resolution, spec.resolution)
+    with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()), \
+            contextlib.redirect_stderr(io.StringIO()):
+        warnings.simplefilter("ignore")
+        torch.onnx.export(model, (x,), str(path), dynamo=True, input_names=["x"], output_names=["y"])
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = [] if argv is None else argv
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--students", type=int, default=None, help="fidelity students (default: the profile's, 30)")
+    ap.add_argument("--heldout", type=int, default=30, help="extra students for the held-out check")
+    ap.add_argument("--exporter-students", type=int, default=5, help="students for the dynamo-exporter check")
+    ap.add_argument("--controls", type=int, default=10, help="fidelity students re-measured to size the drift")
+    ap.add_argument("--ship", action="store_true", help="copy the table into latency_tables/ (replacing cpu tables)")
+    ap.add_argument("--repeats", type=int, default=1, help="extra independent table builds, to show run-to-run spread")
+    ap.add_argument("--out", type=Path, default=RESULTS / "latency.md")
+    args = ap.parse_args(argv)
+    command = " ".join(["python benchmarks/bench_latency.py", *argv])
+
+    from scipy import stats
+
+    from dass_edge.latency import default_teacher_spec, load_profile, profile_device
+    from dass_edge.latency.artifacts import StudentArtifact
+    from dass_edge.latency.stats import fidelity_metrics
+    from dass_edge.space import Arch, SearchSpace
+
+    teacher = default_teacher_spec().replace(resolution=32)
+    profile = load_profile("cpu")
+    load_before = os.getloadavg()
+    with tempfile.TemporaryDirectory(prefix="bench-latency-") as tmp:
+        work = Path(tmp)
+        os.environ["DASS_EDGE_TABLES"] = str(work / "store")
+        print("profiling the default space on cpu ...", file=sys.stderr)
+        t0 = time.perf_counter()
+        result = profile_device("cpu", teacher, 32, students=args.students)
+        build_s = time.perf_counter() - t0
+        table = result.table
+        repeats = []
+        for i in range(1, args.repeats):
+            print(f"repeat {i + 1} of {args.repeats} ...", file=sys.stderr)
+            os.environ["DASS_EDGE_TABLES"] = str(work / f"store{i}")
+            t1 = time.perf_counter()
+            again = profile_device("cpu", teacher, 32, students=args.students)
+            repeats.append((time.perf_counter() - t1, again.table.fidelity))
+        shipped = None
+        if args.ship:
+            dest = ROOT / "latency_tables"
+            for old in dest.glob("cpu_*.json"):
+                old.unlink()
+            shipped = dest / result.path.name
+            shutil.copyfile(result.path, shipped)
+
+        space = SearchSpace(teacher)
+        seen = {a["arch"]["depths"].__repr__() + repr(a["arch"]["widths"]) for a in table.fidelity["samples"]}
+        held = [a for a in space.sample_many(args.heldout + 40, seed=1000)
+                if repr(list(a.depths)) + repr([list(w) for w in a.widths]) not in seen][: args.heldout]
+        files = {}
+        for i, arch in enumerate(held):
+            files[f"h{i}"] = StudentArtifact(space.to_spec(arch), 1, "onnxruntime", "fp32")(work / f"h{i}.onnx")
+        controls = table.fidelity["samples"][: args.controls]
+        for j, sample in enumerate(controls):
+            arch = Arch.from_dict(sample["arch"])
+            files[f"c{j}"] = StudentArtifact(space.to_spec(arch), 1, "onnxruntime", "fp32")(work / f"c{j}.onnx")
+        exp = held[: args.exporter_students]
+        for i, arch in enumerate(exp):
+            _dynamo_export(space.to_spec(arch), work / f"d{i}.onnx")
+            files[f"d{i}"] = work / f"d{i}.onnx"
+        print(f"measuring {len(held)} held-out students and {len(exp)} dynamo exports ...", file=sys.stderr)
+        measured = _measure_files(files, profile.fidelity_sessions)
+    load_after = os.getloadavg()
+
+    pred = [table.predict(space.to_spec(a))["p50_ms"] for a in held]
+    meas = [measured[f"h{i}"]["p50_ms"] for i in range(len(held))]
+    held_fid = fidelity_metrics(pred, meas)
+    p90_pred = [table.predict(space.to_spec(a))["p90_ms"] for a in held]
+    p90_fid = fidelity_metrics(p90_pred, [measured[f"h{i}"]["p90_ms"] for i in range(len(held))])
+    ratios = [measured[f"d{i}"]["p50_ms"] / measured[f"h{i}"]["p50_ms"] for i in range(len(exp))]
+    bias = statistics.median(m / p for m, p in zip(meas, pred))
+    drift = statistics.median(measured[f"c{j}"]["p50_ms"] / c["p50_ms"] for j, c in enumerate(controls))
+    adjusted = fidelity_metrics([p * drift for p in pred], meas)
+
+    specs = [space.to_spec(a) for a in space.sample_many(2000, seed=3)]
+    t0 = time.perf_counter()
+    reps = 5
+    for _ in range(reps):
+        for s in specs:
+            table.predict(s)
+    per_s = reps * len(specs) / (time.perf_counter() - t0)
+
+    fid, prov = table.fidelity, table.provenance
+    unc, alls = fid["uncorrected"], fid["all_sessions"]
+    rho_params = stats.spearmanr([s["weights_mb"] for s in fid["samples"]], [s["p50_ms"] for s in fid["samples"]])
+    corr = table.correction
+    terms = " + ".join(f"{c:.4g}·{f}" for c, f in zip(corr["p50"], corr["features"]))
+
+    def pct(x: float) -> str:
+        return f"{100 * x:.1f}%"
+
+    n, h = fid["students"], len(held)
+    table_rows = [
+        ("figure", "value", "target"), ("---", "---:", "---:"),
+        (f"full table, wall time (`profile_device`, incl. {n} fidelity students)", f"**{build_s:.0f} s**", "≤ 180 s"),
+        (f"fidelity (leave-one-out, {n} students): within ±10% of the measured (undisturbed) median",
+         f"**{pct(fid['within_10pct'])}**", "≥ 90%"),
+        ("fidelity: RMSPE / max abs error", f"{pct(fid['rmspe'])} / {pct(fid['max_abs_pct_error'])}", ""),
+        ("fidelity: Spearman", f"**{fid['spearman']:.3f}**", "≥ 0.95"),
+        ("same, against the plain median of all sessions (disturbed ones included): within ±10% / RMSPE / Spearman",
+         f"{pct(alls['within_10pct'])} / {pct(alls['rmspe'])} / {alls['spearman']:.3f}", ""),
+        ("students' session spread (median of max/min session median)", f"{fid['session_spread']:.2f}", ""),
+        ("uncorrected LUT sum: within ±10% / RMSPE / Spearman",
+         f"{pct(unc['within_10pct'])} / {pct(unc['rmspe'])} / {unc['spearman']:.3f}", ""),
+        (f"held-out ({h} new students): within ±10% / RMSPE / Spearman",
+         f"**{pct(held_fid['within_10pct'])}** / {pct(held_fid['rmspe'])} / **{held_fid['spearman']:.3f}**",
+         "≥ 90% / – / ≥ 0.95"),
+        ("held-out: median measured / predicted", f"{bias:.3f}", ""),
+        (f"drift: {len(controls)} fidelity students re-measured with the held-out ones, now / at profiling",
+         f"{drift:.3f}", ""),
+        ("held-out after dividing out that drift: within ±10% / RMSPE (diagnostic)",
+         f"{pct(adjusted['within_10pct'])} / {pct(adjusted['rmspe'])}", ""),
+        ("held-out p90: within ±10% / RMSPE", f"{pct(p90_fid['within_10pct'])} / {pct(p90_fid['rmspe'])}", ""),
+        (f"dynamo-exported / profiler-graph end-to-end median ({len(exp)} students)",
+         f"{statistics.median(ratios):.3f} (range {min(ratios):.3f}–{max(ratios):.3f})", "≈ 1"),
+        ("`LatencyTable.predict` throughput", f"{per_s:,.0f} /s", "≥ 1,000 /s"),
+    ]
+    for i, (secs, f) in enumerate(repeats, start=2):
+        table_rows.append((f"independent rebuild {i}: wall time; within ±10% / RMSPE / Spearman (leave-one-out)",
+                           f"{secs:.0f} s; {pct(f['within_10pct'])} / {pct(f['rmspe'])} / {f['spearman']:.3f}", ""))
+    rows = "\n".join("| " + " | ".join(r) + " |" for r in table_rows)
+    body = f"""
+- Table: device profile `cpu` ({prov['backend']} {prov['backend_version']}, {prov['precision']}, batch 1,
+  {prov['threads']} thread), demo-teacher space ({'-'.join(map(str, teacher.widths))} widths,
+  depths {'-'.join(map(str, teacher.depths))}, {teacher.num_classes} classes) at 32x32: **{len(table.entries)}
+  entries** (stems, blocks, head) + per-call overhead model; measured on {prov['measured_on']}.
+- Protocol: {profile.sessions} fresh sessions per block and {profile.fidelity_sessions} per student, interleaved in
+  shuffled passes; warm-up {profile.warmup_s * 1e3:.0f} ms by time, {profile.iterations} timed calls per session.
+  A model's median is its undisturbed median: per-session medians, lower quartile across sessions (other jobs
+  only ever slow a session down); entries are added up by their p25;
+  nice {prov['settings']['nice_in_effect']} (requested {profile.nice}). Per-call overhead
+  {table.data['overhead']['p25_ms'] * 1e3:.1f} µs (p25) removed from every entry and added once.
+- Conditions: shared machine, load average {load_before[0]:.1f} before / {load_after[0]:.1f} after (1-min; other
+  sessions' training and tests were running).
+{'- Shipped as `latency_tables/' + shipped.name + '`.' if shipped else ''}
+
+{rows}
+
+- Held out vs leave-one-out: the held-out students are measured a minute after the table, in a separate job; on
+  this shared machine the whole level moves with other jobs' load (the drift row), ranks do not.
+- p90 here is dominated by preemption: with other jobs on both cores a ~0.5 ms call is descheduled for a ~4 ms
+  time slice every few calls, so p90/p50 of whole models reflects the co-tenants, not the model. Median figures
+  are what the search constrains on.
+- Correction (fit on relative error): median ≈ {terms}; p90 = median × {corr['p90_ratio']:.2f}.
+- Spearman of weights (MB) vs measured median over the fidelity students: {rho_params.statistic:.2f} (the size
+  term matters: stage-4 weights exceed the core's L2 inside a whole model, not in a block measured alone).
+"""
+    path = write_fragment("latency", "Latency tables (CPU, onnxruntime, 1 thread)", command, body)
+    if args.out != path:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(path, args.out)
+    print(path.read_text())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,175 @@
+"""``dass-edge meta``: build and inspect the meta-training database (``build-db``, ``info``).
+
+``meta train`` / ``meta eval`` (the predictor) register on the same ``app``.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import typer
+from rich.table import Table
+
+from dass_edge.commands._common import console, err_console, print_json, progress_bar
+from dass_edge.errors import DassEdgeError
+
+__all__ = ["app", "parse_tasks", "SHIPPED_DB"]
+
+app = typer.Typer(help="The meta-training database and the predictor trained on it.", no_args_is_help=True)
+SHIPPED_DB = "metadb.jsonl"  # in dass_edge/assets
+
+
+def parse_tasks(text: str, default_model: str) -> list[tuple[str, str]]:
+    """``name[:model],...`` → ``[(name, model), ...]``."""
+    out = []
+    for item in text.replace(" ", "").split(","):
+        if not item:
+            continue
+        name, _, model = item.partition(":")
+        out.append((name, model or default_model))
+    if not out:
+        raise DassEdgeError("--tasks is empty; give built-in task names (see 'dass-edge data list')")
+    return out
+
+
+def _ints(text: str, what: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(v) for v in text.replace(" ", "").split(",") if v)
+    except ValueError:
+        raise DassEdgeError(f"{what} must be comma-separated integers (got {text!r})") from None
+
+
+def _logger(log_file: Path | None, progress, task_id):
+    fh = open(log_file, "a", encoding="utf-8") if log_file else None  # noqa: SIM115 - closed by the caller
+    started = time.time()
+    state = {"done": 0, "todo": 0}
+
+    def log(event: str, info: dict) -> None:
+        if event == "start":
+            nonlocal started
+            started = time.time()  # ETA from KD runs only, not teacher training
+            state["todo"] = info["todo"]
+            progress.update(task_id, total=info["todo"], completed=0, status=f"{info['done']} done before")
+        elif event == "row":
+            state["done"] += 1
+            progress.update(task_id, advance=1, status=f"{info['task']} {info['val_acc']:.1f}%")
+        elif event in ("teachers", "teacher_done"):
+            progress.update(task_id, status=f"teachers: {info.get('task', info.get('total'))}")
+        if fh is None:
+            return
+        rec = {"t": time.strftime("%Y-%m-%dT%H:%M:%S"), "event": event}
+        if event == "row":
+            elapsed = time.time() - started
+            left = state["todo"] - state["done"]
+            rec.update(task=info["task"], arch=info["arch_key"], seed=info["seed"], val_acc=info["val_acc"],
+                       seconds=info["seconds"], done=state["done"], left=left,
+                       eta_hours=round(elapsed / state["done"] * left / 3600, 2))
+        else:
+            rec.update(info)
+        fh.write(json.dumps(rec, default=str) + "\n")
+        fh.flush()
+
+    return log, fh
+
+
+@app.command("build-db")
+def build_db_cmd(
+    tasks: str = typer.Option(..., "--tasks", help="Built-in tasks, comma-separated; name:model picks its teacher."),
+    students_per_task: int = typer.Option(40, "--students-per-task", help="Students per task."),
+    seeds: str = typer.Option("0", "--seeds", help="KD seeds, comma-separated."),
+    multi_seed_students: int = typer.Option(None, "--multi-seed-students",
+                                            help="Only the first N students of a task get every seed (others: the "
+                                                 "first seed)."),
+    epochs: int = typer.Option(10, "--epochs", help="KD epochs per student."),
+    lr: float = typer.Option(0.01, "--lr", help="KD peak learning rate."),
+    resolution: int = typer.Option(16, "--resolution", help="Input resolution of tasks and teachers."),
+    teacher_model: str = typer.Option("resnet_edge_s", "--teacher-model", help="Teacher shape for tasks without one."),
+    teacher_epochs: int = typer.Option(60, "--teacher-epochs", help="Teacher training epochs (to convergence)."),
+    teacher: Path = typer.Option(None, "--teacher", help="Use this teacher (only with a single task)."),
+    teachers_dir: Path = typer.Option(None, "--teachers", help="Teacher folder (<task>.safetensors); default: "
+                                                               "'teachers' next to the database."),
+    heldout: str = typer.Option("", "--heldout", help="Tasks to mark as held out for meta-test."),
+    engine: str = typer.Option("local", "--engine", help="local (process pool) or ray."),
+    address: str = typer.Option(None, "--address", help="Ray cluster address (default: start a local one)."),
+    workers: int = typer.Option(1, "--workers", help="Parallel jobs (0: run in this process)."),
+    threads: int = typer.Option(1, "--threads", help="Torch threads per job (fixed, for reproducible rows)."),
+    sample_seed: int = typer.Option(0, "--sample-seed", help="Seed of the student sampling."),
+    out: Path = typer.Option(Path("metadb/metadb.jsonl"), "--out", help="Database (JSONL; appended to)."),
+    log_file: Path = typer.Option(None, "--log", help="Append a JSON line per event to this file."),
+    json_out: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
+) -> None:
+    """Build or continue a meta-database: a teacher per task, then KD runs of seeded students."""
+    from dataclasses import replace
+
+    from dass_edge.distill import DB_RECIPE, KDConfig
+    from dass_edge.metadb.builder import TEACHER_RECIPE, BuildPlan, TaskPlan, build_db, validate_plan
+    from dass_edge.metadb.engines import make_engine
+
+    pairs = parse_tasks(tasks, teacher_model)
+    held = {t for t in heldout.replace(" ", "").split(",") if t}
+    unknown_held = held - {n for n, _ in pairs}
+    if unknown_held:
+        raise DassEdgeError(f"--heldout names tasks not in --tasks: {', '.join(sorted(unknown_held))}")
+    if teacher is not None and len(pairs) != 1:
+        raise DassEdgeError("--teacher works with a single task; put teachers in --teachers DIR as <task>.safetensors")
+    seed_list = _ints(seeds, "--seeds")
+    plan = BuildPlan(
+        tasks=[TaskPlan(n, m, n in held, students_per_task, seed_list, multi_seed_students) for n, m in pairs],
+        teachers_dir=teachers_dir or out.parent / "teachers", resolution=resolution,
+        config=KDConfig(recipe=replace(DB_RECIPE, epochs=epochs, lr=lr)),
+        teacher_recipe=replace(TEACHER_RECIPE, epochs=teacher_epochs), sample_seed=sample_seed, threads=threads,
+        teacher_paths={pairs[0][0]: teacher} if teacher is not None else {},
+    )
+    validate_plan(plan, out)  # bad input fails here: no engine started, nothing written
+    if log_file is not None:
+        log_file.parent.mkdir(parents=True, exist_ok=True)
+    with make_engine(engine, workers, address, threads) as eng, progress_bar() as progress:
+        task_id = progress.add_task("build-db", total=None, status="checking input")
+        log, fh = _logger(log_file, progress, task_id)
+        try:
+            summary = build_db(plan, out, eng, log)
+        finally:
+            if fh:
+                fh.close()
+    summary["out"] = str(out)
+    if json_out:
+        print_json(summary)
+    else:
+        console.print(f"{out}: {summary['added']} rows added ({summary['done_before']} of {summary['planned']} "
+                      f"planned runs were already there), {summary['rows']} rows in all")
+    if summary["failed"]:
+        err_console.print(f"{summary['failed']} runs failed; rerun the same command to retry them")
+        raise typer.Exit(1)
+
+
+@app.command("info")
+def info_cmd(
+    db: Path = typer.Argument(None, help="Database (default: the one shipped with dass-edge)."),
+    json_out: bool = typer.Option(False, "--json", help="Print JSON."),
+) -> None:
+    """What a meta-database holds: tasks, students, held-out tasks, label noise (seed Spearman), spread."""
+    from dass_edge.metadb import db_info, read_rows
+    from dass_edge.resources import asset_path
+
+    path = db or asset_path(SHIPPED_DB)
+    if not Path(path).is_file():
+        raise DassEdgeError(f"no database at {path}" + ("" if db else "; this installation ships none"))
+    info = db_info(read_rows(path))
+    info["path"] = str(path)
+    info["predictor"] = None  # filled in once a trained predictor ships
+    if json_out:
+        print_json(info)
+        return
+    console.print(f"{path}: {info['rows']} rows, {info['tasks']} tasks, >= {info['students_per_task']} students per "
+                  f"task, held out: {', '.join(info['heldout_tasks']) or 'none'}")
+    console.print(f"seed Spearman {info['seed_spearman']}, gap/spread {info['seed_gap_over_spread']}, "
+                  f"median accuracy spread {info['acc_spread']} points, {info['cpu_hours']} CPU-hours")
+    table = Table("task", "teacher", "teacher val", "students", "rows", "acc min..max", "seed rho")
+    for t in info["per_task"]:
+        agree = t["seed_agreement"]
+        table.add_row(t["task"] + (" (held out)" if t["heldout"] else ""), str(t["teacher_model"]),
+                      str(t["teacher_val_acc"]), str(t["students"]), str(t["rows"]),
+                      f"{t['min_acc']:.1f}..{t['max_acc']:.1f}", str(agree["spearman"]) if agree else "-")
+    console.print(table)

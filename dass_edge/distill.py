@@ -1,0 +1,245 @@
+"""Knowledge distillation: a student remapped from its teacher, trained against the teacher's logits.
+
+Split the way torchdistill splits it: losses are registered by key (:func:`register_loss`), a
+:class:`KDBox` owns the teacher, the teacher-output source (cache or live forward) and the loss, and
+the shared training loop (:func:`dass_edge.train.train`) only calls the box's ``loss_fn``. So KD
+inherits the loop's seeded stream, best-on-val selection and per-epoch resume.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from dass_edge.data.task import TaskData
+from dass_edge.errors import DassEdgeError
+from dass_edge.models.remap import REMAP_MODES, remap
+from dass_edge.models.resnet import ResNet
+from dass_edge.space import Arch, SearchSpace
+from dass_edge.teacher_cache import TeacherCache, load_or_build_cache
+from dass_edge.train import ProgressFn, Recipe, evaluate, train
+
+__all__ = ["LOSSES", "KDConfig", "KDBox", "DistillResult", "register_loss", "get_loss", "kd_loss", "distill",
+           "parse_arch", "DB_RECIPE"]
+
+#: ``loss(student_logits, teacher_logits, labels) -> scalar``.
+KDLoss = Callable[[torch.Tensor, torch.Tensor | None, torch.Tensor], torch.Tensor]
+LOSSES: dict[str, Callable[..., KDLoss]] = {}
+
+
+def register_loss(key: str) -> Callable[[Callable[..., KDLoss]], Callable[..., KDLoss]]:
+    """Register a loss factory under ``key`` (its keyword arguments are the loss options)."""
+
+    def deco(factory: Callable[..., KDLoss]) -> Callable[..., KDLoss]:
+        if key in LOSSES:
+            raise ValueError(f"loss {key!r} registered twice")
+        LOSSES[key] = factory
+        return factory
+
+    return deco
+
+
+def get_loss(key: str, **kwargs: float) -> KDLoss:
+    if key not in LOSSES:
+        raise DassEdgeError(f"no loss {key!r} registered; choose one of {', '.join(sorted(LOSSES))}")
+    return LOSSES[key](**kwargs)
+
+
+@register_loss("kd")
+def kd_loss(alpha: float = 0.5, temperature: float = 6.0) -> KDLoss:
+    """Hinton et al. 2015 as used by DaSS: ``α·CE(s, y) + (1−α)·T²·KL(softmax(t/T) ‖ softmax(s/T))``."""
+    if not 0.0 <= alpha <= 1.0:
+        raise DassEdgeError(f"alpha must be in [0, 1], got {alpha}")
+    if temperature <= 0:
+        raise DassEdgeError(f"temperature must be > 0, got {temperature}")
+
+    def loss(s: torch.Tensor, t: torch.Tensor | None, y: torch.Tensor) -> torch.Tensor:
+        ce = F.cross_entropy(s, y)
+        kl = F.kl_div(F.log_softmax(s / temperature, 1), F.log_softmax(t / temperature, 1), reduction="batchmean",
+                      log_target=True)
+        return alpha * ce + (1.0 - alpha) * temperature**2 * kl
+
+    return loss
+
+
+@register_loss("ce")
+def ce_loss(alpha: float = 1.0, temperature: float = 1.0) -> KDLoss:
+    """Plain cross-entropy (no teacher): the baseline KD is compared against."""
+
+    def loss(s: torch.Tensor, t: torch.Tensor | None, y: torch.Tensor) -> torch.Tensor:
+        return F.cross_entropy(s, y)
+
+    return loss
+
+
+#: The meta-database label recipe (see benchmarks/results/distill.md): a short, low-lr schedule that
+#: is stable after remapping, so two seeds rank students alike.
+DB_RECIPE = Recipe(epochs=10, batch_size=128, lr=0.01, momentum=0.9, weight_decay=3e-5, warmup_epochs=1.0,
+                   label_smoothing=0.0, augment=True, seed=0)
+
+
+@dataclass(frozen=True)
+class KDConfig:
+    """A KD run's settings besides the student: loss by key, remap mode and the optimization recipe."""
+
+    recipe: Recipe = field(default_factory=lambda: DB_RECIPE)
+    loss: str = "kd"
+    alpha: float = 0.5
+    temperature: float = 6.0
+    remap: str = "first"
+
+    def validate(self) -> KDConfig:
+        self.recipe.validate()
+        get_loss(self.loss, alpha=self.alpha, temperature=self.temperature)
+        if self.remap not in REMAP_MODES:
+            raise DassEdgeError(f"unknown remap mode {self.remap!r}; choose one of {', '.join(REMAP_MODES)}")
+        return self
+
+    def to_dict(self) -> dict:
+        return {"recipe": asdict(self.recipe), "loss": self.loss, "alpha": self.alpha,
+                "temperature": self.temperature, "remap": self.remap}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> KDConfig:
+        return cls(recipe=Recipe(**d["recipe"]), loss=d["loss"], alpha=d["alpha"], temperature=d["temperature"],
+                   remap=d["remap"])
+
+    def with_seed(self, seed: int) -> KDConfig:
+        return replace(self, recipe=replace(self.recipe, seed=seed))
+
+    def recipe_hash(self) -> str:
+        """Identifies the recipe apart from the seed (the seed is its own field in a DB row)."""
+        d = self.to_dict()
+        d["recipe"] = {k: v for k, v in d["recipe"].items() if k != "seed"}
+        return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:12]
+
+
+class KDBox:
+    """Owns the teacher, where its logits come from, and the loss; hands the loop a ``loss_fn``.
+
+    Args:
+        teacher: the teacher (kept in eval mode; never updated).
+        loss: a registered loss.
+        cache: teacher logits for this run's stream; batches it does not hold run the teacher live.
+    """
+
+    def __init__(self, teacher: nn.Module, loss: KDLoss, cache: TeacherCache | None = None,
+                 needs_teacher: bool = True) -> None:
+        self.teacher = teacher.eval()
+        self.loss = loss
+        self.cache = cache
+        self.needs_teacher = needs_teacher
+        self.hits = 0
+        self.misses = 0
+
+    @torch.no_grad()
+    def teacher_logits(self, x: torch.Tensor, index: torch.Tensor, epoch: int) -> torch.Tensor:
+        if self.cache is not None:
+            found = self.cache.lookup(x, index, epoch)
+            if found is not None:
+                self.hits += 1
+                return found
+        self.misses += 1
+        return self.teacher(x)
+
+    def loss_fn(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, index: torch.Tensor,
+                epoch: int) -> torch.Tensor:
+        t = self.teacher_logits(x, index, epoch) if self.needs_teacher else None
+        return self.loss(model(x), t, y)
+
+
+@dataclass
+class DistillResult:
+    student: ResNet  # best-on-validation weights, eval mode
+    val_acc: float
+    final_val_acc: float
+    test_acc: float
+    best_epoch: int
+    history: list[dict]
+    seconds: float
+    images_per_second: float
+    cache: dict  # {"used", "hit", "hits", "misses"}
+
+
+def check_compatible(teacher: ResNet, data: TaskData, arch: Arch, fixed_last_stage: bool = False) -> SearchSpace:
+    """Raise a one-line error unless ``arch`` can be remapped from ``teacher`` and trained on ``data``."""
+    if teacher.spec.num_classes != data.num_classes:
+        raise DassEdgeError(f"the teacher has {teacher.spec.num_classes} classes but task {data.name} has "
+                            f"{data.num_classes}; use a teacher trained on this task")
+    if teacher.spec.resolution != data.resolution:
+        raise DassEdgeError(f"the teacher was trained at {teacher.spec.resolution} px but the data is at "
+                            f"{data.resolution} px")
+    try:
+        space = SearchSpace(teacher.spec, fixed_last_stage=fixed_last_stage)
+    except DassEdgeError as e:
+        raise DassEdgeError(f"this teacher cannot host students: {e}") from None
+    try:
+        space.validate(arch)
+    except DassEdgeError as e:
+        raise DassEdgeError(f"arch {arch.key()} does not fit the teacher: {e}") from None
+    return space
+
+
+def distill(teacher: ResNet, arch: Arch, data: TaskData, config: KDConfig, *, teacher_sha256: str | None = None,
+            cache_dir: str | Path | None = None, resume_path: str | Path | None = None,
+            progress: ProgressFn | None = None) -> DistillResult:
+    """KD-train ``arch`` remapped from ``teacher`` on ``data``; select the best epoch on validation.
+
+    Args:
+        teacher_sha256: the teacher file's checksum; with ``cache_dir`` it keys the teacher-output cache.
+        cache_dir: where teacher-output caches live (None: run the teacher live on every batch).
+        resume_path: per-epoch resume state (see :func:`dass_edge.train.train`).
+
+    Raises:
+        DassEdgeError: class-count or resolution mismatch, arch outside the teacher's space, bad config.
+    """
+    config.validate()
+    check_compatible(teacher, data, arch)
+    recipe = config.recipe
+    mean, std = teacher.spec.mean, teacher.spec.std
+    teacher = teacher.eval()
+    student = remap(teacher, arch, mode=config.remap)
+    needs_teacher = config.loss != "ce"
+    cache, hit = None, False
+    if needs_teacher and cache_dir is not None and teacher_sha256:
+        cache, hit = load_or_build_cache(teacher, teacher_sha256, data, cache_dir, seed=recipe.seed,
+                                         batch_size=recipe.batch_size, epochs=recipe.epochs, augment=recipe.augment,
+                                         mean=mean, std=std)
+    box = KDBox(teacher, get_loss(config.loss, alpha=config.alpha, temperature=config.temperature), cache,
+                needs_teacher=needs_teacher)
+    extra = {"kd": config.to_dict(), "teacher": teacher_sha256 or "", "arch": arch.key()}
+    result = train(student, data, recipe, mean=mean, std=std, loss_fn=box.loss_fn, resume_path=resume_path,
+                   progress=progress, fingerprint_extra=extra)
+    test_acc = evaluate(result.model, data.test, mean, std)
+    return DistillResult(student=result.model, val_acc=result.best_val_acc, final_val_acc=result.final_val_acc,
+                         test_acc=test_acc, best_epoch=result.best_epoch, history=result.history,
+                         seconds=result.seconds, images_per_second=result.images_per_second,
+                         cache={"used": cache is not None, "hit": hit, "hits": box.hits,
+                                "misses": box.misses if needs_teacher else 0})
+
+
+def parse_arch(text: str) -> Arch:
+    """An arch from JSON (``{"depths": [...], "widths": [[...], ...]}``) or its key (``d2-1-2-2_w16.16-...``)."""
+    text = text.strip()
+    if text.startswith("{"):
+        try:
+            return Arch.from_dict(json.loads(text))
+        except json.JSONDecodeError as e:
+            raise DassEdgeError(f"--arch is not valid JSON ({e.msg})") from None
+    try:
+        d_part, w_part = text.split("_w", 1)
+        if not d_part.startswith("d"):
+            raise ValueError
+        depths = tuple(int(v) for v in d_part[1:].split("-"))
+        widths = tuple(tuple(int(w) for w in stage.split(".")) for stage in w_part.split("-"))
+    except ValueError:
+        raise DassEdgeError(f"--arch {text!r} is neither JSON nor an arch key like d2-1-2-2_w16.16-32-64.48-128.128"
+                            ) from None
+    return Arch(depths, widths)

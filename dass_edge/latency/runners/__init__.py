@@ -1,0 +1,19 @@
+"""Latency runners: one small class per backend behind one contract (Polygraphy-style).
+
+Everything in this subpackage imports only the standard library and numpy at module level and uses
+relative imports, so the remote agent ships it unchanged to a device that has no dass-edge installed
+(see :mod:`dass_edge.latency.remote`). Backends (onnxruntime, torch, tensorrt) are imported lazily.
+"""
+
+from __future__ import annotations
+
+from .base import BackendUnavailable, LatencyRunner, RunnerError
+from .factory import BACKENDS, make_runner
+from .onnxrt import OrtRunner
+from .tensorrt import TrtRunner
+from .torch_runner import TorchRunner
+
+__all__ = [
+    "BACKENDS", "BackendUnavailable", "LatencyRunner", "OrtRunner", "RunnerError", "TorchRunner", "TrtRunner",
+    "make_runner",
+]

@@ -1,0 +1,86 @@
+"""The runner contract shared by every backend.
+
+A runner owns one loaded model (an onnxruntime session, a torch module, a TensorRT context) and its
+prepared inputs. ``activate`` loads it, ``measure`` warms up for a fixed *time* and then times single
+synchronous calls, ``deactivate`` frees it. Subclasses only override the ``*_impl`` hooks, so state
+checks and the timing loop are written once and every backend is timed the same way.
+"""
+
+from __future__ import annotations
+
+import time
+
+__all__ = ["BackendUnavailable", "LatencyRunner", "RunnerError"]
+
+
+class RunnerError(Exception):
+    """A model could not be loaded or run; the message says why."""
+
+
+class BackendUnavailable(RunnerError):
+    """The backend (or the execution provider / GPU it needs) is not installed here."""
+
+
+class LatencyRunner:
+    """Base class: ``activate`` / ``measure`` / ``deactivate``, usable as a context manager.
+
+    Args:
+        name: a label used in error messages.
+    """
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.is_active = False
+
+    # -- contract -----------------------------------------------------------------------------
+    def activate(self) -> None:
+        """Load the model and prepare inputs (a fresh session each time)."""
+        if self.is_active:
+            raise RunnerError(f"runner {self.name} is already active")
+        self.activate_impl()
+        self.is_active = True
+
+    def measure(self, warmup_s: float, iterations: int, min_warmup_runs: int = 2) -> list[float]:
+        """Warm up for ``warmup_s`` seconds (at least ``min_warmup_runs`` calls), then time
+        ``iterations`` single calls. Returns seconds per call, in call order."""
+        if not self.is_active:
+            raise RunnerError(f"runner {self.name} must be activated before measuring")
+        if iterations < 1:
+            raise RunnerError("iterations must be >= 1")
+        runs, start = 0, time.perf_counter()
+        while runs < min_warmup_runs or time.perf_counter() - start < warmup_s:
+            self.infer_impl()
+            runs += 1
+        return [self.time_impl() for _ in range(iterations)]
+
+    def deactivate(self) -> None:
+        """Free the session/engine (no-op when not active)."""
+        if self.is_active:
+            try:
+                self.deactivate_impl()
+            finally:
+                self.is_active = False
+
+    def __enter__(self) -> LatencyRunner:
+        self.activate()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.deactivate()
+
+    # -- hooks --------------------------------------------------------------------------------
+    def activate_impl(self) -> None:
+        raise NotImplementedError
+
+    def infer_impl(self) -> None:
+        """One synchronous inference on the prepared inputs."""
+        raise NotImplementedError
+
+    def time_impl(self) -> float:
+        """Seconds taken by one inference; GPU runners override this to use device events."""
+        t0 = time.perf_counter()
+        self.infer_impl()
+        return time.perf_counter() - t0
+
+    def deactivate_impl(self) -> None:
+        raise NotImplementedError

@@ -1,0 +1,78 @@
+"""Summaries of a database: size, held-out tasks, accuracy spread and the seed-noise ceiling.
+
+``seed_spearman`` is the Spearman correlation between two seeds' accuracies over the same students
+(per task, averaged over tasks that have two seeds): no predictor can rank students better than the
+labels agree with themselves, so it is the yardstick for every predictor figure.
+"""
+
+from __future__ import annotations
+
+import statistics
+from collections import defaultdict
+
+__all__ = ["db_info", "task_summary", "seed_agreement"]
+
+
+def _spearman(a: list[float], b: list[float]) -> float:
+    from scipy.stats import spearmanr
+
+    if len(a) < 3 or len(set(a)) < 2 or len(set(b)) < 2:
+        return float("nan")
+    return float(spearmanr(a, b).statistic)
+
+
+def seed_agreement(rows: list[dict]) -> dict | None:
+    """Seed-to-seed agreement of one task's rows: over students trained with the two lowest seeds."""
+    by_seed: dict[int, dict[str, float]] = defaultdict(dict)
+    for r in rows:
+        by_seed[r["seed"]][r["arch_key"]] = r["val_acc"]
+    if len(by_seed) < 2:
+        return None
+    s0, s1 = sorted(by_seed)[:2]
+    common = sorted(set(by_seed[s0]) & set(by_seed[s1]))
+    if len(common) < 3:
+        return None
+    a = [by_seed[s0][k] for k in common]
+    b = [by_seed[s1][k] for k in common]
+    gaps = [abs(x - y) for x, y in zip(a, b)]
+    means = [(x + y) / 2 for x, y in zip(a, b)]
+    spread = max(means) - min(means)
+    return {"seeds": [s0, s1], "students": len(common), "spearman": round(_spearman(a, b), 4),
+            "mean_gap": round(statistics.mean(gaps), 3), "max_gap": round(max(gaps), 3),
+            "spread": round(spread, 3), "gap_over_spread": round(statistics.mean(gaps) / spread, 4) if spread else None}
+
+
+def task_summary(rows: list[dict]) -> dict:
+    accs = [r["val_acc"] for r in rows]
+    params = [r["params"] for r in rows]
+    first = rows[0]
+    return {"task": first["task"], "heldout": bool(rows[-1].get("heldout")), "rows": len(rows),
+            "students": len({r["arch_key"] for r in rows}), "seeds": sorted({r["seed"] for r in rows}),
+            "teacher_model": first.get("teacher_model"), "teacher_val_acc": first.get("teacher_val_acc"),
+            "min_acc": min(accs), "max_acc": max(accs), "acc_spread": round(max(accs) - min(accs), 3),
+            "params_spearman": round(_spearman(params, accs), 4) if len(rows) >= 3 else None,
+            "seed_agreement": seed_agreement(rows)}
+
+
+def db_info(rows: list[dict]) -> dict:
+    """The figures ``dass-edge meta info`` reports (JSON-ready)."""
+    by_task: dict[str, list[dict]] = defaultdict(list)
+    for r in rows:
+        by_task[r["task"]].append(r)
+    tasks = [task_summary(by_task[t]) for t in sorted(by_task)]
+    agreements = [t["seed_agreement"] for t in tasks if t["seed_agreement"]]
+    return {
+        "rows": len(rows),
+        "tasks": len(tasks),
+        "students_per_task": min((t["students"] for t in tasks), default=0),
+        "heldout_tasks": [t["task"] for t in tasks if t["heldout"]],
+        "teacher_models": sorted({t["teacher_model"] for t in tasks if t["teacher_model"]}),
+        "recipes": sorted({r["recipe_hash"] for r in rows}),
+        "seed_spearman": round(statistics.mean(a["spearman"] for a in agreements), 4) if agreements else None,
+        "seed_gap_over_spread": round(statistics.mean(a["gap_over_spread"] for a in agreements
+                                                      if a["gap_over_spread"] is not None), 4)
+        if agreements else None,
+        "acc_spread": round(statistics.median(t["acc_spread"] for t in tasks), 3) if tasks else None,
+        "cpu_hours": round(sum(r.get("seconds", 0.0) for r in rows) / 3600, 2),
+        "per_task": tasks,
+    }

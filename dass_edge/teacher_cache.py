@@ -1,0 +1,155 @@
+"""Teacher-output cache: the teacher's logits over the seeded augmentation stream, computed once.
+
+The training loop draws data order and augmentation only from a generator seeded by the recipe's
+seed, and within one epoch every training sample appears exactly once. So for a fixed (task data,
+teacher, seed, batch size, epochs, augmentation) the augmented view a student sees is identified
+by ``(epoch, sample index)``, whatever the student. Replaying that stream once through the teacher
+gives a table ``logits[epoch, index]`` that every student of the task reuses: KD then costs what
+plain cross-entropy costs.
+
+Each entry also stores the sum of its input pixels; a lookup checks it against the batch the
+student actually got, so a stream that drifted (a changed loop, other data) falls back to running
+the teacher instead of training on wrong targets.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import json
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from dass_edge.data.task import TaskData, iterate_batches
+from dass_edge.errors import DassEdgeError
+from dass_edge.io import atomic_write
+
+__all__ = ["TeacherCache", "cache_key", "build_teacher_cache", "load_or_build_cache", "data_fingerprint"]
+
+_VERSION = 1
+#: Relative tolerance of the input checksum (sums of the same float32 batch agree bit for bit).
+_CHECK_RTOL = 1e-5
+
+
+@dataclass
+class TeacherCache:
+    """``logits[epoch, index]`` (float32) and ``checks[epoch, index]`` (input sums) for one stream."""
+
+    key: str
+    logits: torch.Tensor
+    checks: torch.Tensor
+
+    @property
+    def epochs(self) -> int:
+        return int(self.logits.shape[0])
+
+    def lookup(self, x: torch.Tensor, index: torch.Tensor, epoch: int) -> torch.Tensor | None:
+        """Cached teacher logits for a batch, or None if the batch is not the one cached."""
+        if epoch >= self.epochs:
+            return None
+        expected = self.checks[epoch, index]
+        got = x.detach().sum(dim=(1, 2, 3))
+        if not torch.allclose(got, expected, rtol=_CHECK_RTOL, atol=1e-3):
+            return None
+        return self.logits[epoch, index]
+
+    def to_state(self) -> dict:
+        return {"version": _VERSION, "key": self.key, "logits": self.logits, "checks": self.checks}
+
+
+def data_fingerprint(data: TaskData) -> str:
+    """Checksum of the training images and labels (what the stream is drawn from)."""
+    h = hashlib.sha256()
+    h.update(data.train.images.contiguous().numpy().tobytes())
+    h.update(data.train.labels.contiguous().numpy().tobytes())
+    return h.hexdigest()
+
+
+def cache_key(teacher_sha256: str, data: TaskData, *, seed: int, batch_size: int, epochs: int, augment: bool,
+              mean: tuple[float, ...], std: tuple[float, ...]) -> str:
+    """Everything that determines the stream and the teacher's answers to it."""
+    payload = {"v": _VERSION, "teacher": teacher_sha256, "data": data_fingerprint(data), "flip": data.flip_ok,
+               "seed": seed, "batch_size": batch_size, "epochs": epochs, "augment": augment,
+               "mean": list(mean), "std": list(std)}
+    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:24]
+
+
+@torch.no_grad()
+def build_teacher_cache(teacher: nn.Module, data: TaskData, *, key: str, seed: int, batch_size: int, epochs: int,
+                        augment: bool, mean: tuple[float, ...], std: tuple[float, ...],
+                        progress: Callable[[int, int], None] | None = None) -> TeacherCache:
+    """Replay the training loop's stream (same generator use, same batches) through the teacher."""
+    was_training = teacher.training
+    teacher.eval()
+    n = len(data.train)
+    logits = torch.empty(epochs, n, teacher.fc.out_features)
+    checks = torch.empty(epochs, n)
+    gen = torch.Generator().manual_seed(seed)
+    for epoch in range(epochs):
+        for x, _y, idx in iterate_batches(data.train, batch_size, mean, std, generator=gen, augment=augment,
+                                          flip=data.flip_ok):
+            logits[epoch, idx] = teacher(x)
+            checks[epoch, idx] = x.sum(dim=(1, 2, 3))
+        if progress:
+            progress(epoch + 1, epochs)
+    teacher.train(was_training)
+    return TeacherCache(key=key, logits=logits, checks=checks)
+
+
+@contextlib.contextmanager
+def _locked(path: Path) -> Iterator[None]:
+    """An exclusive lock, so parallel jobs of one task build a cache once and the others wait for it.
+    Where no lock file can be made (read-only cache dir), go on unlocked: the cache is then in memory only."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fh = open(path, "a+")  # noqa: SIM115 - closed below
+    except OSError:
+        yield
+        return
+    with fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def _read(path: Path, key: str) -> TeacherCache | None:
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception:  # a corrupt cache file is rebuilt
+        return None
+    if not isinstance(state, dict) or state.get("version") != _VERSION or state.get("key") != key:
+        return None
+    return TeacherCache(key=key, logits=state["logits"], checks=state["checks"])
+
+
+def load_or_build_cache(teacher: nn.Module, teacher_sha256: str, data: TaskData, cache_dir: str | Path, *,
+                        seed: int, batch_size: int, epochs: int, augment: bool, mean: tuple[float, ...],
+                        std: tuple[float, ...]) -> tuple[TeacherCache, bool]:
+    """The cache for this stream from ``cache_dir``, building and writing it if missing.
+
+    Returns ``(cache, hit)``; ``hit`` is False when this call computed it.
+    """
+    key = cache_key(teacher_sha256, data, seed=seed, batch_size=batch_size, epochs=epochs, augment=augment,
+                    mean=mean, std=std)
+    path = Path(cache_dir) / "teacher_logits" / f"{data.name}-{key}.pt"
+    cached = _read(path, key) if path.is_file() else None
+    if cached is not None:
+        return cached, True
+    with _locked(path.with_name(path.name + ".lock")):
+        cached = _read(path, key) if path.is_file() else None  # another process may have built it meanwhile
+        if cached is not None:
+            return cached, True
+        cache = build_teacher_cache(teacher, data, key=key, seed=seed, batch_size=batch_size, epochs=epochs,
+                                    augment=augment, mean=mean, std=std)
+        try:
+            atomic_write(path, lambda p: torch.save(cache.to_state(), p))
+        except (OSError, DassEdgeError):
+            pass  # a read-only cache dir only costs the reuse
+    return cache, False
