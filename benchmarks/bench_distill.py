@@ -27,6 +27,8 @@ from pathlib import Path
 
 import torch
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from benchmarks.common import cpu_model  # noqa: E402
 from dass_edge.data import load_task
 from dass_edge.distill import DB_RECIPE, KDConfig, distill
 from dass_edge.io import file_sha256
@@ -44,15 +46,6 @@ def _rel(p: Path) -> str:
     p = p.resolve()
     return str(p.relative_to(ROOT)) if p.is_relative_to(ROOT) else str(p)
 
-
-def _cpu() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "cpu"
 
 
 def throughput(teacher_path: Path, task: str, epochs: int, repeats: int) -> dict:
@@ -117,7 +110,7 @@ def engines(teacher_path: Path, task: str, jobs: int, epochs: int) -> dict:
 def write_report(path: Path, cmd: str, tp: dict | None, eng: dict | None, info: dict | None) -> None:
     lines = ["# Distillation and meta-database benchmarks", "",
              f"- command: `{cmd}`", f"- machine: {platform.machine()}, {os.cpu_count()} cores, "
-             f"{_cpu()}, torch {torch.__version__}, Python {platform.python_version()}; "
+             f"{cpu_model()}, torch {torch.__version__}, Python {platform.python_version()}; "
              "shared with other jobs (load average ~4-9 during the run: absolute times are noisy, ratios less so)",
              f"- date: {time.strftime('%Y-%m-%d %H:%M %Z')}", ""]
     if tp:

@@ -25,18 +25,12 @@ from pathlib import Path
 
 import torch
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from benchmarks.common import cpu_model  # noqa: E402
+
 ROOT = Path(__file__).resolve().parents[1]
 TASK = "glyph-latin-upper"
 
-
-def _cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def _train_quick(epochs: int) -> tuple[torch.nn.Module, dict]:
@@ -145,7 +139,7 @@ def main(argv: list[str] | None = None) -> int:
         "",
         f"- Command: `{command.strip()}`",
         f"- Date: {dt.datetime.now(dt.timezone.utc).strftime('%Y-%m-%d %H:%M UTC')}",
-        f"- Machine: {_cpu_name()}, {os.cpu_count()} cores (shared), Python {platform.python_version()}, "
+        f"- Machine: {cpu_model()}, {os.cpu_count()} cores (shared), Python {platform.python_version()}, "
         f"torch {torch.__version__}, onnxruntime {onnxruntime.__version__}, dass-edge {__version__}",
         f"- Model: {what}; task `{rec['task']['name']}`, "
         f"top-1 on its test split ({rec['task']['verify_images']} images)",

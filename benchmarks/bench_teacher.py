@@ -6,13 +6,16 @@
 from __future__ import annotations
 
 import statistics
+import sys
 import time
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
-from benchmarks.common import write_fragment
-from dass_edge.data import DEFAULT_TASK, iterate_batches, load_task
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from benchmarks.common import write_fragment  # noqa: E402
+from dass_edge.data import DEFAULT_TASK, iterate_batches, load_task  # noqa: E402
 from dass_edge.models import build_model
 from dass_edge.space import spec_params
 from dass_edge.teacher import load_teacher, teacher_spec_for

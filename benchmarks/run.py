@@ -35,6 +35,7 @@ def main(argv: list[str]) -> None:
     if "--assemble" not in argv:
         names = argv or [p.stem.removeprefix("bench_") for p in sorted(HERE.glob("bench_*.py"))]
         for name in names:
+            sys.argv = [f"bench_{name}.py"]  # each script's own defaults, not this runner's arguments
             importlib.import_module(f"benchmarks.bench_{name}").main()
     print(f"wrote {assemble()}")
 

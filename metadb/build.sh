@@ -5,7 +5,7 @@
 # WORKERS=2 uses both cores when the machine is free.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-PY=${PY:-/work/venv/bin/dass-edge}
+PY=${PY:-$(command -v dass-edge || echo .venv/bin/dass-edge)}
 WORKERS=${WORKERS:-1}
 COMMON=(--out dass_edge/assets/metadb.jsonl --teachers metadb/teachers --log metadb/build.log
         --resolution 16 --epochs 10 --lr 0.01 --teacher-epochs 100 --students-per-task 40

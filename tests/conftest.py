@@ -12,13 +12,13 @@ import torch
 os.environ.setdefault("DASS_EDGE_CACHE", os.path.join(os.path.dirname(__file__), "..", ".pytest_cache", "dass-edge"))
 
 
-@pytest.fixture(scope="session")
-def small_teacher():
-    """An untrained (randomly initialized, BN stats perturbed) teacher of the demo shape, 10 classes."""
+def perturbed_teacher(num_classes: int = 10, resolution: int = 32):
+    """An untrained teacher of the demo shape whose BN statistics are perturbed, so that remapped
+    students compute non-trivial functions."""
     from dass_edge.models import create_model
 
     torch.manual_seed(0)
-    model = create_model("resnet_edge_s", num_classes=10)
+    model = create_model("resnet_edge_s", num_classes=num_classes, resolution=resolution)
     with torch.no_grad():
         for m in model.modules():
             if isinstance(m, torch.nn.BatchNorm2d):
@@ -27,6 +27,11 @@ def small_teacher():
                 m.weight.normal_(1, 0.1)
                 m.bias.normal_(0, 0.1)
     return model.eval()
+
+
+@pytest.fixture(scope="session")
+def small_teacher():
+    return perturbed_teacher()
 
 
 def run_cli(args: list[str], capsys) -> tuple[int, str, str]:

@@ -1,7 +1,8 @@
 import json
 
+from conftest import run_cli
+
 from dass_edge import __version__
-from tests.conftest import run_cli
 
 
 def test_version(capsys):

@@ -5,9 +5,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import torch
+from conftest import perturbed_teacher
 
-from dass_edge.models import create_model, remap, save_checkpoint
+from dass_edge.models import remap, save_checkpoint
 from dass_edge.space import Arch
 
 #: A small built-in task (8 classes, generated in about a second) and a student that fits the demo teacher shape.
@@ -17,17 +17,7 @@ TEACHER_SHA = "ab" * 32
 
 
 def teacher(num_classes: int = NUM_CLASSES, resolution: int = 32):
-    """An untrained teacher with perturbed BN statistics, so students compute non-trivial functions."""
-    torch.manual_seed(0)
-    model = create_model("resnet_edge_s", num_classes=num_classes, resolution=resolution)
-    with torch.no_grad():
-        for m in model.modules():
-            if isinstance(m, torch.nn.BatchNorm2d):
-                m.running_mean.normal_(0, 0.1)
-                m.running_var.uniform_(0.5, 1.5)
-                m.weight.normal_(1, 0.1)
-                m.bias.normal_(0, 0.1)
-    return model.eval()
+    return perturbed_teacher(num_classes, resolution)
 
 
 def make_student(path: Path, arch: Arch = ARCH, task: str | None = TASK, meta: dict | None = None,

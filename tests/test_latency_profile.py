@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from conftest import run_cli
 
 from dass_edge.errors import DassEdgeError
 from dass_edge.latency import LatencyTable, load_table, measure_onnx, profile_device, space_entries
@@ -19,7 +20,6 @@ from dass_edge.latency.artifacts import StudentArtifact
 from dass_edge.latency.table import FORMAT
 from dass_edge.space import SearchSpace
 from dass_edge.spec import ModelSpec
-from tests.conftest import run_cli
 
 #: 28 entries: widths {2, 3, 4} per stage, depth 1 each.
 TINY_TEACHER = ModelSpec.uniform((4, 4, 4, 4), (1, 1, 1, 1), num_classes=3, resolution=32)

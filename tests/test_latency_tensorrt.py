@@ -253,9 +253,10 @@ def test_trt_without_cuda_bindings_is_a_clear_error(monkeypatch, tmp_path):
 
 
 def test_profile_a_tensorrt_device_end_to_end_on_the_stand_ins(fakes, tmp_path, monkeypatch):
+    from test_latency_profile import tiny_profile
+
     from dass_edge.latency import profile_device
     from dass_edge.spec import ModelSpec
-    from tests.test_latency_profile import tiny_profile
 
     monkeypatch.setenv("DASS_EDGE_TABLES", str(tmp_path / "tables"))
     profile = tiny_profile(tmp_path / "profiles", name="fake-trt", backend="tensorrt", precision="fp16")

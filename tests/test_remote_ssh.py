@@ -16,12 +16,12 @@ import time
 from pathlib import Path
 
 import pytest
+from conftest import run_cli
+from test_latency_profile import TINY_TEACHER, tiny_profile
 
 from dass_edge.errors import DassEdgeError
 from dass_edge.latency import SshTarget, measure_onnx, parse_host, profile_device
 from dass_edge.latency.artifacts import StudentArtifact
-from tests.conftest import run_cli
-from tests.test_latency_profile import TINY_TEACHER, tiny_profile
 
 SSHD = shutil.which("sshd") or "/usr/sbin/sshd"
 HAS_TRT = __import__("importlib.util").util.find_spec("tensorrt") is not None
