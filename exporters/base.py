@@ -7,6 +7,7 @@ when called. Loaders take either a value or another loader, so steps chain witho
 
 from __future__ import annotations
 
+import abc
 import importlib
 from types import ModuleType
 from typing import Any, Generic, TypeVar
@@ -18,14 +19,15 @@ __all__ = ["BaseLoader", "lazy_import", "resolve"]
 T = TypeVar("T")
 
 
-class BaseLoader(Generic[T]):
+class BaseLoader(abc.ABC, Generic[T]):
     """A deferred step: ``loader()`` runs :meth:`call_impl` and returns its result."""
 
     def __call__(self) -> T:
         return self.call_impl()
 
-    def call_impl(self) -> T:  # pragma: no cover - abstract
-        raise NotImplementedError
+    @abc.abstractmethod
+    def call_impl(self) -> T:
+        """Produce the loader's value."""
 
 
 def resolve(value: Any) -> Any:

@@ -197,7 +197,7 @@ def test_cli_build_and_info(teachers, tmp_path, capsys):
 @pytest.mark.parametrize("change, message", [
     ({"--tasks": "no-such-task"}, "unknown task 'no-such-task'"),
     ({"--tasks": "textures"}, "has 8 classes but task textures has 12"),
-    ({"--out": "/proc/no/such/db.jsonl"}, "cannot create /proc/no/such"),
+    ({"--out": "/proc/no/such/db.jsonl"}, "cannot create output folder /proc/no/such"),
     ({"--engine": "spark"}, "unknown engine 'spark'"),
 ])
 def test_cli_build_bad_input_leaves_db_untouched(teachers, tmp_path, capsys, change, message):

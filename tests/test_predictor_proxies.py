@@ -37,7 +37,7 @@ def test_synflow_of_linear_layer_is_sum_of_abs_weights_times_input():
     model = Linear2()
     x, y = _batch()
     # R = sum_j sum_i |w_ji| * 1  =>  |w * dR/dw| = |w|
-    assert score_proxy("synflow", model, x, y) == pytest.approx(float(model.fc.weight.abs().sum()), rel=1e-6)
+    assert score_proxy("synflow", model, x, y) == pytest.approx(float(model.fc.weight.detach().abs().sum()), rel=1e-6)
 
 
 def test_proxies_leave_weights_and_mode_unchanged(small_teacher):

@@ -7,6 +7,7 @@ when the Ray engine is used (``pip install 'dass-edge[ray]'``).
 
 from __future__ import annotations
 
+import abc
 import multiprocessing
 from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
@@ -19,16 +20,17 @@ JobFn = Callable[[dict], dict]
 Outcome = tuple[dict, dict | None, BaseException | None]
 
 
-class Engine:
+class Engine(abc.ABC):
     """Runs a function over jobs; subclasses implement :meth:`run`."""
 
     name = "engine"
     workers = 1
 
-    def run(self, fn: JobFn, jobs: list[dict]) -> Iterator[Outcome]:  # pragma: no cover - interface
-        raise NotImplementedError
+    @abc.abstractmethod
+    def run(self, fn: JobFn, jobs: list[dict]) -> Iterator[Outcome]:
+        """Yield one outcome per job, in completion order."""
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027 - a deliberate no-op default; engines with workers override it
         """Release workers (a no-op where there are none)."""
 
     def __enter__(self) -> Engine:

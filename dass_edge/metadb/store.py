@@ -9,6 +9,7 @@ import os
 from pathlib import Path
 
 from dass_edge.errors import DassEdgeError
+from dass_edge.io import ensure_writable_dir
 from dass_edge.metadb.schema import row_key
 
 __all__ = ["read_rows", "append_row", "check_appendable"]
@@ -45,12 +46,7 @@ def check_appendable(path: str | Path) -> Path:
         if not os.access(path, os.W_OK):
             raise DassEdgeError(f"database {path} is not writable; choose another --out")
     else:
-        try:
-            parent.mkdir(parents=True, exist_ok=True)
-        except OSError as e:
-            raise DassEdgeError(f"cannot create {parent}: {e.strerror}; choose another --out") from None
-        if not os.access(parent, os.W_OK):
-            raise DassEdgeError(f"folder {parent} is not writable; choose another --out")
+        ensure_writable_dir(parent)
     return path
 
 

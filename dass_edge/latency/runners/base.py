@@ -8,6 +8,7 @@ checks and the timing loop are written once and every backend is timed the same 
 
 from __future__ import annotations
 
+import abc
 import time
 
 __all__ = ["BackendUnavailable", "LatencyRunner", "RunnerError"]
@@ -21,7 +22,7 @@ class BackendUnavailable(RunnerError):
     """The backend (or the execution provider / GPU it needs) is not installed here."""
 
 
-class LatencyRunner:
+class LatencyRunner(abc.ABC):
     """Base class: ``activate`` / ``measure`` / ``deactivate``, usable as a context manager.
 
     Args:
@@ -69,12 +70,13 @@ class LatencyRunner:
         self.deactivate()
 
     # -- hooks --------------------------------------------------------------------------------
+    @abc.abstractmethod
     def activate_impl(self) -> None:
-        raise NotImplementedError
+        """Build the session/engine and prepare inputs."""
 
+    @abc.abstractmethod
     def infer_impl(self) -> None:
         """One synchronous inference on the prepared inputs."""
-        raise NotImplementedError
 
     def time_impl(self) -> float:
         """Seconds taken by one inference; GPU runners override this to use device events."""
@@ -82,5 +84,6 @@ class LatencyRunner:
         self.infer_impl()
         return time.perf_counter() - t0
 
+    @abc.abstractmethod
     def deactivate_impl(self) -> None:
-        raise NotImplementedError
+        """Free what :meth:`activate_impl` built."""
