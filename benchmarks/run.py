@@ -19,13 +19,20 @@ from benchmarks.common import RESULTS  # noqa: E402
 ORDER = ["teacher", "latency", "distill", "predictor", "search", "export"]
 
 
+def _as_section(text: str) -> str:
+    """Fragments written with a top-level ``#`` title become ``##`` sections (headings shifted one level)."""
+    if not text.startswith("# "):
+        return text
+    return "\n".join("#" + line if line.startswith("#") else line for line in text.splitlines()) + "\n"
+
+
 def assemble() -> Path:
     fragments = sorted(RESULTS.glob("*.md"), key=lambda p: (ORDER.index(p.stem) if p.stem in ORDER else 99, p.stem))
     parts = ["# dass-edge benchmarks\n",
              "Figures measured by the scripts in `benchmarks/` (each section names its command, machine and date).",
              "Ratios are measured side by side in one run; absolute times on this shared 2-core machine vary by"
              " ~9% run to run.\n"]
-    parts += [p.read_text() for p in fragments]
+    parts += [_as_section(p.read_text()) for p in fragments]
     out = HERE.parent / "BENCHMARKS.md"
     out.write_text("\n".join(parts))
     return out
