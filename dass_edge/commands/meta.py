@@ -17,7 +17,7 @@ from dass_edge.errors import DassEdgeError
 
 __all__ = ["app", "parse_tasks", "SHIPPED_DB"]
 
-app = typer.Typer(help="The meta-training database and the predictor trained on it.", no_args_is_help=True)
+app = typer.Typer(help="The meta-training database: KD-trained students per (task, teacher).", no_args_is_help=True)
 SHIPPED_DB = "metadb.jsonl"  # in dass_edge/assets
 
 

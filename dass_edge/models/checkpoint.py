@@ -57,7 +57,7 @@ def load_checkpoint(
         meta = {"source": "state_dict"}
     else:
         raise DassEdgeError(f"{path}: unknown checkpoint type {path.suffix!r}; use .safetensors, .pth or .pt")
-    model = build_model(spec)
+    model = build_model(spec, init_weights=False)  # load_state_dict(strict=True) sets every tensor
     try:
         model.load_state_dict(state, strict=True)
     except RuntimeError as e:

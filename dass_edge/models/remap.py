@@ -67,7 +67,8 @@ def remap(teacher: ResNet, arch: Arch, mode: str = "first") -> ResNet:
     tspec = teacher.spec
     space = SearchSpace(tspec, fixed_last_stage=False)
     space.validate(arch)
-    student = build_model(space.to_spec(arch))
+    with torch.device("meta"):  # no allocation or init: every tensor is set below (load with assign=True)
+        student = build_model(space.to_spec(arch), init_weights=False)
     t = teacher.state_dict()
     new: dict[str, torch.Tensor] = {}
 
@@ -111,6 +112,6 @@ def remap(teacher: ResNet, arch: Arch, mode: str = "first") -> ResNet:
 
     new["fc.weight"] = t["fc.weight"][:, prev_idx].clone()
     new["fc.bias"] = t["fc.bias"].clone()
-    student.load_state_dict(new, strict=True)
+    student.load_state_dict(new, strict=True, assign=True)
     student.train(teacher.training)
     return student

@@ -25,7 +25,7 @@ class ResNet(nn.Module):
     torchvision ResNet-18/34 state dict loads without torchvision.
     """
 
-    def __init__(self, spec: ModelSpec) -> None:
+    def __init__(self, spec: ModelSpec, init_weights: bool = True) -> None:
         super().__init__()
         self.spec = spec
         for name, module in make_stem(spec.stem, spec.in_chans, spec.stem_width).items():
@@ -39,7 +39,8 @@ class ResNet(nn.Module):
             setattr(self, f"layer{s + 1}", nn.Sequential(*stage))
         self.avgpool = nn.AdaptiveAvgPool2d(1)
         self.fc = nn.Linear(spec.feature_width, spec.num_classes)
-        self._init_weights()
+        if init_weights:  # skipped when every tensor is overwritten anyway (remapping, loading)
+            self._init_weights()
 
     def _init_weights(self) -> None:
         for m in self.modules():
@@ -61,9 +62,9 @@ class ResNet(nn.Module):
         return self.forward_head(self.forward_features(x))
 
 
-def build_model(spec: ModelSpec) -> ResNet:
-    """Build a randomly initialized model from a spec."""
-    return ResNet(spec)
+def build_model(spec: ModelSpec, init_weights: bool = True) -> ResNet:
+    """Build a model from a spec (randomly initialized unless ``init_weights=False``)."""
+    return ResNet(spec, init_weights)
 
 
 # --- registry (timm-style) ----------------------------------------------------------------------
