@@ -8,6 +8,7 @@ inherits the loop's seeded stream, best-on-val selection and per-epoch resume.
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 from collections.abc import Callable
@@ -189,13 +190,14 @@ def check_compatible(teacher: ResNet, data: TaskData, arch: Arch, fixed_last_sta
 
 def distill(teacher: ResNet, arch: Arch, data: TaskData, config: KDConfig, *, teacher_sha256: str | None = None,
             cache_dir: str | Path | None = None, resume_path: str | Path | None = None,
-            progress: ProgressFn | None = None) -> DistillResult:
+            progress: ProgressFn | None = None, device: str | torch.device = "cpu") -> DistillResult:
     """KD-train ``arch`` remapped from ``teacher`` on ``data``; select the best epoch on validation.
 
     Args:
         teacher_sha256: the teacher file's checksum; with ``cache_dir`` it keys the teacher-output cache.
         cache_dir: where teacher-output caches live (None: run the teacher live on every batch).
         resume_path: per-epoch resume state (see :func:`dass_edge.train.train`).
+        device: where student and teacher run (the student comes back on the CPU).
 
     Raises:
         DassEdgeError: class-count or resolution mismatch, arch outside the teacher's space, bad config.
@@ -206,6 +208,9 @@ def distill(teacher: ResNet, arch: Arch, data: TaskData, config: KDConfig, *, te
     mean, std = teacher.spec.mean, teacher.spec.std
     teacher = teacher.eval()
     student = remap(teacher, arch, mode=config.remap)
+    device = torch.device(device)
+    if device.type != "cpu":
+        teacher = copy.deepcopy(teacher).to(device)  # the caller's teacher stays where it is
     needs_teacher = config.loss != "ce"
     cache, hit = None, False
     if needs_teacher and cache_dir is not None and teacher_sha256:
@@ -216,7 +221,7 @@ def distill(teacher: ResNet, arch: Arch, data: TaskData, config: KDConfig, *, te
                 needs_teacher=needs_teacher)
     extra = {"kd": config.to_dict(), "teacher": teacher_sha256 or "", "arch": arch.key()}
     result = train(student, data, recipe, mean=mean, std=std, loss_fn=box.loss_fn, resume_path=resume_path,
-                   progress=progress, fingerprint_extra=extra)
+                   progress=progress, fingerprint_extra=extra, device=device)
     test_acc = evaluate(result.model, data.test, mean, std)
     return DistillResult(student=result.model, val_acc=result.best_val_acc, final_val_acc=result.final_val_acc,
                          test_acc=test_acc, best_epoch=result.best_epoch, history=result.history,

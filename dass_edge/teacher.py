@@ -27,7 +27,7 @@ def teacher_spec_for(data: TaskData, widths: tuple[int, ...] = DEMO_TEACHER_WIDT
 
 
 def train_teacher(data: TaskData, out: str | Path, recipe: Recipe, spec: ModelSpec | None = None,
-                  progress: ProgressFn | None = None) -> dict:
+                  progress: ProgressFn | None = None, device: str = "cpu") -> dict:
     """Train a teacher and save it (safetensors) with its validation and test accuracy.
 
     Resumable: a ``<out>.partial.pt`` file holds the state after each epoch.
@@ -44,7 +44,7 @@ def train_teacher(data: TaskData, out: str | Path, recipe: Recipe, spec: ModelSp
     torch.manual_seed(recipe.seed)
     model = build_model(spec)
     result = train(model, data, recipe, mean=spec.mean, std=spec.std,
-                   resume_path=out.with_name(out.name + ".partial.pt"), progress=progress)
+                   resume_path=out.with_name(out.name + ".partial.pt"), progress=progress, device=device)
     test_acc = evaluate(result.model, data.test, spec.mean, spec.std)
     meta = {
         "kind": "teacher", "task": data.name if data.source == "builtin" else None,

@@ -52,11 +52,12 @@ class TeacherCache:
         """Cached teacher logits for a batch, or None if the batch is not the one cached."""
         if epoch >= self.epochs:
             return None
+        index = index.cpu()
         expected = self.checks[epoch, index]
-        got = x.detach().sum(dim=(1, 2, 3))
+        got = x.detach().sum(dim=(1, 2, 3)).cpu()
         if not torch.allclose(got, expected, rtol=_CHECK_RTOL, atol=1e-3):
             return None
-        return self.logits[epoch, index]
+        return self.logits[epoch, index].to(x.device, non_blocking=True)
 
     def to_state(self) -> dict:
         return {"version": _VERSION, "key": self.key, "logits": self.logits, "checks": self.checks}
@@ -86,6 +87,7 @@ def build_teacher_cache(teacher: nn.Module, data: TaskData, *, key: str, seed: i
     """Replay the training loop's stream (same generator use, same batches) through the teacher."""
     was_training = teacher.training
     teacher.eval()
+    device = next(teacher.parameters()).device
     n = len(data.train)
     logits = torch.empty(epochs, n, teacher.fc.out_features)
     checks = torch.empty(epochs, n)
@@ -93,8 +95,9 @@ def build_teacher_cache(teacher: nn.Module, data: TaskData, *, key: str, seed: i
     for epoch in range(epochs):
         for x, _y, idx in iterate_batches(data.train, batch_size, mean, std, generator=gen, augment=augment,
                                           flip=data.flip_ok):
-            logits[epoch, idx] = teacher(x)
-            checks[epoch, idx] = x.sum(dim=(1, 2, 3))
+            x = x.to(device)
+            logits[epoch, idx] = teacher(x).cpu()
+            checks[epoch, idx] = x.sum(dim=(1, 2, 3)).cpu()
         if progress:
             progress(epoch + 1, epochs)
     teacher.train(was_training)

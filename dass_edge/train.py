@@ -25,7 +25,8 @@ from dass_edge.data.task import Split, TaskData, iterate_batches
 from dass_edge.errors import DassEdgeError
 from dass_edge.io import atomic_write
 
-__all__ = ["Recipe", "TrainResult", "LossFn", "evaluate", "train", "cross_entropy_loss"]
+__all__ = ["Recipe", "TrainResult", "LossFn", "evaluate", "train", "cross_entropy_loss", "model_device",
+           "resolve_device"]
 
 #: ``loss_fn(model, x, y, index, epoch) -> loss``; ``index`` are sample positions in the train split.
 LossFn = Callable[[nn.Module, torch.Tensor, torch.Tensor, torch.Tensor, int], torch.Tensor]
@@ -75,17 +76,38 @@ def cross_entropy_loss(label_smoothing: float = 0.0) -> LossFn:
     return loss
 
 
+def model_device(model: nn.Module) -> torch.device:
+    """Where the model's weights live (batches are moved there)."""
+    p = next(model.parameters(), None)
+    return p.device if p is not None else torch.device("cpu")
+
+
+def resolve_device(name: str | None) -> torch.device:
+    """``cpu``, ``cuda`` or ``cuda:N``; a one-line error if that device is not here."""
+    name = (name or "cpu").strip().lower()
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise DassEdgeError(f"unknown device {name!r}; use cpu or cuda[:N]") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise DassEdgeError("--device cuda was asked for but this torch sees no CUDA GPU; use --device cpu")
+    if device.type not in ("cpu", "cuda"):
+        raise DassEdgeError(f"training runs on cpu or cuda, not {device.type}")
+    return device
+
+
 @torch.no_grad()
 def evaluate(model: nn.Module, split: Split, mean: tuple[float, ...], std: tuple[float, ...], batch_size: int = 512
              ) -> float:
-    """Top-1 accuracy (percent) on a split."""
+    """Top-1 accuracy (percent) on a split, on the device the model lives on."""
     if len(split) == 0:
         return float("nan")
     was_training = model.training
     model.eval()
+    device = model_device(model)
     correct = 0
     for x, y, _ in iterate_batches(split, batch_size, mean, std):
-        correct += int((model(x).argmax(1) == y).sum())
+        correct += int((model(x.to(device)).argmax(1).cpu() == y).sum())
     model.train(was_training)
     return 100.0 * correct / len(split)
 
@@ -121,18 +143,24 @@ def train(
     resume_path: str | Path | None = None,
     progress: ProgressFn | None = None,
     fingerprint_extra: dict | None = None,
+    device: str | torch.device = "cpu",
 ) -> TrainResult:
     """Train ``model`` on ``data.train``, selecting the best epoch on ``data.val``.
 
     Args:
         resume_path: where to keep the per-epoch resume state; deleted when the run finishes.
         fingerprint_extra: anything else that defines the run (e.g. the teacher's checksum).
+        device: where the forward and backward passes run. Shuffling and augmentation stay on the CPU
+            with the recipe's generator, so every device sees the same stream (and the same cached
+            teacher logits). The returned model is on the CPU.
     """
     recipe.validate()
     if len(data.train) == 0 or len(data.val) == 0:
         raise DassEdgeError(f"task {data.name} needs non-empty train and val splits")
     loss_fn = loss_fn or cross_entropy_loss(recipe.label_smoothing)
     fp = _fingerprint(model, data, recipe, fingerprint_extra or {})
+    device = torch.device(device)
+    model.to(device)
     optimizer = torch.optim.SGD(model.parameters(), lr=recipe.lr, momentum=recipe.momentum,
                                 weight_decay=recipe.weight_decay, nesterov=recipe.momentum > 0)
     gen = torch.Generator().manual_seed(recipe.seed)
@@ -147,7 +175,7 @@ def train(
         except Exception:  # a corrupt resume file only costs the progress it held
             state = None
         if state is not None and state.get("fingerprint") == fp:
-            model.load_state_dict(state["model"])
+            model.load_state_dict(state["model"])  # copies onto the model's device
             optimizer.load_state_dict(state["optimizer"])
             gen.set_state(state["generator"])
             start_epoch, history, elapsed = int(state["epoch"]), list(state["history"]), float(state["elapsed"])
@@ -162,6 +190,7 @@ def train(
         total_loss, n_batches = 0.0, 0
         for b, (x, y, idx) in enumerate(iterate_batches(data.train, recipe.batch_size, mean, std, generator=gen,
                                                          augment=recipe.augment, flip=data.flip_ok)):
+            x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
             for group in optimizer.param_groups:
                 group["lr"] = _lr_at(recipe, epoch * steps_per_epoch + b, steps_per_epoch)
             loss = loss_fn(model, x, y, idx, epoch)
@@ -188,7 +217,7 @@ def train(
             atomic_write(resume_path, lambda p, s=state: torch.save(s, p))
     final_val = history[-1]["val_acc"]
     model.load_state_dict(best_state)
-    model.eval()
+    model.to("cpu").eval()
     if resume_path is not None:
         resume_path.unlink(missing_ok=True)
     return TrainResult(model=model, best_val_acc=best_acc, final_val_acc=final_val, best_epoch=best_epoch,

@@ -95,6 +95,7 @@ def build_db_cmd(
     address: str = typer.Option(None, "--address", help="Ray cluster address (default: start a local one)."),
     workers: int = typer.Option(1, "--workers", help="Parallel jobs (0: run in this process)."),
     threads: int = typer.Option(1, "--threads", help="Torch threads per job (fixed, for reproducible rows)."),
+    device: str = typer.Option("cpu", "--device", help="Train on cpu or cuda (all workers share the GPU)."),
     sample_seed: int = typer.Option(0, "--sample-seed", help="Seed of the student sampling."),
     out: Path = typer.Option(Path("metadb/metadb.jsonl"), "--out", help="Database (JSONL; appended to)."),
     log_file: Path = typer.Option(None, "--log", help="Append a JSON line per event to this file."),
@@ -120,6 +121,7 @@ def build_db_cmd(
         teachers_dir=teachers_dir or out.parent / "teachers", resolution=resolution,
         config=KDConfig(recipe=replace(DB_RECIPE, epochs=epochs, lr=lr)),
         teacher_recipe=replace(TEACHER_RECIPE, epochs=teacher_epochs), sample_seed=sample_seed, threads=threads,
+        device=device,
         teacher_paths={pairs[0][0]: teacher} if teacher is not None else {},
     )
     validate_plan(plan, out)  # bad input fails here: no engine started, nothing written

@@ -52,6 +52,7 @@ class BuildPlan:
     teacher_recipe: Recipe = TEACHER_RECIPE
     sample_seed: int = 0
     threads: int = 1
+    device: str = "cpu"  # where jobs train (cuda: every worker shares the GPU)
     cache_dir: Path | None = None
     teacher_paths: dict[str, Path] = field(default_factory=dict)  # explicit teachers by task
 
@@ -80,6 +81,9 @@ def validate_plan(plan: BuildPlan, out: Path) -> None:
             raise DassEdgeError(f"a teacher is given for {task!r}, which is not among the tasks")
     plan.config.validate()
     plan.teacher_recipe.validate()
+    from dass_edge.train import resolve_device
+
+    resolve_device(plan.device)
     if not 8 <= plan.resolution <= 128:
         raise DassEdgeError(f"resolution {plan.resolution} is outside 8..128")
     check_appendable(out)
@@ -133,6 +137,7 @@ def plan_jobs(plan: BuildPlan) -> list[dict]:
                     "task": t.name, "heldout": t.heldout, "resolution": plan.resolution,
                     "teacher_path": str(path), "teacher_sha256": sha, "arch": arch.to_dict(), "seed": seed,
                     "config": plan.config.to_dict(), "threads": plan.threads, "cache_dir": cdir,
+                    "device": plan.device,
                     "key": (t.name, sha, arch.key(), seed, plan.config.recipe_hash()),
                     "student": i,
                 })
@@ -147,6 +152,7 @@ def _train_teachers(plan: BuildPlan, engine: Engine, log: LogFn) -> None:
         return
     work = ensure_writable_dir(Path(plan.cache_dir or cache_dir()) / "teacher_work")
     jobs = [{"task": t.name, "model": t.model, "resolution": plan.resolution, "threads": plan.threads,
+             "device": plan.device,
              "recipe": plan.teacher_recipe.__dict__, "out": str(teacher_path(plan, t.name)), "work_dir": str(work)}
             for t in todo]
     log("teachers", {"total": len(jobs)})

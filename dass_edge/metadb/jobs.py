@@ -18,12 +18,19 @@ from dass_edge import __version__
 from dass_edge.errors import DassEdgeError
 from dass_edge.io import file_sha256
 
-__all__ = ["teacher_job", "kd_job", "pin_threads"]
+__all__ = ["teacher_job", "kd_job", "pin_threads", "device_label"]
 
 
 def pin_threads(threads: int, seed: int = 0) -> None:
     torch.set_num_threads(max(1, int(threads)))
     torch.manual_seed(seed)
+
+
+def device_label(device: str) -> str:
+    """What a row records as the device it was trained on (``cpu`` or ``cuda:<GPU name>``)."""
+    if device.startswith("cuda"):
+        return f"cuda:{torch.cuda.get_device_name(torch.device(device))}"
+    return "cpu"
 
 
 def teacher_job(job: dict) -> dict:
@@ -45,12 +52,12 @@ def teacher_job(job: dict) -> dict:
                       class_names=data.class_names)
     work = Path(job["work_dir"]) / f"{job['task']}-{job['model']}-r{job['resolution']}.safetensors"
     t0 = time.perf_counter()
-    meta = train_teacher(data, work, Recipe(**job["recipe"]), spec)
+    meta = train_teacher(data, work, Recipe(**job["recipe"]), spec, device=job.get("device", "cpu"))
     model, _ = load_checkpoint(work)
     half = model.half().float().eval()
     meta.update(model=job["model"], val_acc=round(evaluate(half, data.val, mean, std), 3),
                 test_acc=round(evaluate(half, data.test, mean, std), 3), precision="float16",
-                wall_seconds=round(time.perf_counter() - t0, 1))
+                wall_seconds=round(time.perf_counter() - t0, 1), device=device_label(job.get("device", "cpu")))
     save_checkpoint(job["out"], model.half(), meta)
     work.unlink(missing_ok=True)
     return {"task": job["task"], "path": job["out"], "val_acc": meta["val_acc"], "test_acc": meta["test_acc"]}
@@ -72,7 +79,9 @@ def kd_job(job: dict) -> dict:
     teacher, tmeta = load_checkpoint(job["teacher_path"])
     data = load_task(job["task"], resolution=job["resolution"])
     arch = Arch.from_dict(job["arch"])
-    result = distill(teacher, arch, data, config, teacher_sha256=job["teacher_sha256"], cache_dir=job["cache_dir"])
+    device = job.get("device", "cpu")
+    result = distill(teacher, arch, data, config, teacher_sha256=job["teacher_sha256"], cache_dir=job["cache_dir"],
+                     device=device)
     space = SearchSpace(teacher.spec)
     sspec = space.to_spec(arch)
     ts = teacher.spec
@@ -92,7 +101,7 @@ def kd_job(job: dict) -> dict:
         "val_curve": [round(h["val_acc"], 3) for h in result.history],
         "params": spec_params(sspec), "flops": spec_flops(sspec),
         "seconds": round(time.perf_counter() - t0, 2), "images_per_second": round(result.images_per_second, 1),
-        "threads": job["threads"], "engine": job.get("engine", "local"),
+        "threads": job["threads"], "engine": job.get("engine", "local"), "device": device_label(device),
         "cache_hit": result.cache["hit"], "cache_misses": result.cache["misses"],
         "versions": {"dass_edge": __version__, "torch": torch.__version__, "python": sys.version.split()[0]},
         "host": platform.node(), "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
