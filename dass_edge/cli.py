@@ -17,6 +17,7 @@ from dass_edge.commands import distill as distill_commands
 from dass_edge.commands import export as export_commands
 from dass_edge.commands import meta as meta_commands
 from dass_edge.commands import profile as profile_commands
+from dass_edge.commands import search as search_commands
 from dass_edge.commands import teacher as teacher_commands
 from dass_edge.errors import DassEdgeError
 
@@ -52,6 +53,7 @@ app.command("distill")(distill_commands.distill_command)
 app.add_typer(meta_commands.app, name="meta")
 app.command("profile")(profile_commands.profile_command)
 app.command("devices")(devices_commands.devices_command)
+app.command("search")(search_commands.search_command)
 
 
 def _fail(message: str, code: int = 2) -> None:

@@ -11,6 +11,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import torch
+
 from dass_edge import __version__
 from dass_edge.data import TaskData, load_task
 from dass_edge.distill import DistillResult, KDConfig, check_compatible, distill, parse_arch
@@ -97,7 +99,7 @@ def target_from_args(arch: str, out: str | Path, teacher: str | Path | None = No
 
 
 def run_distill(target: DistillTarget, config: KDConfig, *, cache_dir: str | Path | None,
-                progress: ProgressFn | None = None) -> dict:
+                progress: ProgressFn | None = None, device: str | torch.device = "cpu") -> dict:
     """Train the target's student and write ``student.safetensors`` and ``distill.json`` into ``target.out``.
 
     Killed and rerun, it resumes from the last finished epoch (``distill.partial.pt`` in the folder).
@@ -108,7 +110,7 @@ def run_distill(target: DistillTarget, config: KDConfig, *, cache_dir: str | Pat
     t0 = time.time()
     result: DistillResult = distill(target.teacher, target.arch, target.data, config,
                                     teacher_sha256=target.teacher_sha256, cache_dir=cache_dir,
-                                    resume_path=out / RESUME_FILE, progress=progress)
+                                    resume_path=out / RESUME_FILE, progress=progress, device=device)
     space = SearchSpace(target.teacher.spec, fixed_last_stage=False)
     sspec = space.to_spec(target.arch)
     meta = {
@@ -124,7 +126,7 @@ def run_distill(target: DistillTarget, config: KDConfig, *, cache_dir: str | Pat
         "resolution": target.data.resolution, "history": result.history, "checkpoint": STUDENT_FILE,
         "train_seconds": round(result.seconds, 1), "images_per_second": round(result.images_per_second, 1),
         "teacher_cache": result.cache, "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        "wall_seconds": round(time.time() - t0, 1),
+        "wall_seconds": round(time.time() - t0, 1), "device": str(device),
     }
     atomic_write_json(out / LOG_FILE, log)
     return log

@@ -33,17 +33,19 @@ def distill_command(
     temperature: float = typer.Option(6.0, help="KD temperature T."),
     remap_mode: str = typer.Option("first", "--remap", help="Teacher->student remapping: first, last or uniform."),
     no_cache: bool = typer.Option(False, "--no-cache", help="Run the teacher live instead of caching its outputs."),
+    device: str = typer.Option("cpu", "--device", help="Train on cpu or cuda[:N]."),
     json_out: bool = typer.Option(False, "--json", help="Print the JSON log (without history)."),
 ) -> None:
     """KD-train a student remapped from the teacher; resumable (rerun the same command after a kill)."""
     from dass_edge.data.builtin import cache_dir
     from dass_edge.distill import KDConfig
     from dass_edge.distill_run import run_distill, target_from_args, target_from_run
-    from dass_edge.train import Recipe
+    from dass_edge.train import Recipe, resolve_device
 
     config = KDConfig(recipe=Recipe(epochs=epochs, batch_size=batch_size, lr=lr, weight_decay=weight_decay,
                                     warmup_epochs=min(1.0, epochs / 2), label_smoothing=0.0, seed=seed),
                       loss=loss, alpha=alpha, temperature=temperature, remap=remap_mode).validate()
+    train_device = resolve_device(device)
     if run_dir is not None:
         if arch or teacher or task or data or out:
             raise DassEdgeError("with a run folder, the teacher, data, arch and output come from search.json; "
@@ -56,7 +58,8 @@ def distill_command(
     ensure_writable_dir(target.out)  # fail before the progress bar starts
     with progress_bar() as progress:
         log = run_distill(target, config, cache_dir=None if no_cache else cache_dir(),
-                          progress=rich_training_progress(progress, f"distill {target.arch.key()}"))
+                          progress=rich_training_progress(progress, f"distill {target.arch.key()}"),
+                          device=train_device)
     if json_out:
         print_json({k: v for k, v in log.items() if k != "history"} | {"out": str(target.out)})
         return

@@ -1,7 +1,5 @@
-"""``dass-edge meta``: build and inspect the meta-training database (``build-db``, ``info``).
-
-``meta train`` / ``meta eval`` (the predictor) register on the same ``app``.
-"""
+"""``dass-edge meta``: the meta-training database (``build-db``, ``info``) and the DaSS predictor
+learned from it (``train``, ``eval``)."""
 
 from __future__ import annotations
 
@@ -160,14 +158,15 @@ def info_cmd(
         raise DassEdgeError(f"no database at {path}" + ("" if db else "; this installation ships none"))
     info = db_info(read_rows(path))
     info["path"] = str(path)
-    info["predictor"] = None  # filled in once a trained predictor ships
+    info["predictor"] = _shipped_predictor_info()
     if json_out:
         print_json(info)
         return
     console.print(f"{path}: {info['rows']} rows, {info['tasks']} tasks, >= {info['students_per_task']} students per "
                   f"task, held out: {', '.join(info['heldout_tasks']) or 'none'}")
     console.print(f"seed Spearman {info['seed_spearman']}, gap/spread {info['seed_gap_over_spread']}, "
-                  f"median accuracy spread {info['acc_spread']} points, {info['cpu_hours']} CPU-hours")
+                  f"median accuracy spread {info['acc_spread']} points, {info['train_hours']} job-hours of KD "
+                  f"({', '.join(f'{n} rows on {d}' for d, n in info['rows_by_device'].items())})")
     table = Table("task", "teacher", "teacher val", "students", "rows", "acc min..max", "seed rho")
     for t in info["per_task"]:
         agree = t["seed_agreement"]
@@ -175,3 +174,133 @@ def info_cmd(
                       str(t["teacher_val_acc"]), str(t["students"]), str(t["rows"]),
                       f"{t['min_acc']:.1f}..{t['max_acc']:.1f}", str(agree["spearman"]) if agree else "-")
     console.print(table)
+
+
+def _shipped_predictor_info() -> dict | None:
+    from dass_edge.predictor.store import default_predictor_path, read_predictor_meta
+
+    path = default_predictor_path()
+    if not path.is_file():
+        return None
+    meta = read_predictor_meta(path)
+    mean = (meta.get("heldout") or {}).get("mean", {})
+    return {"path": str(path), "trained_at": meta.get("trained_at"), "members": meta.get("members"),
+            "db_rows": meta.get("db", {}).get("rows"), "train_tasks": meta.get("db", {}).get("train_tasks"),
+            "heldout_spearman": mean.get("dass", {}).get("spearman"),
+            "heldout_spearman_ceiling": mean.get("ceiling", {}).get("spearman")}
+
+
+def _db_and_teachers(db: Path | None, teachers: Path | None) -> tuple[Path, Path]:
+    from dass_edge.predictor.pipeline import default_db_path, resolve_teachers_dir
+
+    path = db or default_db_path()
+    return path, resolve_teachers_dir(path, teachers)
+
+
+def _eval_table(report: dict) -> Table:
+    table = Table("method", *report["heldout_tasks"], "mean", "Kendall", "top-5", "regret (pts)",
+                  title="Held-out Spearman (and mean Kendall tau, top-5 overlap, top-1 regret)")
+    order = sorted(report["mean"], key=lambda m: (m != "dass", m == "ceiling", -report["mean"][m]["spearman"]))
+    for m in order:
+        mean = report["mean"][m]
+        table.add_row(m, *(f"{report['tasks'][t][m]['spearman']:.3f}" for t in report["heldout_tasks"]),
+                      f"{mean['spearman']:.3f}", f"{mean['kendall']:.3f}", f"{mean['top5']:.2f}",
+                      f"{mean['regret']:.2f}")
+    return table
+
+
+@app.command("train")
+def train_cmd(
+    db: Path = typer.Option(None, "--db", help="Meta-database (default: the shipped one)."),
+    teachers: Path = typer.Option(None, "--teachers", help="The database's teacher folder (default: beside it, "
+                                                           "or metadb/teachers of a source checkout)."),
+    out: Path = typer.Option(Path("predictor.safetensors"), "--out", help="Where to write the predictor."),
+    members: int = typer.Option(3, "--members", help="Ensemble members (seeds seed..seed+members-1)."),
+    steps: int = typer.Option(None, "--steps", help="Meta-training steps per member (default: the shipped "
+                                                    "recipe's)."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the first member."),
+    no_adapt: bool = typer.Option(False, "--no-adapt", help="Train without teacher-guided adaptation (ablation)."),
+    use: str = typer.Option("student,arch,teacher", "--use", help="Inputs to use (ablations drop one)."),
+    json_out: bool = typer.Option(False, "--json", help="Print the held-out report as JSON."),
+) -> None:
+    """Meta-train the DaSS predictor on the database's meta-training tasks; report on its held-out tasks."""
+    from dataclasses import replace
+
+    from dass_edge.io import ensure_writable_dir
+    from dass_edge.predictor.evaluation import evaluate_heldout
+    from dass_edge.predictor.pipeline import load_db, predictor_metadata, train_ensemble
+    from dass_edge.predictor.store import save_predictor
+    from dass_edge.predictor.training import TrainConfig
+
+    inputs = tuple(u for u in use.replace(" ", "").split(",") if u)
+    if not inputs or set(inputs) - {"student", "arch", "teacher"}:
+        raise DassEdgeError(f"--use takes a comma-separated subset of student,arch,teacher (got {use!r})")
+    if out.suffix != ".safetensors":
+        raise DassEdgeError(f"--out {out} must end in .safetensors")
+    ensure_writable_dir(out.parent if str(out.parent) else Path("."))
+    cfg = replace(TrainConfig(), seed=seed, adapt=not no_adapt, use=inputs, **({"steps": steps} if steps else {}))
+    if cfg.steps < 1:
+        raise DassEdgeError(f"--steps must be >= 1, got {cfg.steps}")
+    db_path, teachers_dir = _db_and_teachers(db, teachers)
+    t0 = time.time()
+    with progress_bar() as progress:
+        task_id = progress.add_task("embedding students", total=None, status=str(db_path.name))
+        rows, tasks = load_db(db_path, teachers_dir)
+
+        def on(event: str, info: dict) -> None:
+            if event == "member":
+                progress.update(task_id, description=f"member {info['index'] + 1}/{info['total']}",
+                                total=cfg.steps, completed=0)
+            elif event == "step":
+                progress.update(task_id, completed=info["step"], status=f"loss {info['loss']:.4f}")
+
+        models = train_ensemble(tasks, cfg, members, on)
+        seconds = time.time() - t0
+        progress.update(task_id, description="held-out evaluation", total=None, status="")
+        report = evaluate_heldout(models, tasks, rows, teachers_dir,
+                                  progress=lambda msg: progress.update(task_id, status=msg))
+    save_predictor(out, models, predictor_metadata(db_path, rows, tasks, cfg, seconds, report))
+    if json_out:
+        print_json({**report, "out": str(out)})
+        return
+    console.print(_eval_table(report))
+    console.print(f"wrote {out} ({members} members, {seconds:.0f} s)")
+
+
+@app.command("eval")
+def eval_cmd(
+    db: Path = typer.Option(None, "--db", help="Meta-database (default: the shipped one)."),
+    teachers: Path = typer.Option(None, "--teachers", help="The database's teacher folder."),
+    predictor: Path = typer.Option(None, "--predictor", help="Predictor file (default: the shipped one)."),
+    plots: Path = typer.Option(Path("runs/meta-eval"), "--plots", help="Folder for one predicted-vs-true PNG per "
+                                                                       "held-out task."),
+    k_shot: int = typer.Option(0, "--k-shot", help="Also report DaSS adapted on K KD-trained students per task."),
+    json_out: bool = typer.Option(False, "--json", help="Print JSON."),
+) -> None:
+    """Held-out evaluation: DaSS vs params, FLOPs, zero-cost proxies, arch-only, MetaD2A and the seed ceiling."""
+    from dass_edge.io import ensure_writable_dir
+    from dass_edge.predictor.evaluation import evaluate_heldout
+    from dass_edge.predictor.pipeline import load_db
+    from dass_edge.predictor.store import load_predictor
+
+    if k_shot < 0:
+        raise DassEdgeError(f"--k-shot must be >= 0, got {k_shot}")
+    models, meta = load_predictor(predictor)
+    db_path, teachers_dir = _db_and_teachers(db, teachers)
+    ensure_writable_dir(plots)
+    with progress_bar(transient=True) as progress:
+        task_id = progress.add_task("embedding students", total=None, status=str(db_path.name))
+        rows, tasks = load_db(db_path, teachers_dir)
+        trained_on = set(meta.get("db", {}).get("train_tasks", []))
+        leaked = sorted(trained_on & {t.name for t in tasks if t.heldout})
+        if leaked:
+            raise DassEdgeError(f"the predictor was meta-trained on {', '.join(leaked)}, which this database holds "
+                                "out; evaluate it on a database whose held-out tasks it never saw")
+        report = evaluate_heldout(models, tasks, rows, teachers_dir, plots_dir=plots, k_shot=k_shot,
+                                  progress=lambda msg: progress.update(task_id, description=msg))
+    report["predictor"] = {"path": meta["path"], "trained_at": meta.get("trained_at"), "members": meta["members"]}
+    if json_out:
+        print_json(report)
+        return
+    console.print(_eval_table(report))
+    console.print(f"plots: {', '.join(report['plots'])}")

@@ -8,7 +8,7 @@ labels agree with themselves, so it is the yardstick for every predictor figure.
 from __future__ import annotations
 
 import statistics
-from collections import defaultdict
+from collections import Counter, defaultdict
 
 __all__ = ["db_info", "task_summary", "seed_agreement"]
 
@@ -73,6 +73,7 @@ def db_info(rows: list[dict]) -> dict:
                                                       if a["gap_over_spread"] is not None), 4)
         if agreements else None,
         "acc_spread": round(statistics.median(t["acc_spread"] for t in tasks), 3) if tasks else None,
-        "cpu_hours": round(sum(r.get("seconds", 0.0) for r in rows) / 3600, 2),
+        "train_hours": round(sum(r.get("seconds", 0.0) for r in rows) / 3600, 2),  # summed over jobs
+        "rows_by_device": dict(sorted(Counter(r.get("device", "cpu") for r in rows).items())),
         "per_task": tasks,
     }

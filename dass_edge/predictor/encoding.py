@@ -12,7 +12,7 @@ from dass_edge.errors import DassEdgeError
 from dass_edge.space import WIDTH_MULTIPLIERS, Arch
 from dass_edge.spec import ModelSpec
 
-__all__ = ["MAX_DEPTH", "RELATIVE_ENCODING_LENGTH", "encode_relative"]
+__all__ = ["MAX_DEPTH", "RELATIVE_ENCODING_LENGTH", "encode_relative", "student_features"]
 
 #: Deepest stage the encoding can hold (ResNet-34's third stage has 6 blocks).
 MAX_DEPTH = 6
@@ -43,3 +43,8 @@ def encode_relative(arch: Arch, teacher: ModelSpec) -> list[float]:
                 slot[_multiplier_index(widths[b], t_width)] = 1.0
             vec += slot
     return vec
+
+
+def student_features(arch: Arch, teacher: ModelSpec) -> list[float]:
+    """The predictor's architecture input: what meta-training and search both feed it (one definition)."""
+    return encode_relative(arch, teacher)

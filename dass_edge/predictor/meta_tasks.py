@@ -20,7 +20,7 @@ from dass_edge.io import file_sha256
 from dass_edge.models.checkpoint import load_checkpoint
 from dass_edge.models.remap import remap
 from dass_edge.predictor.embeddings import embed, probe_batch
-from dass_edge.predictor.encoding import encode_relative
+from dass_edge.predictor.encoding import student_features
 from dass_edge.space import Arch, SearchSpace, spec_flops, spec_params
 
 __all__ = ["MetaTask", "load_meta_tasks"]
@@ -93,8 +93,9 @@ def _build(name: str, rows: list[dict], teachers_dir: Path, probe_seed: int, ver
     return MetaTask(
         name=name, heldout=bool(first.get("heldout", False)),
         teacher_acc=float(first.get("teacher_val_acc", meta.get("val_acc", 0.0))) / 100.0,
-        teacher_embedding=embed(teacher, probe), teacher_code=torch.tensor(encode_relative(space.teacher_arch(), spec)),
+        teacher_embedding=embed(teacher, probe),
+        teacher_code=torch.tensor(student_features(space.teacher_arch(), spec)),
         archs=archs, student_embeddings=students,
-        codes=torch.tensor([encode_relative(a, spec) for a in archs]), labels=labels, seed_labels=seed_labels,
+        codes=torch.tensor([student_features(a, spec) for a in archs]), labels=labels, seed_labels=seed_labels,
         params=[spec_params(space.to_spec(a)) for a in archs], flops=[spec_flops(space.to_spec(a)) for a in archs],
     )

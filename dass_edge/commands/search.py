@@ -1,0 +1,93 @@
+"""``dass-edge search``: parse, prepare the search (every check first), build the scorer, search, print."""
+
+from __future__ import annotations
+
+import contextlib
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import typer
+from rich.table import Table
+
+from dass_edge.commands._common import console, err_console, print_json, progress_bar
+
+if TYPE_CHECKING:
+    from dass_edge.search.run import Scorer, SearchPlan
+
+__all__ = ["search_command"]
+
+_PHASES = {"export": "write models", "measure": "profile this CPU", "search": "search"}
+
+
+def search_command(
+    latency_ms: float = typer.Option(..., "--latency-ms", help="Latency budget in ms (median on the device)."),
+    device: str = typer.Option(None, "--device", help="Device profile with a measured table (see 'dass-edge "
+                               "devices'); default: this machine's CPU, profiled first if it has no table."),
+    teacher: Path = typer.Option(None, "--teacher", help="Teacher checkpoint (default: the shipped demo teacher)."),
+    task: str = typer.Option(None, "--task", help="Built-in task (default: the teacher's own task)."),
+    data: Path = typer.Option(None, "--data", help="Image folder: one sub-folder per class."),
+    top_k: int = typer.Option(5, "--top-k", help="How many students to pick."),
+    params_max: int = typer.Option(None, "--params-max", help="Keep only students with at most this many params."),
+    algo: str = typer.Option("evolution", "--algo", help="evolution, random or exhaustive."),
+    budget_evals: int = typer.Option(2000, "--budget-evals", help="Distinct students to score."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the search."),
+    out: Path = typer.Option(None, "--out", help="Run folder (default: runs/search-YYYYmmdd-HHMMSS)."),
+    predictor: Path = typer.Option(None, "--predictor", help="Accuracy predictor checkpoint (default: the shipped "
+                                   "one)."),
+    json_out: bool = typer.Option(False, "--json", help="Print search.json instead of a table."),
+) -> None:
+    """Find the students most accurate after distillation that meet a latency budget; write runs/<id>/."""
+    from dass_edge.search.run import prepare_search, run_search
+
+    with contextlib.ExitStack() as stack:
+        tasks: dict[str, int] = {}
+        bars: list = []  # started by the first progress report, so early errors stay one clean line
+
+        def progress(phase: str, done: int, total: int | None) -> None:
+            if not bars:
+                bars.append(stack.enter_context(progress_bar(transient=phase == "search")))
+            if phase not in tasks:
+                tasks[phase] = bars[0].add_task(_PHASES.get(phase, phase), total=total, status="")
+            bars[0].update(tasks[phase], completed=done, total=total)
+
+        plan = prepare_search(latency_ms, device=device, teacher=teacher, task=task, data_dir=data, top_k=top_k,
+                              params_max=params_max, algo=algo, budget_evals=budget_evals, seed=seed, out=out,
+                              predictor=predictor, on_note=lambda msg: err_console.print(msg, markup=False),
+                              profile_progress=progress)
+        scorer = _load_scorer(plan, predictor)
+        record = run_search(plan, scorer, progress=progress)
+    if json_out:
+        print_json(record)
+        return
+    _print(record)
+
+
+def _load_scorer(plan: SearchPlan, predictor: Path | None) -> Scorer:
+    """The DaSS predictor adapted to the plan's teacher and task."""
+    from dass_edge.predictor.scoring import load_scorer
+
+    with err_console.status("loading the accuracy predictor"):
+        return load_scorer(plan.teacher, plan.data, predictor, teacher_meta=plan.teacher_meta)
+
+
+def _print(record: dict) -> None:
+    plain = {"soft_wrap": True, "markup": False, "highlight": False}
+    table = Table(title=f"Best students under {record['budget_ms']:g} ms on {record['device']} "
+                        f"({record['evaluated']:,} scored in {record['seconds']:.1f} s, {record['algo']})")
+    for col in ("rank", "arch", "pred. acc %", "p50 ms", "p90 ms", "params", "MFLOPs"):
+        if col == "arch":
+            table.add_column(col, overflow="fold")  # the key is what users copy: wrap it, never cut it
+        else:
+            table.add_column(col, justify="right", no_wrap=True)
+    for p in record["top"]:
+        table.add_row(str(p["rank"]), p["arch_key"], f"{p['predicted_acc']:.2f}", f"{p['latency_ms']:.3f}",
+                      f"{p['latency_p90_ms']:.3f}", f"{p['params'] / 1e6:.2f}M", f"{p['flops'] / 1e6:.1f}")
+    t = record["teacher"]
+    table.add_row("teacher", t["arch_key"], "-", f"{t['latency_ms']:.3f}", f"{t['latency_p90_ms']:.3f}",
+                  f"{t['params'] / 1e6:.2f}M", f"{t['flops'] / 1e6:.1f}")
+    console.print(table)
+    for note in record["notes"]:
+        console.print(f"note: {note}", **plain)
+    console.print(f"wrote {record['run_dir']} (search.json, report.md, pareto.png, rank*/config.json)", **plain)
+    console.print(f"next: {record['next_steps']['distill']}", **plain)
+    console.print(f"then: {record['next_steps']['export']}", **plain)

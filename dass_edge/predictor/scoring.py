@@ -1,0 +1,106 @@
+"""Scoring candidate students of one teacher on one task with the trained DaSS predictor.
+
+Built once per search: the teacher's functional embedding, the probe batch, and the predictor's
+weights adapted to this (dataset, teacher) pair by Meta-SGD on the teacher-guided support set (the
+teacher labelled with its own validation accuracy). After that, each batch of candidates costs
+their embeddings (prefix-cached, see :mod:`fast_embed`) and one batched forward pass.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from dass_edge.data.task import TaskData
+from dass_edge.errors import DassEdgeError
+from dass_edge.io import file_sha256
+from dass_edge.models.resnet import ResNet
+from dass_edge.predictor.embeddings import embed, probe_batch
+from dass_edge.predictor.encoding import student_features
+from dass_edge.predictor.fast_embed import StudentEmbedder
+from dass_edge.predictor.model import DaSSPredictor, adapt, predict
+from dass_edge.predictor.store import load_predictor
+from dass_edge.space import Arch
+
+__all__ = ["StudentScorer", "load_scorer", "teacher_accuracy"]
+
+
+def teacher_accuracy(teacher: ResNet, meta: dict, data: TaskData) -> float:
+    """The teacher's validation accuracy (percent): from its checkpoint when it was trained on this task,
+    else measured now on ``data.val`` (the support label must describe this teacher on this data)."""
+    from dass_edge.train import evaluate
+
+    same_task = meta.get("task") is not None and meta.get("task") == data.name
+    if same_task and isinstance(meta.get("val_acc"), (int, float)):
+        return float(meta["val_acc"])
+    return float(evaluate(teacher, data.val, teacher.spec.mean, teacher.spec.std))
+
+
+class StudentScorer:
+    """``scorer(archs) -> predicted top-1 accuracy after KD (percent)``, the ensemble's mean."""
+
+    def __init__(self, models: list[DaSSPredictor], meta: dict, teacher: ResNet, data: TaskData,
+                 teacher_acc: float, embedder: StudentEmbedder) -> None:
+        self.teacher_spec = teacher.spec
+        self.embedder = embedder
+        self.models = models
+        self.teacher_acc = teacher_acc
+        probe = embedder.probe
+        with torch.no_grad():
+            self._teacher_map = embed(teacher, probe)
+        support = (self._teacher_map[None], torch.tensor([student_features(teacher_arch(teacher), teacher.spec)]),
+                   self._teacher_map[None], torch.tensor([teacher_acc / 100.0]))
+        steps = [int(m.config.get("inner_steps", 1)) if m.config.get("adapt", True) else 0 for m in models]
+        self._params = [adapt(m, support, steps=s) if s else m.base_params() for m, s in zip(models, steps)]
+        self.info = {
+            "path": meta.get("path"), "sha256": file_sha256(meta["path"]) if meta.get("path") else None,
+            "format": meta.get("format"), "members": len(models), "db": meta.get("db"),
+            "heldout_metrics": meta.get("heldout", {}).get("mean", {}).get("dass"),
+            "trained_at": meta.get("trained_at"), "teacher_val_acc": round(teacher_acc, 3),
+            "adapt_steps": steps[0],
+        }
+        self.seconds = 0.0
+        self.scored = 0
+
+    def __call__(self, archs: Sequence[Arch]) -> np.ndarray:
+        if not archs:
+            return np.zeros(0)
+        t0 = time.perf_counter()
+        with torch.no_grad():
+            maps = self.embedder.embed(archs)
+            codes = torch.tensor([student_features(a, self.teacher_spec) for a in archs])
+            teacher = self._teacher_map[None].expand(len(archs), *self._teacher_map.shape)
+            preds = torch.stack([predict(m, p, maps, codes, teacher) for m, p in zip(self.models, self._params)])
+        self.seconds += time.perf_counter() - t0
+        self.scored += len(archs)
+        return (100.0 * preds.mean(0)).numpy().astype(np.float64)
+
+
+def teacher_arch(teacher: ResNet) -> Arch:
+    from dass_edge.space import SearchSpace
+
+    return SearchSpace(teacher.spec, fixed_last_stage=False).teacher_arch()
+
+
+def load_scorer(teacher: ResNet, data: TaskData, predictor: str | Path | None = None,
+                teacher_meta: dict | None = None, progress: Callable[[str], None] | None = None) -> StudentScorer:
+    """A scorer for ``teacher``'s students on ``data``, using the shipped predictor unless one is given.
+
+    Raises:
+        DassEdgeError: missing/foreign predictor file, or a teacher/data mismatch.
+    """
+    if teacher.spec.num_classes != data.num_classes:
+        raise DassEdgeError(f"the teacher has {teacher.spec.num_classes} classes but the data has "
+                            f"{data.num_classes}; use a teacher trained on this task")
+    if teacher.spec.resolution != data.resolution:
+        raise DassEdgeError(f"the teacher expects {teacher.spec.resolution} px but the data is at {data.resolution} px")
+    models, meta = load_predictor(predictor)
+    if progress:
+        progress("adapting the predictor to this teacher")
+    acc = teacher_accuracy(teacher, teacher_meta or {}, data)
+    probe = probe_batch(data.train, teacher.spec.mean, teacher.spec.std)
+    return StudentScorer(models, meta, teacher.eval(), data, acc, StudentEmbedder(teacher, probe))

@@ -1,0 +1,85 @@
+"""Saving and loading trained predictors: one safetensors file holding an ensemble of DaSS networks.
+
+The metadata says what the predictor is (constructor settings, training config, how it adapts),
+what it learned from (database checksum, rows, tasks, held-out tasks) and how well it did on the
+held-out tasks, so ``meta info`` and ``search`` can show its provenance.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from dass_edge.errors import DassEdgeError
+from dass_edge.io import atomic_write
+from dass_edge.predictor.model import DaSSPredictor
+
+__all__ = ["PREDICTOR_FORMAT", "default_predictor_path", "save_predictor", "load_predictor", "read_predictor_meta"]
+
+PREDICTOR_FORMAT = "dass-edge-predictor/1"
+_CTOR_KEYS = ("embed_channels", "arch_dim", "hidden", "use", "init_alpha")
+
+
+def default_predictor_path() -> Path:
+    from dass_edge.resources import asset_path
+
+    return asset_path("predictor.safetensors")
+
+
+def save_predictor(path: str | Path, models: list[DaSSPredictor], meta: dict) -> Path:
+    """Write an ensemble (members share one constructor config) and its metadata, atomically."""
+    from safetensors.torch import save_file
+
+    if not models:
+        raise ValueError("nothing to save")
+    tensors = {f"m{i}.{k}": v.detach().contiguous().clone() for i, m in enumerate(models)
+               for k, v in m.state_dict().items()}
+    ctor = {k: models[0].config[k] for k in _CTOR_KEYS}
+    full = {**meta, "format": PREDICTOR_FORMAT, "members": len(models), "model": ctor}
+    return atomic_write(path, lambda p: save_file(tensors, str(p), metadata={"dass_edge": json.dumps(full)}))
+
+
+def read_predictor_meta(path: str | Path) -> dict:
+    """The metadata alone (no weights loaded)."""
+    from safetensors import safe_open
+
+    path = Path(path)
+    if not path.is_file():
+        raise DassEdgeError(f"predictor {path} does not exist; train one with 'dass-edge meta train'")
+    try:
+        with safe_open(str(path), "pt") as f:
+            raw = (f.metadata() or {}).get("dass_edge")
+    except Exception as e:  # safetensors raises its own error types for foreign or truncated files
+        raise DassEdgeError(f"{path} is not a readable safetensors file ({type(e).__name__})") from None
+    try:
+        meta = json.loads(raw) if raw else None
+    except json.JSONDecodeError:
+        meta = None
+    if not isinstance(meta, dict) or meta.get("format") != PREDICTOR_FORMAT:
+        raise DassEdgeError(f"{path} is not a dass-edge predictor (written by 'dass-edge meta train')")
+    return meta
+
+
+def load_predictor(path: str | Path | None = None) -> tuple[list[DaSSPredictor], dict]:
+    """The ensemble (eval mode) and its metadata; ``None`` loads the shipped predictor."""
+    from safetensors.torch import load_file
+
+    path = Path(path) if path is not None else default_predictor_path()
+    meta = read_predictor_meta(path)
+    state = load_file(str(path))
+    ctor = dict(meta["model"])
+    models = []
+    for i in range(int(meta["members"])):
+        prefix = f"m{i}."
+        model = DaSSPredictor(ctor["embed_channels"], ctor["arch_dim"], hidden=ctor["hidden"], use=ctor["use"],
+                              init_alpha=ctor["init_alpha"])
+        member = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
+        try:
+            model.load_state_dict(member)
+        except RuntimeError as e:
+            raise DassEdgeError(f"predictor {path} is damaged: member {i} does not match its config ({e})"[:300]
+                                ) from None
+        model.config.update({k: meta["train"][k] for k in ("adapt", "inner_steps") if k in meta.get("train", {})})
+        models.append(model.eval())
+    meta["path"] = str(path)
+    return models, meta

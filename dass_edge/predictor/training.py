@@ -1,0 +1,136 @@
+"""Meta-training the DaSS predictor on the meta-database, and predicting with it.
+
+Each meta-training step samples a few meta-training tasks (a dataset with its teacher). For each,
+the predictor first adapts to the task with Meta-SGD on the teacher-guided support set (the teacher
+as a student of itself, labelled with its own accuracy — free at search time), then is scored on
+the task's KD-trained students with the adapted weights; the outer loss updates both the weights
+and the per-parameter inner learning rates. The loss is a mean-squared error on accuracy plus a
+pairwise logistic ranking term: search only needs the order of students within a task, and the
+ranking term keeps the predictor from spending its capacity on each task's absolute level.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+
+import torch
+
+from dass_edge.predictor.meta_tasks import MetaTask
+from dass_edge.predictor.model import DaSSPredictor, adapt, predict
+
+__all__ = ["TrainConfig", "meta_train", "predict_task", "task_support", "pairwise_rank_loss"]
+
+ProgressFn = Callable[[int, int, float], None]
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything that defines a meta-training run (stored with the shipped predictor)."""
+
+    steps: int = 1500
+    tasks_per_step: int = 4
+    lr: float = 2e-3
+    weight_decay: float = 1e-4
+    hidden: int = 64
+    use: tuple[str, ...] = ("student", "arch", "teacher")
+    adapt: bool = True  # teacher-guided Meta-SGD adaptation on (off: plain multi-task regression)
+    inner_steps: int = 1
+    rank_weight: float = 1.0
+    rank_scale: float = 20.0  # logits of the pairwise loss: accuracy differences (fractions) times this
+    seed: int = 0
+    extra: dict = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["use"] = list(self.use)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> TrainConfig:
+        d = dict(d)
+        d["use"] = tuple(d.get("use", cls.use))
+        return cls(**d)
+
+
+def task_support(task: MetaTask, k_shot: int = 0, seed: int = 0
+                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The adaptation set: the teacher with its own accuracy, plus ``k_shot`` KD-trained students."""
+    s, a, t, y = task.support()
+    if k_shot <= 0:
+        return s, a, t, y
+    idx = torch.randperm(len(task), generator=torch.Generator().manual_seed(seed))[:k_shot]
+    teach = task.teacher_embedding[None].expand(len(idx), *task.teacher_embedding.shape)
+    return (torch.cat([s, task.student_embeddings[idx]]), torch.cat([a, task.codes[idx]]), torch.cat([t, teach]),
+            torch.cat([y, task.labels[idx]]))
+
+
+def pairwise_rank_loss(pred: torch.Tensor, target: torch.Tensor, scale: float = 20.0, margin: float = 0.002
+                       ) -> torch.Tensor:
+    """Logistic loss over all pairs whose true accuracies differ by more than ``margin`` (label noise)."""
+    dp = pred[:, None] - pred[None, :]
+    dt = target[:, None] - target[None, :]
+    mask = dt > margin
+    if not bool(mask.any()):
+        return pred.sum() * 0.0
+    return torch.nn.functional.softplus(-scale * dp[mask]).mean()
+
+
+def _teacher_maps(task: MetaTask, n: int) -> torch.Tensor:
+    return task.teacher_embedding[None].expand(n, *task.teacher_embedding.shape)
+
+
+def _episode_loss(model: DaSSPredictor, task: MetaTask, cfg: TrainConfig, idx: torch.Tensor) -> torch.Tensor:
+    params = adapt(model, task_support(task), steps=cfg.inner_steps, create_graph=True) if cfg.adapt else \
+        model.base_params()
+    pred = predict(model, params, task.student_embeddings[idx], task.codes[idx], _teacher_maps(task, len(idx)))
+    y = task.labels[idx]
+    loss = torch.mean((pred - y) ** 2)
+    if cfg.rank_weight > 0:
+        loss = loss + cfg.rank_weight * pairwise_rank_loss(pred, y, cfg.rank_scale)
+    return loss
+
+
+def meta_train(tasks: list[MetaTask], cfg: TrainConfig, progress: ProgressFn | None = None
+               ) -> tuple[DaSSPredictor, list[float]]:
+    """Meta-train a predictor on ``tasks`` (which must not include held-out tasks). Deterministic in ``cfg.seed``."""
+    if not tasks:
+        raise ValueError("meta-training needs at least one task")
+    torch.manual_seed(cfg.seed)
+    rng = random.Random(cfg.seed)
+    first = tasks[0]
+    model = DaSSPredictor(first.student_embeddings.shape[2], first.codes.shape[1], hidden=cfg.hidden, use=cfg.use)
+    # Start the head at the mean label so early steps learn structure, not the offset.
+    with torch.no_grad():
+        model.head[-1].bias.fill_(float(torch.cat([t.labels for t in tasks]).mean()))
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, cfg.steps)
+    history: list[float] = []
+    for step in range(cfg.steps):
+        batch = rng.sample(tasks, min(cfg.tasks_per_step, len(tasks)))
+        loss = sum(_episode_loss(model, t, cfg, torch.arange(len(t))) for t in batch) / len(batch)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        sched.step()
+        history.append(float(loss.detach()))
+        if progress and (step + 1) % 25 == 0:
+            progress(step + 1, cfg.steps, sum(history[-25:]) / 25)
+    model.eval()
+    return model, history
+
+
+def predict_task(model: DaSSPredictor, task: MetaTask, adapt_steps: int | None = None, k_shot: int = 0,
+                 k_seed: int = 0) -> torch.Tensor:
+    """Predicted accuracies (fractions) of ``task``'s students, after teacher-guided adaptation.
+
+    ``adapt_steps`` None uses the model's trained setting (``model.config['inner_steps']`` when adaptation
+    was on, else 0).
+    """
+    if adapt_steps is None:
+        adapt_steps = int(model.config.get("inner_steps", 1)) if model.config.get("adapt", True) else 0
+    params = adapt(model, task_support(task, k_shot, k_seed), steps=adapt_steps) if adapt_steps else \
+        model.base_params()
+    with torch.no_grad():
+        return predict(model, params, task.student_embeddings, task.codes, _teacher_maps(task, len(task))).detach()

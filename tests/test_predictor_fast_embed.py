@@ -1,0 +1,136 @@
+"""StudentEmbedder: the same embeddings as remap + embed, for every teacher shape, mode and space."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from conftest import perturbed_teacher
+
+from dass_edge.errors import DassEdgeError
+from dass_edge.models import create_model, remap
+from dass_edge.predictor.embeddings import EMBED_CHANNELS, EMBED_GRID, embed
+from dass_edge.predictor.fast_embed import StudentEmbedder
+from dass_edge.space import Arch, SearchSpace
+
+MODES = ("first", "last", "uniform")
+
+
+def _perturbed_m() -> torch.nn.Module:
+    torch.manual_seed(1)
+    model = create_model("resnet_edge_m")
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.running_mean.normal_(0, 0.1)
+                m.running_var.uniform_(0.5, 1.5)
+                m.weight.normal_(1, 0.1)
+                m.bias.normal_(0, 0.1)
+    return model.eval()
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """One thread: on a shared 2-core machine two OpenMP threads spin-wait whenever another job holds a
+    core (several times slower); results do not depend on it."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def teachers() -> dict:
+    from dass_edge.teacher import load_teacher
+
+    return {"demo": load_teacher(None)[0], "resnet_edge_s": perturbed_teacher(), "resnet_edge_m": _perturbed_m()}
+
+
+def _probe(teacher, n: int = 4) -> torch.Tensor:
+    g = torch.Generator().manual_seed(0)
+    s = teacher.spec
+    return torch.randn(n, s.in_chans, s.resolution, s.resolution, generator=g)
+
+
+def _archs(space: SearchSpace, n: int = 18, seed: int = 0) -> list[Arch]:
+    return space.sample_many(n, seed=seed) + [space.smallest_arch(), space.teacher_arch()]
+
+
+def _reference(teacher, archs: list[Arch], probe: torch.Tensor, mode: str) -> torch.Tensor:
+    return torch.stack([embed(remap(teacher, a, mode), probe) for a in archs])
+
+
+@pytest.mark.parametrize("fixed_last_stage", [True, False])
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("name", ["demo", "resnet_edge_s", "resnet_edge_m"])
+def test_matches_remap_then_embed(teachers, name, mode, fixed_last_stage):
+    teacher = teachers[name]
+    archs = _archs(SearchSpace(teacher.spec, fixed_last_stage=fixed_last_stage), seed=len(name))
+    probe = _probe(teacher)
+    got = StudentEmbedder(teacher, probe, mode).embed(archs)
+    assert got.shape == (len(archs), probe.shape[0], EMBED_CHANNELS, EMBED_GRID, EMBED_GRID)
+    torch.testing.assert_close(got, _reference(teacher, archs, probe, mode), atol=1e-4, rtol=1e-4)
+
+
+def test_cold_and_warm_cache_agree(teachers):
+    teacher = teachers["resnet_edge_s"]
+    space = SearchSpace(teacher.spec, fixed_last_stage=False)
+    archs = _archs(space, n=30, seed=3)
+    probe = _probe(teacher)
+    fe = StudentEmbedder(teacher, probe, "first")
+    cold = fe.embed(archs)
+    assert fe.cache_info().misses > 0
+    hits = fe.cache_info().hits
+    warm = fe.embed(archs[::-1])  # every embedding cached
+    assert fe.cache_info().hits > hits
+    torch.testing.assert_close(warm, cold.flip(0), atol=0, rtol=0)
+    # students one at a time, each from a partly warm cache (shared prefixes, evicted embeddings)
+    fe2 = StudentEmbedder(teacher, probe, "first")
+    fe2.embed(archs[:10])
+    one_by_one = torch.cat([fe2.embed([a]) for a in archs])
+    torch.testing.assert_close(one_by_one, cold, atol=1e-6, rtol=1e-6)
+    uncached = StudentEmbedder(teacher, probe, "first", cache_mb=0)
+    torch.testing.assert_close(uncached.embed(archs), cold, atol=1e-6, rtol=1e-6)
+    assert uncached.cache_info().bytes == 0
+
+
+def test_duplicates_and_empty(teachers):
+    teacher = teachers["demo"]
+    space = SearchSpace(teacher.spec)
+    a, b = space.sample_many(2, seed=5)
+    fe = StudentEmbedder(teacher, _probe(teacher, 2))
+    out = fe.embed([a, b, a])
+    assert torch.equal(out[0], out[2])
+    assert not torch.is_inference(out)  # usable as a predictor input under autograd
+    assert fe.embed([]).shape == (0, 2, EMBED_CHANNELS, EMBED_GRID, EMBED_GRID)
+
+
+def test_cache_stays_within_its_bound(teachers):
+    teacher = teachers["demo"]
+    probe = _probe(teacher, 8)
+    space = SearchSpace(teacher.spec, fixed_last_stage=False)
+    archs = space.sample_many(40, seed=7)
+    fe = StudentEmbedder(teacher, probe, "uniform", cache_mb=2)
+    for i in range(0, len(archs), 8):
+        out = fe.embed(archs[i : i + 8])
+        info = fe.cache_info()
+        assert 0 < info.bytes <= info.max_bytes == 2 << 20
+    held = sum(t.untyped_storage().nbytes() for t, _ in fe._cache._d.values())
+    assert held == info.bytes
+    torch.testing.assert_close(out, _reference(teacher, archs[-8:], probe, "uniform"), atol=1e-4, rtol=1e-4)
+
+
+@pytest.mark.parametrize("shape", [(4, 1, 32, 32), (4, 3, 16, 16), (3, 32, 32), (0, 3, 32, 32)])
+def test_mismatched_probe_is_a_clear_error(teachers, shape):
+    with pytest.raises(DassEdgeError) as exc:
+        StudentEmbedder(teachers["demo"], torch.zeros(shape))
+    msg = str(exc.value)
+    assert "probe" in msg and "\n" not in msg
+
+
+def test_bad_mode_and_arch_are_clear_errors(teachers):
+    teacher = teachers["demo"]
+    with pytest.raises(DassEdgeError, match="remap mode"):
+        StudentEmbedder(teacher, _probe(teacher), "middle")
+    fe = StudentEmbedder(teacher, _probe(teacher))
+    with pytest.raises(DassEdgeError, match="depth"):
+        fe.embed([Arch((3, 1, 1, 1), ((16, 16, 16), (32,), (64,), (128,)))])

@@ -1,0 +1,169 @@
+"""Meta-training, storing and scoring with the DaSS predictor, and the meta train / meta eval commands.
+
+The database here is synthetic in its labels only: real built-in tasks, real (perturbed) teachers,
+real remapping and embeddings, with accuracies a known function of the student's size plus noise,
+so that a working pipeline must recover their order on a held-out task.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from dass_edge.io import file_sha256
+from dass_edge.metadb.sampling import sample_students
+from dass_edge.models.checkpoint import save_checkpoint
+from dass_edge.predictor.metrics import rank_metrics
+from dass_edge.predictor.training import TrainConfig, meta_train, pairwise_rank_loss, predict_task
+from dass_edge.space import SearchSpace
+from tests.conftest import perturbed_teacher, run_cli
+
+TASKS = {"count-dots": False, "shapes": False, "textures": True}  # name: held out
+
+
+@pytest.fixture(scope="module")
+def synthetic_db(tmp_path_factory):
+    """A 3-task database (2 meta-training, 1 held out) whose labels rise with log-params (50..85%)."""
+    root = tmp_path_factory.mktemp("db")
+    teachers = root / "teachers"
+    teachers.mkdir()
+    rows = []
+    rng = np.random.default_rng(0)
+    for name, heldout in TASKS.items():
+        from dass_edge.data import load_task
+
+        n_classes = load_task(name, resolution=16).num_classes
+        teacher = perturbed_teacher(num_classes=n_classes, resolution=16)
+        path = save_checkpoint(teachers / f"{name}.safetensors", teacher, {"val_acc": 90.0, "task": name})
+        sha = file_sha256(path)
+        space = SearchSpace(teacher.spec)
+        lo, hi = math.log(space.params(space.smallest_arch())), math.log(space.params(space.teacher_arch()))
+        for i, arch in enumerate(sample_students(space, 10, seed=len(rows))):  # spread from small to large
+            params = space.params(arch)
+            acc = 50.0 + 35.0 * (math.log(params) - lo) / (hi - lo) + rng.normal(0, 0.5)
+            for seed in ((0, 1) if heldout and i < 6 else (0,)):
+                rows.append({"task": name, "teacher_file": path.name, "teacher_sha256": sha, "resolution": 16,
+                             "heldout": heldout, "teacher_val_acc": 90.0, "arch": arch.to_dict(),
+                             "arch_key": arch.key(), "seed": seed, "recipe_hash": "r", "params": params,
+                             "val_acc": round(acc + (0.1 * seed), 4)})
+    db = root / "metadb.jsonl"
+    db.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return db, teachers
+
+
+@pytest.fixture(scope="module")
+def meta_tasks(synthetic_db):
+    from dass_edge.predictor.pipeline import load_db
+
+    return load_db(*synthetic_db)
+
+
+def test_rank_loss_prefers_the_true_order():
+    y = torch.tensor([0.1, 0.5, 0.9])
+    good = pairwise_rank_loss(torch.tensor([0.0, 0.5, 1.0]), y)
+    bad = pairwise_rank_loss(torch.tensor([1.0, 0.5, 0.0]), y)
+    assert float(good) < 0.01 < 1.0 < float(bad)
+    # pairs closer than the label-noise margin are ignored
+    assert float(pairwise_rank_loss(torch.tensor([1.0, 0.0]), torch.tensor([0.5, 0.5]))) == 0.0
+
+
+def test_meta_training_recovers_the_held_out_order(meta_tasks):
+    _, tasks = meta_tasks
+    train = [t for t in tasks if not t.heldout]
+    held = [t for t in tasks if t.heldout]
+    model, history = meta_train(train, TrainConfig(steps=100, tasks_per_step=2, seed=0))
+    assert np.mean(history[-10:]) < np.mean(history[:10])
+    pred = predict_task(model, held[0])
+    assert rank_metrics(pred.numpy(), held[0].labels.numpy())["spearman"] > 0.8
+    again, _ = meta_train(train, TrainConfig(steps=100, tasks_per_step=2, seed=0))
+    assert torch.allclose(predict_task(again, held[0]), pred)  # deterministic in the seed
+
+
+def test_store_round_trip_and_bad_files(meta_tasks, tmp_path):
+    from dass_edge.errors import DassEdgeError
+    from dass_edge.predictor.store import load_predictor, save_predictor
+
+    _, tasks = meta_tasks
+    train = [t for t in tasks if not t.heldout]
+    models = [meta_train(train, TrainConfig(steps=5, seed=s))[0] for s in (0, 1)]
+    path = save_predictor(tmp_path / "p.safetensors", models, {"train": TrainConfig(steps=5).to_dict()})
+    loaded, meta = load_predictor(path)
+    assert meta["members"] == 2 and len(loaded) == 2
+    for a, b in zip(models, loaded):
+        assert torch.allclose(predict_task(a, tasks[0]), predict_task(b, tasks[0]))
+    with pytest.raises(DassEdgeError, match="does not exist"):
+        load_predictor(tmp_path / "missing.safetensors")
+    foreign = save_checkpoint(tmp_path / "teacher.safetensors", perturbed_teacher(), {})
+    with pytest.raises(DassEdgeError, match="not a dass-edge predictor"):
+        load_predictor(foreign)
+    (tmp_path / "junk.safetensors").write_bytes(b"not safetensors at all")
+    with pytest.raises(DassEdgeError, match="not a readable"):
+        load_predictor(tmp_path / "junk.safetensors")
+
+
+def test_scorer_matches_the_meta_training_path(synthetic_db, meta_tasks, tmp_path):
+    """Search scores a student exactly as meta-training saw it: same embedding, code and adaptation."""
+    from dass_edge.data import load_task
+    from dass_edge.models.checkpoint import load_checkpoint
+    from dass_edge.predictor.evaluation import ensemble_predict
+    from dass_edge.predictor.scoring import load_scorer
+    from dass_edge.predictor.store import save_predictor
+
+    _, teachers = synthetic_db
+    _, tasks = meta_tasks
+    train = [t for t in tasks if not t.heldout]
+    models = [meta_train(train, TrainConfig(steps=20, seed=s))[0] for s in (0, 1)]
+    path = save_predictor(tmp_path / "p.safetensors", models, {"train": TrainConfig(steps=20).to_dict()})
+    held = next(t for t in tasks if t.heldout)
+    teacher, tmeta = load_checkpoint(teachers / f"{held.name}.safetensors")
+    scorer = load_scorer(teacher, load_task(held.name, resolution=16), path, teacher_meta=tmeta)
+    got = scorer(held.archs)
+    want = 100.0 * ensemble_predict(models, held)
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-3)
+    assert scorer.info["members"] == 2 and scorer.info["teacher_val_acc"] == 90.0
+    assert scorer(held.archs[:3]).shape == (3,)
+
+
+def test_meta_train_and_eval_commands(synthetic_db, tmp_path, capsys):
+    db, teachers = synthetic_db
+    out = tmp_path / "pred.safetensors"
+    code, stdout, err = run_cli(["meta", "train", "--db", str(db), "--teachers", str(teachers), "--out", str(out),
+                                 "--steps", "60", "--members", "1", "--json"], capsys)
+    assert code == 0, err
+    report = json.loads(stdout)
+    assert report["heldout_tasks"] == ["textures"] and set(report["train_tasks"]) == {"count-dots", "shapes"}
+    methods = set(report["mean"])
+    assert {"dass", "params", "flops", "synflow", "snip", "grad_norm", "jacov", "arch_only", "metad2a",
+            "ceiling"} <= methods
+    for m in methods:
+        assert set(report["mean"][m]) == {"spearman", "kendall", "top5", "regret"}
+    assert report["tasks"]["textures"]["params"]["spearman"] > 0.9  # labels follow size
+    assert report["tasks"]["textures"]["ceiling"]["spearman"] > 0.9
+    assert out.is_file()
+
+    plots = tmp_path / "plots"
+    code, stdout, err = run_cli(["meta", "eval", "--db", str(db), "--teachers", str(teachers), "--predictor",
+                                 str(out), "--plots", str(plots), "--json"], capsys)
+    assert code == 0, err
+    again = json.loads(stdout)
+    assert again["tasks"]["textures"]["dass"] == report["tasks"]["textures"]["dass"]
+    png = plots / "textures.png"
+    assert png.is_file() and png.read_bytes()[:4] == b"\x89PNG"
+
+
+def test_meta_commands_reject_bad_input(synthetic_db, tmp_path, capsys):
+    db, teachers = synthetic_db
+    code, _, err = run_cli(["meta", "train", "--db", str(db), "--teachers", str(teachers), "--out",
+                            str(tmp_path / "p.pt")], capsys)
+    assert code == 2 and "must end in .safetensors" in err and "Traceback" not in err
+    code, _, err = run_cli(["meta", "train", "--db", str(tmp_path / "nope.jsonl"), "--teachers", str(teachers),
+                            "--out", str(tmp_path / "p.safetensors")], capsys)
+    assert code == 2 and "no database" in err
+    code, _, err = run_cli(["meta", "eval", "--db", str(db), "--teachers", str(teachers), "--predictor",
+                            str(tmp_path / "missing.safetensors")], capsys)
+    assert code == 2 and "does not exist" in err
+    assert not (tmp_path / "p.safetensors").exists()
