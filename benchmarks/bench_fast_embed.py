@@ -88,7 +88,7 @@ def main(argv: list[str] | None = None) -> None:
     teacher, _ = load_teacher(None)
     spec = teacher.spec
     split = load_task(TASK, resolution=spec.resolution).train
-    probes = {16: probe_batch(split, spec.mean, spec.std), 8: probe_batch(split, spec.mean, spec.std, size=8)}
+    probes = {n: probe_batch(split, spec.mean, spec.std, size=n) for n in (16, 8)}
     space = SearchSpace(spec, fixed_last_stage=True)
     load0 = os.getloadavg()[0]
 
