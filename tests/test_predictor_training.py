@@ -167,3 +167,12 @@ def test_meta_commands_reject_bad_input(synthetic_db, tmp_path, capsys):
                             str(tmp_path / "missing.safetensors")], capsys)
     assert code == 2 and "does not exist" in err
     assert not (tmp_path / "p.safetensors").exists()
+
+
+def test_bounded_percent_keeps_order_inside_0_100():
+    from dass_edge.predictor.scoring import bounded_percent
+
+    x = np.array([-30.0, -1.0, 0.5, 1.0, 50.0, 98.9, 99.0, 100.0, 113.0, 150.0])
+    y = bounded_percent(x)
+    assert np.all((y > 0) & (y < 100)) and np.all(np.diff(y) > 0)
+    np.testing.assert_allclose(y[[3, 4, 5, 6]], x[[3, 4, 5, 6]])  # untouched in [1, 99]

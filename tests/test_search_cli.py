@@ -12,7 +12,6 @@ import json
 
 import pytest
 from conftest import run_cli
-from test_search_run import ToyScorer
 
 from dass_edge.errors import DassEdgeError
 from dass_edge.latency import default_teacher_spec, load_table
@@ -81,10 +80,7 @@ def test_infeasible_budget_names_the_fastest_student(isolated, capsys):
 
 
 @needs_table_here
-def test_search_json_and_table(isolated, capsys, monkeypatch):
-    import dass_edge.commands.search as command
-
-    monkeypatch.setattr(command, "_load_scorer", lambda plan, predictor: ToyScorer())  # until scoring.py lands
+def test_search_json_and_table(isolated, capsys):
     code, out, err = run_cli(["search", "--latency-ms", "0.4", "--budget-evals", "200", "--top-k", "2", "--out",
                               "runs/a", "--json"], capsys)
     assert code == 0, err
@@ -94,6 +90,8 @@ def test_search_json_and_table(isolated, capsys, monkeypatch):
     assert record["budget_ms"] == 0.4 and record["device"] == "cpu" and len(record["top"]) == 2
     for p in record["top"]:
         assert {"arch", "predicted_acc", "latency_ms", "params", "flops"} <= set(p) and p["latency_ms"] <= 0.4
+        assert 0.0 < p["predicted_acc"] < 100.0
+    assert record["predictor"]["path"].endswith("predictor.safetensors") and record["predictor"]["members"] >= 1
     saved = json.loads((isolated / "runs" / "a" / "search.json").read_text())
     assert saved == record
     assert Arch.from_dict(json.loads((isolated / "runs" / "a" / "rank1" / "config.json").read_text())["arch"]) \

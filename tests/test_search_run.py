@@ -310,3 +310,21 @@ def test_malformed_scores_are_a_clear_error(table, tmp_path):
     with pytest.raises(DassEdgeError, match="the accuracy predictor returned"):
         run_search(_plan(table, tmp_path / "run"), Short())
     assert not list(tmp_path.iterdir())
+
+
+def test_search_with_the_shipped_predictor(table, tmp_path):
+    """The product path end to end: the shipped predictor adapted to the demo teacher, real embeddings."""
+    from dass_edge.io import file_sha256
+    from dass_edge.predictor.scoring import load_scorer
+    from dass_edge.predictor.store import default_predictor_path
+
+    plan = _plan(table, tmp_path / "run", budget_evals=300, top_k=3)
+    scorer = load_scorer(plan.teacher, plan.data, teacher_meta=plan.teacher_meta)
+    record = run_search(plan, scorer)
+    accs = [p["predicted_acc"] for p in record["top"]]
+    assert accs == sorted(accs, reverse=True) and all(0.0 < a < 100.0 for a in accs)
+    assert all(p["latency_ms"] <= BUDGET for p in record["top"]) and record["evaluated"] >= 300
+    assert record["predictor"]["sha256"] == file_sha256(default_predictor_path())
+    assert record["predictor"]["teacher_val_acc"] == plan.teacher_meta["val_acc"]
+    again = scorer([Arch.from_dict(record["top"][0]["arch"])])  # a warm cache gives the same score
+    assert abs(float(again[0]) - accs[0]) < 1e-4

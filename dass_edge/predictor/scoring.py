@@ -26,7 +26,7 @@ from dass_edge.predictor.model import DaSSPredictor, adapt, predict
 from dass_edge.predictor.store import load_predictor
 from dass_edge.space import Arch
 
-__all__ = ["StudentScorer", "load_scorer", "teacher_accuracy"]
+__all__ = ["StudentScorer", "bounded_percent", "load_scorer", "teacher_accuracy"]
 
 
 def teacher_accuracy(teacher: ResNet, meta: dict, data: TaskData) -> float:
@@ -77,7 +77,21 @@ class StudentScorer:
             preds = torch.stack([predict(m, p, maps, codes, teacher) for m, p in zip(self.models, self._params)])
         self.seconds += time.perf_counter() - t0
         self.scored += len(archs)
-        return (100.0 * preds.mean(0)).numpy().astype(np.float64)
+        return bounded_percent(100.0 * preds.mean(0).numpy().astype(np.float64))
+
+
+def bounded_percent(x: np.ndarray) -> np.ndarray:
+    """Keep predictions inside (0, 100) without changing their order.
+
+    The regression head is unbounded, and for a near-perfect teacher adaptation can push scores past
+    100 %. Values above 99 are compressed into (99, 100) and values below 1 into (0, 1), monotonically
+    and continuously, so the ranking search relies on is untouched.
+    """
+    x = np.asarray(x, dtype=np.float64)
+    over = np.maximum(x, 99.0) - 99.0
+    high = 99.0 + over / (1.0 + over)
+    low = 1.0 / (2.0 - np.minimum(x, 1.0))
+    return np.where(x > 99.0, high, np.where(x < 1.0, low, x))
 
 
 def teacher_arch(teacher: ResNet) -> Arch:
