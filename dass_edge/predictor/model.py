@@ -73,7 +73,11 @@ class DaSSPredictor(nn.Module):
         return {n: p for n, p in self.named_parameters() if not n.startswith("alpha.")}
 
     def forward(self, student: torch.Tensor, arch: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
-        """``student``/``teacher``: ``(N, B, C, g, g)``; ``arch``: ``(N, D)`` → ``(N,)`` accuracies in [0, 1]."""
+        """``student``/``teacher``: ``(N, B, C, g, g)``; ``arch``: ``(N, D)`` → ``(N,)`` accuracies in [0, 1].
+
+        An input given for one network only (``N = 1``, e.g. the one teacher of a search) is encoded once
+        and broadcast; an input the model does not use may be ``None``.
+        """
         parts = []
         if "student" in self.use:
             parts.append(self.student_enc(student))
@@ -81,6 +85,8 @@ class DaSSPredictor(nn.Module):
             parts.append(self.arch_enc(arch))
         if "teacher" in self.use:
             parts.append(self.teacher_enc(teacher))
+        n = max(p.shape[0] for p in parts)
+        parts = [p.expand(n, -1) if p.shape[0] == 1 else p for p in parts]
         return self.head(torch.cat(parts, dim=1)).reshape(-1)
 
 

@@ -61,8 +61,9 @@ class StudentScorer:
             "format": meta.get("format"), "members": len(models), "db": meta.get("db"),
             "heldout_metrics": meta.get("heldout", {}).get("mean", {}).get("dass"),
             "trained_at": meta.get("trained_at"), "teacher_val_acc": round(teacher_acc, 3),
-            "adapt_steps": steps[0],
+            "adapt_steps": steps[0], "inputs": list(models[0].use),
         }
+        self.needs_student = any("student" in m.use for m in models)
         self.seconds = 0.0
         self.scored = 0
 
@@ -71,9 +72,10 @@ class StudentScorer:
             return np.zeros(0)
         t0 = time.perf_counter()
         with torch.no_grad():
-            maps = self.embedder.embed(archs)
+            # A predictor trained without the student input (an ablation that can win) needs no embeddings.
+            maps = self.embedder.embed(archs) if self.needs_student else None
             codes = torch.tensor([student_features(a, self.teacher_spec) for a in archs])
-            teacher = self._teacher_map[None].expand(len(archs), *self._teacher_map.shape)
+            teacher = self._teacher_map[None]  # encoded once, broadcast over the batch
             preds = torch.stack([predict(m, p, maps, codes, teacher) for m, p in zip(self.models, self._params)])
         self.seconds += time.perf_counter() - t0
         self.scored += len(archs)

@@ -103,7 +103,13 @@ def evolution(space: SearchSpace, score: ScoreFn, latency: LatencyFn, budget_ms:
         for _ in range(population - n_parents - n_mut):
             children.append(feasible.crossover(rng.choice(parents).arch, rng.choice(parents).arch))
         before = len(log.candidates)
-        pop = parents + log.score_new(children, score, latency)
+        new = log.score_new(children, score, latency)
+        if len(log.candidates) - before < len(children) // 10:
+            # Converging: the children mostly repeat scored students (a tight budget leaves parents few
+            # feasible neighbours). Random feasible immigrants keep the search exploring.
+            immigrants = [a for a in (feasible.sample() for _ in range(population - n_parents)) if a is not None]
+            new += log.score_new(immigrants[: max(0, evals - len(log.candidates))], score, latency)
+        pop = parents + new
         stalled = stalled + 1 if len(log.candidates) == before else 0
         if stalled >= 20:  # the feasible region is exhausted
             break
