@@ -220,7 +220,8 @@ def train_cmd(
                                                     "recipe's)."),
     seed: int = typer.Option(0, "--seed", help="Seed of the first member."),
     no_adapt: bool = typer.Option(False, "--no-adapt", help="Train without teacher-guided adaptation (ablation)."),
-    use: str = typer.Option("student,arch,teacher", "--use", help="Inputs to use (ablations drop one)."),
+    use: str = typer.Option("arch,teacher", "--use", help="Inputs: student (embedding), arch, teacher; the "
+                                                       "shipped recipe uses arch,teacher (see BENCHMARKS.md)."),
     json_out: bool = typer.Option(False, "--json", help="Print the held-out report as JSON."),
 ) -> None:
     """Meta-train the DaSS predictor on the database's meta-training tasks; report on its held-out tasks."""
