@@ -71,6 +71,7 @@ def test_rank_loss_prefers_the_true_order():
     assert float(pairwise_rank_loss(torch.tensor([1.0, 0.0]), torch.tensor([0.5, 0.5]))) == 0.0
 
 
+@pytest.mark.slow
 def test_meta_training_recovers_the_held_out_order(meta_tasks):
     _, tasks = meta_tasks
     train = [t for t in tasks if not t.heldout]
@@ -128,6 +129,7 @@ def test_scorer_matches_the_meta_training_path(synthetic_db, meta_tasks, tmp_pat
     assert scorer(held.archs[:3]).shape == (3,)
 
 
+@pytest.mark.slow
 def test_meta_train_and_eval_commands(synthetic_db, tmp_path, capsys):
     db, teachers = synthetic_db
     out = tmp_path / "pred.safetensors"
