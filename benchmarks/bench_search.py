@@ -10,6 +10,7 @@
 
 Stages (each resumable; trained students are appended to ``benchmarks/results/search_evidence.jsonl``):
 
+    python benchmarks/bench_search.py                      # all stages (plan only if there is none)
     python benchmarks/bench_search.py plan                 # budgets, random and largest students
     python benchmarks/bench_search.py picks                # run the search per (task, budget)
     python benchmarks/bench_search.py train [--device cuda --workers 14]
@@ -227,21 +228,27 @@ def report(_: argparse.Namespace) -> None:
                  f"~{s['exhaustive_seconds']:,} s (plus a latency lookup each), against {s['search_seconds']} s "
                  f"for the search, which scores {s['evaluated'] / s['space_size']:.2%} of the space.\n")
     write_fragment("search", "Student search (dass-edge search)", "python benchmarks/bench_search.py "
-                   "plan && ... picks && ... train && ... speed && ... report", body)
+                   "(plan, picks, train [--device cuda --workers 14 on the H200], speed, report)", body)
     print(body)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("stage", choices=["plan", "picks", "train", "speed", "report"])
+    parser.add_argument("stage", nargs="?", default="all", choices=["all", "plan", "picks", "train", "speed", "report"],
+                        help="all (default): plan if there is none, then picks, train, speed and report")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--evals", type=int, default=2000)
-    parser.add_argument("--latency-ms", type=float, default=0.3)
+    parser.add_argument("--latency-ms", type=float, default=0.35, help="budget of the speed stage")
     args = parser.parse_args()
     torch.set_num_threads(1)
-    {"plan": plan, "picks": picks, "train": train, "speed": speed, "report": report}[args.stage](args)
+    stages = {"plan": plan, "picks": picks, "train": train, "speed": speed, "report": report}
+    if args.stage != "all":
+        stages[args.stage](args)
+        return
+    for name in (["plan"] if not PLAN.is_file() else []) + ["picks", "train", "speed", "report"]:
+        stages[name](args)
 
 
 if __name__ == "__main__":
