@@ -153,7 +153,8 @@ def main() -> None:
     teachers = resolve_teachers_dir(db, None)
     rows, tasks = load_db(db, teachers)
     models, meta = load_predictor(None)
-    report = evaluate_heldout(models, tasks, rows, teachers, plots_dir=RESULTS / "predictor_plots")
+    report = evaluate_heldout(models, tasks, rows, teachers, plots_dir=RESULTS / "predictor_plots",
+                              calibration=meta.get("calibration"))
     (RESULTS / "predictor_eval.json").write_text(json.dumps(report, indent=1))
     mean = report["mean"]
     baselines = {m: v for m, v in mean.items() if m not in ("dass", "dass_no_adapt", "ceiling")}
@@ -170,13 +171,19 @@ def main() -> None:
             f"- Best baseline: {best} {baselines[best]['spearman']:.3f}; DaSS - best = "
             f"{d['spearman'] - baselines[best]['spearman']:+.3f} (target >= +0.10: "
             f"{'met' if d['spearman'] >= baselines[best]['spearman'] + 0.10 else 'NOT met'}).\n"
-            f"- Mean regret: DaSS {d['regret']:.2f} points; lowest baseline {best_regret} "
+            + (f"- Calibrated accuracy (teacher-anchored, fitted on meta-training tasks): mean absolute error "
+               f"{d['mae']:.2f} points on the held-out tasks.\n" if "mae" in d else "")
+            + f"- Mean regret: DaSS {d['regret']:.2f} points; lowest baseline {best_regret} "
             f"{baselines[best_regret]['regret']:.2f} (target: beat every baseline: "
             f"{'met' if d['regret'] < baselines[best_regret]['regret'] else 'NOT met'}).\n"
             "- Plots (predicted vs true per held-out task): `benchmarks/results/predictor_plots/`.\n")
+    saved = RESULTS / "predictor_ablations.txt"  # not a fragment: run.py assembles *.md
     if "ablations" not in skip:
-        body += "\n### Ablations (ensembles trained and scored the same way)\n\n" + _ablations(
-            tasks, meta, args.members, args.steps) + "\n"
+        saved.write_text(_ablations(tasks, meta, args.members, args.steps) + f"\n\n({args.members} members each.)\n")
+    if saved.is_file():
+        body += ("\n### Ablations (ensembles trained and scored the same way)\n\n"
+                 + ("" if "ablations" not in skip else "From the last run with ablations (`--skip ablations` reuses "
+                    "it; they do not depend on the shipped weights).\n\n") + saved.read_text())
     if "throughput" not in skip:
         body += "\n### Scoring throughput (demo teacher, 32x32, 2 threads)\n\n" + _throughput() + "\n"
     write_fragment("predictor", "DaSS predictor (held-out tasks)", "python benchmarks/bench_predictor.py", body)

@@ -142,7 +142,8 @@ def test_meta_train_and_eval_commands(synthetic_db, tmp_path, capsys):
     assert {"dass", "params", "flops", "synflow", "snip", "grad_norm", "jacov", "arch_only", "metad2a",
             "ceiling"} <= methods
     for m in methods:
-        assert set(report["mean"][m]) == {"spearman", "kendall", "top5", "regret"}
+        assert set(report["mean"][m]) - {"mae"} == {"spearman", "kendall", "top5", "regret"}
+    assert 0.0 <= report["mean"]["dass"]["mae"] < 20.0  # calibrated on the training tasks, anchored on the teacher
     assert report["tasks"]["textures"]["params"]["spearman"] > 0.9  # labels follow size
     assert report["tasks"]["textures"]["ceiling"]["spearman"] > 0.9
     assert out.is_file()

@@ -66,12 +66,13 @@ def test_wheel_install_runs_cli_and_finds_packaged_data(wheel_venv):
         "print(json.dumps({'pkg': dass_edge.__file__, 'exporters': dass_edge.exporters.__file__,\n"
         "  'profiles': sorted(p.name for p in profiles_dir().glob('*.yaml')),\n"
         "  'tables': sorted(p.name for p in tables_dir().glob('*.json')),\n"
-        "  'teacher': asset_path('demo_teacher.safetensors').is_file()}))\n"
+        "  'teacher': asset_path('demo_teacher.safetensors').is_file(),\n"
+        "  'predictor': asset_path('predictor.safetensors').is_file(), 'db': asset_path('metadb.jsonl').is_file()}))\n"
     )
     found = json.loads(_run(wheel_venv, "python", "-c", probe))
     for key in ("pkg", "exporters"):
         assert found[key].startswith(str(wheel_venv)), found  # installed copy, not the source tree
-    assert found["teacher"]
+    assert found["teacher"] and found["predictor"] and found["db"]  # search and meta info work from a wheel
     assert sorted(p.name for p in (ROOT / "profiles").glob("*.yaml")) == found["profiles"]
     assert sorted(p.name for p in (ROOT / "latency_tables").glob("*.json")) == found["tables"]
 

@@ -231,7 +231,7 @@ def train_cmd(
     from dass_edge.predictor.evaluation import evaluate_heldout
     from dass_edge.predictor.pipeline import load_db, predictor_metadata, train_ensemble
     from dass_edge.predictor.store import save_predictor
-    from dass_edge.predictor.training import TrainConfig
+    from dass_edge.predictor.training import TrainConfig, fit_calibration
 
     inputs = tuple(u for u in use.replace(" ", "").split(",") if u)
     if not inputs or set(inputs) - {"student", "arch", "teacher"}:
@@ -256,11 +256,12 @@ def train_cmd(
                 progress.update(task_id, completed=info["step"], status=f"loss {info['loss']:.4f}")
 
         models = train_ensemble(tasks, cfg, members, on)
+        calibration = fit_calibration(models, [t for t in tasks if not t.heldout])
         seconds = time.time() - t0
         progress.update(task_id, description="held-out evaluation", total=None, status="")
-        report = evaluate_heldout(models, tasks, rows, teachers_dir,
+        report = evaluate_heldout(models, tasks, rows, teachers_dir, calibration=calibration,
                                   progress=lambda msg: progress.update(task_id, status=msg))
-    save_predictor(out, models, predictor_metadata(db_path, rows, tasks, cfg, seconds, report))
+    save_predictor(out, models, predictor_metadata(db_path, rows, tasks, cfg, seconds, report, calibration))
     if json_out:
         print_json({**report, "out": str(out)})
         return
@@ -298,6 +299,7 @@ def eval_cmd(
             raise DassEdgeError(f"the predictor was meta-trained on {', '.join(leaked)}, which this database holds "
                                 "out; evaluate it on a database whose held-out tasks it never saw")
         report = evaluate_heldout(models, tasks, rows, teachers_dir, plots_dir=plots, k_shot=k_shot,
+                                  calibration=meta.get("calibration"),
                                   progress=lambda msg: progress.update(task_id, description=msg))
     report["predictor"] = {"path": meta["path"], "trained_at": meta.get("trained_at"), "members": meta["members"]}
     if json_out:

@@ -19,7 +19,7 @@ from dass_edge.predictor.baselines import create_baseline, seed_ceiling, task_co
 from dass_edge.predictor.meta_tasks import MetaTask
 from dass_edge.predictor.metrics import rank_metrics
 from dass_edge.predictor.model import DaSSPredictor
-from dass_edge.predictor.training import predict_task
+from dass_edge.predictor.training import calibrated_task, predict_task
 
 __all__ = ["BASELINE_METHODS", "METRICS", "ensemble_predict", "evaluate_heldout", "mean_metrics"]
 
@@ -55,11 +55,12 @@ def mean_metrics(per_task: dict[str, dict[str, dict[str, float]]]) -> dict[str, 
 def evaluate_heldout(models: Sequence[DaSSPredictor], tasks: Sequence[MetaTask], rows: Sequence[dict],
                      teachers_dir: str | Path, *, baselines: Sequence[str] = BASELINE_METHODS,
                      plots_dir: str | Path | None = None, k_shot: int = 0,
-                     progress: ProgressFn | None = None) -> dict:
+                     calibration: dict | None = None, progress: ProgressFn | None = None) -> dict:
     """Score every held-out task with DaSS (adapted and not), each baseline and the ceiling.
 
     Returns ``{"tasks": {name: {method: metrics}}, "mean": {method: metrics}, "train_tasks": [...],
-    "heldout_tasks": [...], "plots": [...]}``.
+    "heldout_tasks": [...], "plots": [...]}``. With the predictor's ``calibration``, ``dass`` also gets
+    ``mae``: the mean absolute error of its calibrated accuracy, in points.
 
     Raises:
         DassEdgeError: the database names no held-out task, or no meta-training task to fit baselines on.
@@ -92,6 +93,11 @@ def evaluate_heldout(models: Sequence[DaSSPredictor], tasks: Sequence[MetaTask],
         for name, b in fitted.items():
             preds[name] = np.asarray(b.score(task, context), dtype=float)
         result = {m: _metrics(p, labels) for m, p in preds.items()}
+        shown = dict(preds)
+        if calibration:
+            acc = calibrated_task(list(models), task, calibration).numpy()
+            result["dass"]["mae"] = round(float(np.abs(acc - labels).mean() * 100.0), 3)
+            shown["dass"] = acc  # same order as the raw scores; on the accuracy scale users see
         ceiling = seed_ceiling(task)
         ceiling["regret"] = ceiling["regret"] * 100.0  # seed labels are fractions
         result["ceiling"] = {k: round(float(ceiling[k]), 4) for k in METRICS}
@@ -100,7 +106,10 @@ def evaluate_heldout(models: Sequence[DaSSPredictor], tasks: Sequence[MetaTask],
             from dass_edge.predictor.plots import plot_predicted_vs_true
 
             path = Path(plots_dir) / f"{task.name}.png"
-            plot_predicted_vs_true(path, task.name, labels, {m: p for m, p in preds.items()}, highlight="dass")
+            plot_predicted_vs_true(path, task.name, labels, shown, highlight="dass")
             plots.append(str(path))
-    return {"tasks": per_task, "mean": mean_metrics(per_task), "heldout_tasks": [t.name for t in held],
+    means = mean_metrics(per_task)
+    if calibration:
+        means["dass"]["mae"] = round(float(np.mean([per_task[t]["dass"]["mae"] for t in per_task])), 3)
+    return {"tasks": per_task, "mean": means, "heldout_tasks": [t.name for t in held],
             "train_tasks": [t.name for t in train], "plots": plots}

@@ -82,7 +82,7 @@ def train_ensemble(tasks: list[MetaTask], cfg: TrainConfig, members: int,
 
 
 def predictor_metadata(db: Path, rows: list[dict], tasks: list[MetaTask], cfg: TrainConfig, seconds: float,
-                       heldout: dict | None) -> dict:
+                       heldout: dict | None, calibration: dict | None = None) -> dict:
     """Provenance stored with a predictor: what it learned from, how, and how it did on held-out tasks."""
     keys = sorted("|".join(map(str, (r["task"], r["arch_key"], r["seed"]))) for r in rows)
     return {
@@ -95,4 +95,5 @@ def predictor_metadata(db: Path, rows: list[dict], tasks: list[MetaTask], cfg: T
                "train_tasks": [t.name for t in tasks if not t.heldout],
                "heldout_tasks": [t.name for t in tasks if t.heldout]},
         "heldout": heldout,
+        "calibration": calibration,
     }

@@ -24,6 +24,7 @@ from dass_edge.predictor.encoding import student_features
 from dass_edge.predictor.fast_embed import StudentEmbedder
 from dass_edge.predictor.model import DaSSPredictor, adapt, predict
 from dass_edge.predictor.store import load_predictor
+from dass_edge.predictor.training import calibrated
 from dass_edge.space import Arch
 
 __all__ = ["StudentScorer", "bounded_percent", "load_scorer", "teacher_accuracy"]
@@ -56,12 +57,16 @@ class StudentScorer:
                    self._teacher_map[None], torch.tensor([teacher_acc / 100.0]))
         steps = [int(m.config.get("inner_steps", 1)) if m.config.get("adapt", True) else 0 for m in models]
         self._params = [adapt(m, support, steps=s) if s else m.base_params() for m, s in zip(models, steps)]
+        self.calibration = meta.get("calibration")
+        with torch.no_grad():  # the teacher's own arch, scored like a student: the calibration's anchor
+            self._raw_teacher = float(torch.stack([predict(m, p, *support[:3])[0]
+                                                   for m, p in zip(models, self._params)]).mean())
         self.info = {
             "path": meta.get("path"), "sha256": file_sha256(meta["path"]) if meta.get("path") else None,
             "format": meta.get("format"), "members": len(models), "db": meta.get("db"),
             "heldout_metrics": meta.get("heldout", {}).get("mean", {}).get("dass"),
             "trained_at": meta.get("trained_at"), "teacher_val_acc": round(teacher_acc, 3),
-            "adapt_steps": steps[0], "inputs": list(models[0].use),
+            "adapt_steps": steps[0], "inputs": list(models[0].use), "calibration": meta.get("calibration"),
         }
         self.needs_student = any("student" in m.use for m in models)
         self.seconds = 0.0
@@ -79,7 +84,8 @@ class StudentScorer:
             preds = torch.stack([predict(m, p, maps, codes, teacher) for m, p in zip(self.models, self._params)])
         self.seconds += time.perf_counter() - t0
         self.scored += len(archs)
-        return bounded_percent(100.0 * preds.mean(0).numpy().astype(np.float64))
+        acc = calibrated(preds.mean(0), self._raw_teacher, self.teacher_acc / 100.0, self.calibration)
+        return bounded_percent(100.0 * acc.numpy().astype(np.float64))
 
 
 def bounded_percent(x: np.ndarray) -> np.ndarray:

@@ -20,7 +20,8 @@ import torch
 from dass_edge.predictor.meta_tasks import MetaTask
 from dass_edge.predictor.model import DaSSPredictor, adapt, predict
 
-__all__ = ["TrainConfig", "meta_train", "predict_task", "task_support", "pairwise_rank_loss"]
+__all__ = ["TrainConfig", "meta_train", "predict_task", "task_support", "pairwise_rank_loss", "fit_calibration",
+           "calibrated", "calibrated_task"]
 
 ProgressFn = Callable[[int, int, float], None]
 
@@ -136,3 +137,49 @@ def predict_task(model: DaSSPredictor, task: MetaTask, adapt_steps: int | None =
         model.base_params()
     with torch.no_grad():
         return predict(model, params, task.student_embeddings, task.codes, _teacher_maps(task, len(task))).detach()
+
+
+def _raw_with_teacher(models: list[DaSSPredictor], task: MetaTask) -> tuple[torch.Tensor, float]:
+    """Ensemble-mean adapted predictions for the task's students and for the teacher's own arch."""
+    students, teacher = [], []
+    for m in models:
+        steps = int(m.config.get("inner_steps", 1)) if m.config.get("adapt", True) else 0
+        params = adapt(m, task_support(task), steps=steps) if steps else m.base_params()
+        t_map = task.teacher_embedding[None]
+        with torch.no_grad():
+            students.append(predict(m, params, task.student_embeddings, task.codes, t_map))
+            teacher.append(predict(m, params, t_map, task.teacher_code[None], t_map)[0])
+    return torch.stack(students).mean(0), float(torch.stack(teacher).mean())
+
+
+def fit_calibration(models: list[DaSSPredictor], tasks: list[MetaTask]) -> dict:
+    """A linear map from the predictor's raw output to accuracy, anchored on the teacher.
+
+    The ranking loss lets raw outputs spread far beyond [0, 1] (only their order is trained hard), so
+    the accuracy shown to users is ``teacher_acc + intercept + slope * (raw - raw_teacher)``: the gap to
+    the teacher's known accuracy, scaled by a slope fitted by least squares on meta-training tasks only.
+    Monotone (slope > 0), so rankings are unchanged.
+    """
+    xs, ys = [], []
+    for task in tasks:
+        raw, raw_teacher = _raw_with_teacher(models, task)
+        xs.append(raw - raw_teacher)
+        ys.append(task.labels - task.teacher_acc)
+    x, y = torch.cat(xs).double(), torch.cat(ys).double()
+    design = torch.stack([x, torch.ones_like(x)], 1)
+    slope, intercept = torch.linalg.lstsq(design, y[:, None]).solution[:, 0].tolist()
+    if slope <= 0:
+        slope, intercept = 1.0, 0.0  # an anti-correlated fit would reorder students: fall back to raw gaps
+    return {"slope": round(slope, 6), "intercept": round(intercept, 6), "fitted_on": [t.name for t in tasks]}
+
+
+def calibrated(raw: torch.Tensor, raw_teacher: float, teacher_acc: float, calibration: dict | None) -> torch.Tensor:
+    """Accuracy (fraction) from raw outputs; without a calibration, the raw outputs themselves."""
+    if not calibration:
+        return raw
+    return teacher_acc + calibration["intercept"] + calibration["slope"] * (raw - raw_teacher)
+
+
+def calibrated_task(models: list[DaSSPredictor], task: MetaTask, calibration: dict | None) -> torch.Tensor:
+    raw, raw_teacher = _raw_with_teacher(models, task)
+    return calibrated(raw, raw_teacher, task.teacher_acc, calibration)
