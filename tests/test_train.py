@@ -93,3 +93,32 @@ def test_resume_file_of_another_run_is_not_reused(tmp_path):
 def test_bad_recipe_rejected():
     with pytest.raises(DassEdgeError, match="epochs must be >= 1"):
         Recipe(epochs=0).validate()
+
+
+def test_resolve_device_gives_one_line_errors():
+    import torch
+
+    from dass_edge.errors import DassEdgeError
+    from dass_edge.train import resolve_device
+
+    assert resolve_device("cpu") == torch.device("cpu") and resolve_device(None) == torch.device("cpu")
+    with pytest.raises(DassEdgeError, match="unknown device"):
+        resolve_device("gpu0")
+    with pytest.raises(DassEdgeError, match="cpu or cuda"):
+        resolve_device("meta")
+    if not torch.cuda.is_available():
+        with pytest.raises(DassEdgeError, match="sees no CUDA GPU"):
+            resolve_device("cuda")
+
+
+def test_distill_cli_rejects_a_missing_gpu(tmp_path, capsys):
+    import torch
+
+    from tests.conftest import run_cli
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a CUDA GPU")
+    code, _, err = run_cli(["distill", "--arch", "d1-1-1-2_w12-24-48-128.128", "--out", str(tmp_path / "s"),
+                            "--device", "cuda"], capsys)
+    assert code == 2 and "sees no CUDA GPU" in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "s").exists()
