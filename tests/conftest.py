@@ -12,13 +12,13 @@ import torch
 os.environ.setdefault("DASS_EDGE_CACHE", os.path.join(os.path.dirname(__file__), "..", ".pytest_cache", "dass-edge"))
 
 
-def perturbed_teacher(num_classes: int = 10, resolution: int = 32):
-    """An untrained teacher of the demo shape whose BN statistics are perturbed, so that remapped
-    students compute non-trivial functions."""
+def perturbed_teacher(num_classes: int = 10, resolution: int = 32, model_name: str = "resnet_edge_s", seed: int = 0):
+    """An untrained teacher (the demo shape by default) whose BN statistics are perturbed, so that
+    remapped students compute non-trivial functions."""
     from dass_edge.models import create_model
 
-    torch.manual_seed(0)
-    model = create_model("resnet_edge_s", num_classes=num_classes, resolution=resolution)
+    torch.manual_seed(seed)
+    model = create_model(model_name, num_classes=num_classes, resolution=resolution)
     with torch.no_grad():
         for m in model.modules():
             if isinstance(m, torch.nn.BatchNorm2d):
@@ -27,6 +27,17 @@ def perturbed_teacher(num_classes: int = 10, resolution: int = 32):
                 m.weight.normal_(1, 0.1)
                 m.bias.normal_(0, 0.1)
     return model.eval()
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """Tiny models run fastest on one thread, and two OpenMP threads spin-wait (several times slower)
+    whenever another job holds a core of this shared 2-core machine; results do not depend on it.
+    Use with ``pytestmark = pytest.mark.usefixtures("one_thread")``."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="session")

@@ -20,13 +20,7 @@ TASK = "count-dots"
 RECIPE = Recipe(epochs=2, batch_size=64, lr=0.01, weight_decay=3e-5, label_smoothing=0.0, seed=3)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny models train fastest on one thread (and do not spin-wait on a busy 2-core machine)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

@@ -53,13 +53,7 @@ def synthetic_context(name: str, seed: int, teacher=None) -> TaskContext:
     return context_from_split(name, Split(images, torch.randint(0, 5, (64,), generator=g)), teacher)
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models: one thread is faster than two here and does not suffer when another job holds a core."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

@@ -7,7 +7,7 @@ import torch
 from conftest import perturbed_teacher
 
 from dass_edge.errors import DassEdgeError
-from dass_edge.models import create_model, remap
+from dass_edge.models import remap
 from dass_edge.predictor.embeddings import EMBED_CHANNELS, EMBED_GRID, embed
 from dass_edge.predictor.fast_embed import StudentEmbedder
 from dass_edge.space import Arch, SearchSpace
@@ -15,34 +15,17 @@ from dass_edge.space import Arch, SearchSpace
 MODES = ("first", "last", "uniform")
 
 
-def _perturbed_m() -> torch.nn.Module:
-    torch.manual_seed(1)
-    model = create_model("resnet_edge_m")
-    with torch.no_grad():
-        for m in model.modules():
-            if isinstance(m, torch.nn.BatchNorm2d):
-                m.running_mean.normal_(0, 0.1)
-                m.running_var.uniform_(0.5, 1.5)
-                m.weight.normal_(1, 0.1)
-                m.bias.normal_(0, 0.1)
-    return model.eval()
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """One thread: on a shared 2-core machine two OpenMP threads spin-wait whenever another job holds a
-    core (several times slower); results do not depend on it."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
 def teachers() -> dict:
     from dass_edge.teacher import load_teacher
 
-    return {"demo": load_teacher(None)[0], "resnet_edge_s": perturbed_teacher(), "resnet_edge_m": _perturbed_m()}
+    return {"demo": load_teacher(None)[0], "resnet_edge_s": perturbed_teacher(),
+            "resnet_edge_m": perturbed_teacher(model_name="resnet_edge_m", seed=1)}
 
 
 def _probe(teacher, n: int = 4) -> torch.Tensor:

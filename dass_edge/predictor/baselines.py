@@ -28,6 +28,7 @@ ceiling that label noise puts on any predictor.
 
 from __future__ import annotations
 
+import abc
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -113,7 +114,7 @@ def task_context(task_name: str, rows: Sequence[dict], teachers_dir: str | Path,
 
 
 # --- registry (timm-style) ------------------------------------------------------------------------------------
-class Baseline:
+class Baseline(abc.ABC):
     """A predictor to compare DaSS with: ``fit`` on meta-training tasks, then ``score`` students of a task."""
 
     #: The registry key (set by the factory).
@@ -125,9 +126,9 @@ class Baseline:
         """Learn from ``train_tasks`` (``contexts``: by task name, for baselines that read images); returns self."""
         return self
 
+    @abc.abstractmethod
     def score(self, task: MetaTask, context: TaskContext | None = None) -> np.ndarray:
         """One float per student of ``task`` (``task.archs`` order); higher = predicted more accurate."""
-        raise NotImplementedError
 
 
 BaselineFactory = Callable[..., Baseline]

@@ -31,7 +31,8 @@ _CL = torch.channels_last  # oneDNN convs on these small maps are several times 
 _WEIGHT_CACHE_BYTES = 128 << 20
 # Students batched into one conv, by input spatial size: small maps gain from a larger GEMM, large
 # ones already fill the cores (and copying them in and out of a batch would cost more than it saves).
-_MAX_BATCH = {1: 32, 2: 32, 4: 32, 8: 16, 16: 4}
+_MAX_BATCH = {1: 32, 2: 32, 4: 32, 8: 16, 16: 8, 32: 4}
+_PAD_SLACK = 1.3  # zero-padded batches may do this much more work than their students need
 _CHUNK = 128  # students planned together: bounds the activations held alive within one call
 
 Key = Hashable
@@ -249,6 +250,10 @@ class StudentEmbedder:
                 stage.append(_TBlock(s, blk.conv1.stride[0], t_in, blk.conv1.out_channels, w1, b1, w2, b2, wd, bd))
                 t_in = blk.conv1.out_channels
             self._blocks.append(stage)
+        # Students of different widths share a conv only where slices nest and every stride-1 shortcut is an
+        # identity or remap's 0/1 projection (true of every teacher a SearchSpace accepts).
+        self._nested = mode in ("first", "last") and not any(
+            b.wd is not None and b.stride == 1 for stage in self._blocks for b in stage)
         fused = device.type == "cpu" and _fused_ops_work()
         self._conv_relu: Callable[..., torch.Tensor] = _conv_relu_fused if fused else _conv_relu_plain
         self._conv_add_relu: Callable[..., torch.Tensor] = _conv_add_relu_fused if fused else _conv_add_relu_plain
@@ -337,25 +342,20 @@ class StudentEmbedder:
             finals[a] = nodes[-1][0]
             plan[nodes[-1][0]].users += 1
 
-        # Run the planned nodes position by position; equal (position, widths) share one batched conv.
-        groups: dict[tuple, list[_Node]] = {}
+        # Run the planned nodes position by position, packed into batched convs.
+        levels: dict[tuple[int, int], list[_Node]] = {}
         for node in plan.values():
             if node.key not in values:
-                groups.setdefault((node.pos, node.w_in, node.w_out), []).append(node)
-        for (pos, w_in, w_out), nodes in sorted(groups.items(), key=lambda kv: kv[0]):
+                levels.setdefault(node.pos, []).append(node)
+        for pos in sorted(levels):
             if pos[0] < 0:
-                for node in nodes:
-                    values[node.key] = self._stem(w_out)
+                for node in levels[pos]:
+                    values[node.key] = self._stem(node.w_out)
                     self._cache.put(node.key, *_owned(values[node.key]))
                 continue
-            weights = self._student_block(pos, w_in, w_out)
-            cap = _MAX_BATCH.get(int(values[nodes[0].parent].shape[-1]), 1)
-            for k in range(0, len(nodes), cap):
-                part = nodes[k : k + cap]
-                xs = [values[n.parent] for n in part]
-                x = xs[0] if len(xs) == 1 else torch.cat(xs)
-                y = self._block(x, weights)
-                ys = [y] if len(part) == 1 else list(y.split(self.batch))
+            cap = _MAX_BATCH.get(int(values[levels[pos][0].parent].shape[-1]), 1)
+            for part in self._pack(pos, levels[pos], cap):
+                ys = self._run(pos, part, [values[n.parent] for n in part])
                 for n, yi in zip(part, ys):
                     values[n.key] = yi
                     if self._cache.max_bytes:
@@ -425,8 +425,76 @@ class StudentEmbedder:
         self._weights.put(key, blk, blk.nbytes)
         return blk
 
-    def _block(self, x: torch.Tensor, blk: _SBlock) -> torch.Tensor:
+    def _pack(self, pos: tuple[int, int], nodes: list[_Node], cap: int) -> list[list[_Node]]:
+        """Nodes of one position in batches of at most ``cap`` that one conv can run.
+
+        Equal widths always batch. In "first"/"last" mode a student's channels are a prefix/suffix of a
+        wider student's, so students of different widths batch too: inputs are zero-padded to the widest,
+        the widest student's weights run, and the extra channels are masked and dropped. That is exact
+        (padded channels add zeros) and pays when the padded work stays within ``_PAD_SLACK`` of the real.
+        """
+        stride2 = self._blocks[pos[0]][pos[1]].stride != 1
+
+        def cost(w_in: int, w_out: int) -> int:
+            return 9 * w_in * w_out + 9 * w_out * w_out + (w_in * w_out if stride2 else 0)
+
+        if not self._nested:
+            groups: dict[tuple[int, int], list[_Node]] = {}
+            for n in nodes:
+                groups.setdefault((n.w_in, n.w_out), []).append(n)
+            return [g[k : k + cap] for g in groups.values() for k in range(0, len(g), cap)]
+        out: list[list[_Node]] = []
+        part: list[_Node] = []
+        real = w_in = w_out = 0
+        for n in sorted(nodes, key=lambda n: (n.w_out, n.w_in), reverse=True):
+            c = cost(n.w_in, n.w_out)
+            wi = max(w_in, n.w_in)
+            if part and len(part) < cap and (len(part) + 1) * cost(wi, w_out) <= _PAD_SLACK * (real + c):
+                part.append(n)
+                real, w_in = real + c, wi
+            else:
+                part = [n]
+                out.append(part)
+                real, w_in, w_out = c, n.w_in, n.w_out
+        return out
+
+    def _run(self, pos: tuple[int, int], nodes: list[_Node], xs: list[torch.Tensor]) -> list[torch.Tensor]:
+        """Block ``pos`` of several students at once (see :meth:`_pack`): one output per node."""
+        w_in, w_out = max(n.w_in for n in nodes), max(n.w_out for n in nodes)
+        blk = self._student_block(pos, w_in, w_out)
+        if all(n.w_in == w_in for n in nodes):
+            x = xs[0] if len(xs) == 1 else torch.cat(xs)
+        else:  # zero-pad each input to w_in channels, aligned as its channels sit among the teacher's
+            first = self.mode == "first"
+            x_nhwc = xs[0].new_zeros((len(xs) * self.batch, *xs[0].shape[2:], w_in))
+            for i, (n, xi) in enumerate(zip(nodes, xs)):
+                lo = 0 if first else w_in - n.w_in
+                x_nhwc[i * self.batch : (i + 1) * self.batch, :, :, lo : lo + n.w_in] = xi.permute(0, 2, 3, 1)
+            x = x_nhwc.permute(0, 3, 1, 2)
+        mask = None
+        if any(n.w_out != w_out for n in nodes):
+            keep = torch.arange(w_out)
+            lo = torch.tensor([0 if self.mode == "first" else w_out - n.w_out for n in nodes])
+            hi = lo + torch.tensor([n.w_out for n in nodes])
+            mask = ((keep >= lo[:, None]) & (keep < hi[:, None])).to(x.dtype)[:, None, None, None, :]
+        y = self._block(x, blk, mask)
+        if len(nodes) == 1 and mask is None:
+            return [y]
+        ys = []
+        for n, yi in zip(nodes, y.split(self.batch)):
+            if n.w_out != w_out:
+                yi = yi.narrow(1, 0 if self.mode == "first" else w_out - n.w_out, n.w_out).contiguous(
+                    memory_format=_CL)
+            ys.append(yi)
+        return ys
+
+    def _block(self, x: torch.Tensor, blk: _SBlock, mask: torch.Tensor | None = None) -> torch.Tensor:
+        """One BasicBlock, BN folded; ``mask`` (students, 1, 1, 1, C) zeroes each student's channels it lacks
+        before they reach conv2."""
         h = self._conv_relu(x, blk.w1, blk.b1, blk.stride, 1)
+        if mask is not None:
+            n = mask.shape[0]
+            h.permute(0, 2, 3, 1).view(n, -1, *h.shape[2:], h.shape[1]).mul_(mask)
         if blk.wd is not None:
             idn = F.conv2d(x, blk.wd, blk.bd, blk.stride).contiguous(memory_format=_CL)
         elif blk.eye is not None:
