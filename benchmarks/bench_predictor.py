@@ -46,8 +46,9 @@ WHY_MISSED = """
 On these synthetic 16 px tasks a student's accuracy after KD is mostly explained by its size: FLOPs alone
 reach 0.89 and synflow (which tracks parameter magnitudes through depth) 0.93, against a seed-noise
 ceiling of 0.975, so a learned predictor has little room to add. The student embedding (S) hurt both in
-cross-validation and on the held-out tasks: at 16 px the stage-4 maps are 2x2, and the recipe retrains
-each student far enough from its remapped start that its initial function says little. Tried: the
+cross-validation and on the held-out tasks. Likely reasons, not verified: at 16 px the stage-4 maps are
+2x2, and the recipe may retrain each student far enough from its remapped start that its initial
+function says little. Tried: the
 ranking loss weight, more steps, adaptation on/off, the student maps with their difference to the
 teacher's, 8 vs 16 probe images (see the cross-validation section). To separate DaSS from size proxies
 the database would need tasks where shape matters beyond size (higher resolution, real images), more
