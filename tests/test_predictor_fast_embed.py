@@ -7,15 +7,12 @@ import torch
 from conftest import perturbed_teacher
 
 from dass_edge.errors import DassEdgeError
-from dass_edge.models import remap
+from dass_edge.models import create_model, remap
 from dass_edge.predictor.embeddings import EMBED_CHANNELS, EMBED_GRID, embed
 from dass_edge.predictor.fast_embed import StudentEmbedder
 from dass_edge.space import Arch, SearchSpace
 
 MODES = ("first", "last", "uniform")
-
-
-
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -54,6 +51,50 @@ def test_matches_remap_then_embed(teachers, name, mode, fixed_last_stage):
     torch.testing.assert_close(got, _reference(teacher, archs, probe, mode), atol=1e-4, rtol=1e-4)
 
 
+@pytest.mark.parametrize("mode", ["first", "last"])
+def test_students_of_different_widths_share_convs(teachers, mode, monkeypatch):
+    """The zero-padded, masked batches (nested slices) are exercised, and exact."""
+    teacher = teachers["resnet_edge_s"]
+    archs = _archs(SearchSpace(teacher.spec, fixed_last_stage=False), n=30, seed=11)
+    probe = _probe(teacher, 2)
+    fe = StudentEmbedder(teacher, probe, mode)
+    mixed = []
+    run = fe._run
+
+    def spy(pos, nodes, xs):
+        mixed.append(len({(n.w_in, n.w_out) for n in nodes}) > 1)
+        return run(pos, nodes, xs)
+
+    monkeypatch.setattr(fe, "_run", spy)
+    got = fe.embed(archs)
+    assert any(mixed)
+    torch.testing.assert_close(got, _reference(teacher, archs, probe, mode), atol=1e-4, rtol=1e-4)
+
+
+@pytest.mark.parametrize("kwargs", [{"stem": "imagenet", "resolution": 64}, {"resolution": 16}])
+def test_other_stems_and_resolutions(kwargs):
+    torch.manual_seed(2)
+    teacher = create_model("resnet_edge_s", **kwargs).eval()
+    probe = _probe(teacher, 2)
+    archs = _archs(SearchSpace(teacher.spec, fixed_last_stage=False), n=6)
+    for mode in MODES:
+        got = StudentEmbedder(teacher, probe, mode).embed(archs)
+        torch.testing.assert_close(got, _reference(teacher, archs, probe, mode), atol=1e-4, rtol=1e-4)
+
+
+def test_plain_ops_give_the_same_embeddings(teachers, monkeypatch):
+    """Where oneDNN's fused conv ops are missing, conv2d + add + relu run instead."""
+    import dass_edge.predictor.fast_embed as fast_embed
+
+    teacher = teachers["demo"]
+    archs = _archs(SearchSpace(teacher.spec), n=6)
+    probe = _probe(teacher, 2)
+    monkeypatch.setattr(fast_embed, "_fused_ops_work", lambda: False)
+    fe = StudentEmbedder(teacher, probe, "uniform")
+    assert fe._conv_relu is fast_embed._conv_relu_plain
+    torch.testing.assert_close(fe.embed(archs), _reference(teacher, archs, probe, "uniform"), atol=1e-4, rtol=1e-4)
+
+
 def test_cold_and_warm_cache_agree(teachers):
     teacher = teachers["resnet_edge_s"]
     space = SearchSpace(teacher.spec, fixed_last_stage=False)
@@ -70,9 +111,9 @@ def test_cold_and_warm_cache_agree(teachers):
     fe2 = StudentEmbedder(teacher, probe, "first")
     fe2.embed(archs[:10])
     one_by_one = torch.cat([fe2.embed([a]) for a in archs])
-    torch.testing.assert_close(one_by_one, cold, atol=1e-6, rtol=1e-6)
+    torch.testing.assert_close(one_by_one, cold, atol=1e-5, rtol=1e-5)  # other batches: rounding only
     uncached = StudentEmbedder(teacher, probe, "first", cache_mb=0)
-    torch.testing.assert_close(uncached.embed(archs), cold, atol=1e-6, rtol=1e-6)
+    torch.testing.assert_close(uncached.embed(archs), cold, atol=1e-5, rtol=1e-5)
     assert uncached.cache_info().bytes == 0
 
 
@@ -87,19 +128,20 @@ def test_duplicates_and_empty(teachers):
     assert fe.embed([]).shape == (0, 2, EMBED_CHANNELS, EMBED_GRID, EMBED_GRID)
 
 
-def test_cache_stays_within_its_bound(teachers):
+@pytest.mark.parametrize("mode", ["first", "uniform"])
+def test_cache_stays_within_its_bound(teachers, mode):
     teacher = teachers["demo"]
     probe = _probe(teacher, 8)
     space = SearchSpace(teacher.spec, fixed_last_stage=False)
     archs = space.sample_many(40, seed=7)
-    fe = StudentEmbedder(teacher, probe, "uniform", cache_mb=2)
+    fe = StudentEmbedder(teacher, probe, mode, cache_mb=2)
     for i in range(0, len(archs), 8):
         out = fe.embed(archs[i : i + 8])
         info = fe.cache_info()
         assert 0 < info.bytes <= info.max_bytes == 2 << 20
-    held = sum(t.untyped_storage().nbytes() for t, _ in fe._cache._d.values())
-    assert held == info.bytes
-    torch.testing.assert_close(out, _reference(teacher, archs[-8:], probe, "uniform"), atol=1e-4, rtol=1e-4)
+    storages = {t.untyped_storage().data_ptr(): t.untyped_storage().nbytes() for t, _ in fe._cache._d.values()}
+    assert sum(storages.values()) == info.bytes  # views of one batch's output share (and count) one storage
+    torch.testing.assert_close(out, _reference(teacher, archs[-8:], probe, mode), atol=1e-4, rtol=1e-4)
 
 
 @pytest.mark.parametrize("shape", [(4, 1, 32, 32), (4, 3, 16, 16), (3, 32, 32), (0, 3, 32, 32)])

@@ -3,14 +3,19 @@
 A search scores hundreds of students per second; ``embed(remap(teacher, arch), probe)`` builds a module
 for each (~40 ms). Here every eval-mode BatchNorm is folded into its conv once (a per-output-channel
 affine map, so slicing the folded conv equals folding the sliced BN), a student's weights are slices of
-the folded teacher weights, and its forward is a few functional ops. Students of a search share
-prefixes (stem, first blocks), so block outputs are cached under the arch prefix that determines them,
-and students of one call that share a prefix compute it once; students that need the same block with
-the same widths on different inputs run it as one batched conv.
+the folded teacher weights, and its forward is a few functional ops on NHWC maps.
+
+Students of a search share prefixes (stem, first blocks): block outputs are cached (LRU, bounded in
+bytes) under the arch prefix that determines them, and students of one call that share a prefix
+compute it once. The rest runs position by position, many students per conv: students with equal
+widths are stacked along the batch, and in "first"/"last" mode, where a narrower student's channels
+are a prefix/suffix of a wider one's, students of different widths too (zero-padded, masked). Small
+maps make single-student convs slow; batched ones run near the CPU's peak.
 """
 
 from __future__ import annotations
 
+import functools
 from collections import OrderedDict
 from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass
@@ -24,16 +29,17 @@ from dass_edge.models.remap import REMAP_MODES, channel_indices
 from dass_edge.models.resnet import ResNet
 from dass_edge.predictor.embeddings import EMBED_CHANNELS, EMBED_GRID, _projection
 from dass_edge.space import Arch, SearchSpace
+from dass_edge.spec import conv_out
 
 __all__ = ["CacheInfo", "StudentEmbedder"]
 
 _CL = torch.channels_last  # oneDNN convs on these small maps are several times faster in NHWC
 _WEIGHT_CACHE_BYTES = 128 << 20
-# Students batched into one conv, by input spatial size: small maps gain from a larger GEMM, large
-# ones already fill the cores (and copying them in and out of a batch would cost more than it saves).
-_MAX_BATCH = {1: 32, 2: 32, 4: 32, 8: 16, 16: 8, 32: 4}
-_PAD_SLACK = 1.3  # zero-padded batches may do this much more work than their students need
-_CHUNK = 128  # students planned together: bounds the activations held alive within one call
+# Students batched into one conv, by the side of its input maps: small maps gain most from a larger
+# GEMM; large ones already fill the cores, and copying them into a batch costs more.
+_MAX_BATCH = ((4, 32), (8, 16), (16, 8), (32, 4))
+_PAD_SLACK = 2.0  # zero-padded batches may do this much more work than their students need
+_CHUNK_BYTES = 256 << 20  # activations one call holds alive at once (students are planned in chunks under it)
 
 Key = Hashable
 
@@ -53,12 +59,17 @@ class CacheInfo(NamedTuple):
 
 
 class _LRU:
-    """Values by key, bounded by their total bytes, least recently used evicted first."""
+    """Values by key, bounded by the bytes they hold, least recently used evicted first.
+
+    Tensors may be views into one shared storage (the students of one batched conv): a storage is
+    counted once, as long as any entry holds it, so the bound is on memory actually held.
+    """
 
     def __init__(self, max_bytes: int) -> None:
         self.max_bytes = max_bytes
         self.bytes = 0
-        self._d: OrderedDict[Key, tuple[object, int]] = OrderedDict()
+        self._d: OrderedDict[Key, tuple[object, Hashable]] = OrderedDict()
+        self._held: dict[Hashable, list[int]] = {}  # storage -> [bytes, entries holding it]
 
     def __len__(self) -> int:
         return len(self._d)
@@ -70,26 +81,32 @@ class _LRU:
         self._d.move_to_end(key)
         return v[0]
 
-    def put(self, key: Key, value: object, nbytes: int) -> None:
+    def put(self, key: Key, value: object, nbytes: int, storage: Hashable | None = None) -> None:
+        """Hold ``value`` (``nbytes``, in ``storage`` if shared with other entries)."""
         if key in self._d or nbytes > self.max_bytes:
             return
-        self._d[key] = (value, nbytes)
-        self.bytes += nbytes
+        storage = ("own", key) if storage is None else storage
+        held = self._held.setdefault(storage, [nbytes, 0])
+        if held[1] == 0:
+            self.bytes += nbytes
+        held[1] += 1
+        self._d[key] = (value, storage)
         while self.bytes > self.max_bytes:
-            self.bytes -= self._d.popitem(last=False)[1][1]
+            _, (_, old) = self._d.popitem(last=False)
+            held = self._held[old]
+            held[1] -= 1
+            if held[1] == 0:
+                self.bytes -= held[0]
+                del self._held[old]
+
+    def put_tensor(self, key: Key, t: torch.Tensor) -> None:
+        st = t.untyped_storage()
+        self.put(key, t, st.nbytes(), st.data_ptr())  # a live storage's address is unique
 
     def clear(self) -> None:
         self._d.clear()
+        self._held.clear()
         self.bytes = 0
-
-
-def _owned(t: torch.Tensor) -> tuple[torch.Tensor, int]:
-    """``t`` with a storage of its own (so that caching it pins exactly its own bytes), and those bytes."""
-    n = t.untyped_storage().nbytes()
-    if n != t.numel() * t.element_size():
-        t = t.clone(memory_format=_CL)
-        n = t.untyped_storage().nbytes()
-    return t, n
 
 
 def _take(w: torch.Tensor, dim: int, idx: torch.Tensor) -> torch.Tensor:
@@ -97,7 +114,7 @@ def _take(w: torch.Tensor, dim: int, idx: torch.Tensor) -> torch.Tensor:
     start, n = int(idx[0]), idx.numel()
     if int(idx[-1]) - start + 1 == n and (n < 2 or bool((idx[1:] - idx[:-1] == 1).all())):
         return w.narrow(dim, start, n)
-    return w.index_select(dim, idx)
+    return w.index_select(dim, idx.to(w.device))
 
 
 def _fold(conv_w: torch.Tensor, bn: torch.nn.BatchNorm2d) -> tuple[torch.Tensor, torch.Tensor]:
@@ -114,27 +131,31 @@ def _identity_projection(x: torch.Tensor, eye: tuple[int, int, int] | torch.Tens
     if isinstance(eye, torch.Tensor):
         return (nhwc.reshape(-1, nhwc.shape[-1]) @ eye).view(*nhwc.shape[:3], w_out).permute(0, 3, 1, 2)
     i0, j0, m = eye
-    out = nhwc.new_zeros((*nhwc.shape[:3], w_out))
+    if m == w_out:  # every output channel has its input channel: a view
+        return x.narrow(1, i0, m)
+    out = nhwc.new_empty((*nhwc.shape[:3], w_out))
     out[..., j0 : j0 + m] = nhwc[..., i0 : i0 + m]
+    out[..., :j0].zero_()
+    out[..., j0 + m :].zero_()
     return out.permute(0, 3, 1, 2)
 
 
+@functools.cache
 def _fused_ops_work() -> bool:
-    """Whether oneDNN's fused conv(+add)+ReLU ops exist here and agree with the unfused ops."""
+    """Whether oneDNN's fused conv(+add)+ReLU ops (private, used by inductor) exist here and agree with
+    conv2d + add + relu; if not, the plain ops run."""
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(2, 4, 5, 5, generator=g).contiguous(memory_format=_CL)
+    w, b = torch.randn(3, 4, 3, 3, generator=g), torch.randn(3, generator=g)
+    o = torch.randn(2, 3, 5, 5, generator=g).contiguous(memory_format=_CL)
     try:
-        g = torch.Generator().manual_seed(0)
-        x = torch.randn(2, 4, 5, 5, generator=g).contiguous(memory_format=_CL)
-        w, b = torch.randn(3, 4, 3, 3, generator=g), torch.randn(3, generator=g)
-        o = torch.randn(2, 3, 5, 5, generator=g).contiguous(memory_format=_CL)
         with torch.inference_mode():
-            y1 = torch.ops.mkldnn._convolution_pointwise(x, w, b, [1, 1], [1, 1], [1, 1], 1, "relu", [], "")
-            y2 = torch.ops.mkldnn._convolution_pointwise.binary(x, o, w, b, [1, 1], [1, 1], [1, 1], 1, "add", None,
-                                                                 "relu", [], None)
-            r1 = torch.relu(F.conv2d(x, w, b, 1, 1))
-            return bool(torch.allclose(y1, r1, atol=1e-4) and torch.allclose(y2, torch.relu(F.conv2d(x, w, b, 1, 1)
-                                                                                            + o), atol=1e-4))
+            ref = F.conv2d(x, w, b, 1, 1)
+            ok1 = torch.allclose(_conv_relu_fused(x, w, b, 1, 1), torch.relu(ref), atol=1e-5)
+            ok2 = torch.allclose(_conv_add_relu_fused(x, o, w, b), torch.relu(ref + o), atol=1e-5)
     except (RuntimeError, AttributeError, TypeError):
         return False
+    return bool(ok1 and ok2)
 
 
 def _conv_relu_plain(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor, stride: int, pad: int) -> torch.Tensor:
@@ -158,7 +179,6 @@ def _conv_add_relu_fused(x: torch.Tensor, other: torch.Tensor, w: torch.Tensor, 
 class _TBlock:
     """One teacher block, BN folded: what every student block at this position is sliced from."""
 
-    stage: int
     stride: int
     t_in: int  # teacher channels of this block's input
     t_out: int
@@ -172,7 +192,7 @@ class _TBlock:
 
 @dataclass(frozen=True)
 class _SBlock:
-    """A student block's sliced weights; ``shortcut`` is None (identity), a folded 1x1 conv, or a channel map."""
+    """A student block's sliced, folded weights; its shortcut is the identity, a 1x1 conv (``wd``) or ``eye``."""
 
     w1: torch.Tensor
     b1: torch.Tensor
@@ -209,7 +229,8 @@ class StudentEmbedder:
         teacher: the teacher; its weights and BN statistics are read once, here (later changes are not seen).
         probe: the fixed probe batch ``(B, in_chans, resolution, resolution)``.
         mode: the remap mode ("first", "last" or "uniform").
-        cache_mb: bound on the cached block outputs and embeddings (LRU); 0 disables the cache.
+        cache_mb: bound on the cached block outputs and embeddings (LRU); 0 disables the cache. Sliced
+            weights are cached apart (at most 128 MB).
 
     Raises:
         DassEdgeError: unknown mode, or a probe that does not fit the teacher.
@@ -231,36 +252,49 @@ class StudentEmbedder:
         self.spec, self.mode = spec, mode
         self.space = SearchSpace(spec, fixed_last_stage=False)  # what remap accepts
         dtype, device = teacher.conv1.weight.dtype, teacher.conv1.weight.device
-        self.probe = probe.detach().to(device, dtype).clone().contiguous(memory_format=_CL)
+        self.probe = probe.detach().to(device, dtype).clone().contiguous()
+        self._probe = self.probe.contiguous(memory_format=_CL)
         self.batch = int(probe.shape[0])
+        res = spec.resolution if spec.stem == "small" else conv_out(conv_out(spec.resolution, 2), 2)
+        widest = spec.stem_width * res * res  # the largest map a student computes, per image
+        for s, width in enumerate(spec.widths):
+            res = res if s == 0 else conv_out(res, 2)
+            widest = max(widest, width * res * res)
+        # two levels of a chunk's maps are alive at once
+        self._chunk = max(8, min(512, _CHUNK_BYTES // (2 * self.batch * widest * self.probe.element_size())))
         self._imagenet_stem = spec.stem != "small"
-        self._stem_w, self._stem_b = _fold(teacher.conv1.weight.detach(), teacher.bn1)
-        self._stem_pad = teacher.conv1.padding[0]
-        self._stem_stride = teacher.conv1.stride[0]
-        self._blocks: list[list[_TBlock]] = []
-        t_in = spec.stem_width
-        for s in range(len(spec.stages)):
-            stage = []
-            for blk in getattr(teacher, f"layer{s + 1}"):
-                w1, b1 = _fold(blk.conv1.weight.detach(), blk.bn1)
-                w2, b2 = _fold(blk.conv2.weight.detach(), blk.bn2)
-                wd = bd = None
-                if blk.downsample is not None:
-                    wd, bd = _fold(blk.downsample[0].weight.detach(), blk.downsample[1])
-                stage.append(_TBlock(s, blk.conv1.stride[0], t_in, blk.conv1.out_channels, w1, b1, w2, b2, wd, bd))
-                t_in = blk.conv1.out_channels
-            self._blocks.append(stage)
+        with torch.no_grad():
+            self._fold_teacher(teacher)
         # Students of different widths share a conv only where slices nest and every stride-1 shortcut is an
         # identity or remap's 0/1 projection (true of every teacher a SearchSpace accepts).
         self._nested = mode in ("first", "last") and not any(
             b.wd is not None and b.stride == 1 for stage in self._blocks for b in stage)
-        fused = device.type == "cpu" and _fused_ops_work()
+        fused = device.type == "cpu" and dtype == torch.float32 and _fused_ops_work()
         self._conv_relu: Callable[..., torch.Tensor] = _conv_relu_fused if fused else _conv_relu_plain
         self._conv_add_relu: Callable[..., torch.Tensor] = _conv_add_relu_fused if fused else _conv_add_relu_plain
         self._idx: dict[tuple[int, int], torch.Tensor] = {}
         self._weights = _LRU(_WEIGHT_CACHE_BYTES)
         self._cache = _LRU(cache_mb << 20)
         self._hits = self._misses = 0
+
+    def _fold_teacher(self, teacher: ResNet) -> None:
+        """Every teacher conv with its BN folded in, as eval mode (what ``embed`` runs) computes it."""
+        self._stem_w, self._stem_b = _fold(teacher.conv1.weight, teacher.bn1)
+        self._stem_pad = teacher.conv1.padding[0]
+        self._stem_stride = teacher.conv1.stride[0]
+        self._blocks: list[list[_TBlock]] = []
+        t_in = teacher.spec.stem_width
+        for s in range(len(teacher.spec.stages)):
+            stage = []
+            for blk in getattr(teacher, f"layer{s + 1}"):
+                w1, b1 = _fold(blk.conv1.weight, blk.bn1)
+                w2, b2 = _fold(blk.conv2.weight, blk.bn2)
+                wd = bd = None
+                if blk.downsample is not None:
+                    wd, bd = _fold(blk.downsample[0].weight, blk.downsample[1])
+                stage.append(_TBlock(blk.conv1.stride[0], t_in, blk.conv1.out_channels, w1, b1, w2, b2, wd, bd))
+                t_in = blk.conv1.out_channels
+            self._blocks.append(stage)
 
     # -- public -----------------------------------------------------------------------------------
     def cache_info(self) -> CacheInfo:
@@ -292,10 +326,10 @@ class StudentEmbedder:
                 else:
                     todo.append(a)
             todo.sort(key=lambda a: a.widths)  # neighbours share prefixes: chunks keep them together
-            for i in range(0, len(todo), _CHUNK):
-                out.update(self._embed_chunk(todo[i : i + _CHUNK]))
+            for i in range(0, len(todo), self._chunk):
+                out.update(self._embed_chunk(todo[i : i + self._chunk]))
         if not archs:
-            return torch.empty(0, self.batch, EMBED_CHANNELS, EMBED_GRID, EMBED_GRID, dtype=self.probe.dtype)
+            return self.probe.new_empty((0, self.batch, EMBED_CHANNELS, EMBED_GRID, EMBED_GRID))
         with torch.no_grad():  # outside inference mode: callers get ordinary tensors (usable with autograd)
             return torch.stack([out[a] for a in archs])
 
@@ -347,19 +381,21 @@ class StudentEmbedder:
         for node in plan.values():
             if node.key not in values:
                 levels.setdefault(node.pos, []).append(node)
+        last = (len(self._blocks) - 1, len(self._blocks[-1]) - 1)
         for pos in sorted(levels):
             if pos[0] < 0:
                 for node in levels[pos]:
                     values[node.key] = self._stem(node.w_out)
-                    self._cache.put(node.key, *_owned(values[node.key]))
+                    self._cache.put_tensor(node.key, values[node.key])
                 continue
-            cap = _MAX_BATCH.get(int(values[levels[pos][0].parent].shape[-1]), 1)
+            side = int(values[levels[pos][0].parent].shape[-1])
+            cap = next((c for limit, c in _MAX_BATCH if side <= limit), 1)
             for part in self._pack(pos, levels[pos], cap):
                 ys = self._run(pos, part, [values[n.parent] for n in part])
                 for n, yi in zip(part, ys):
                     values[n.key] = yi
-                    if self._cache.max_bytes:
-                        self._cache.put(n.key, *_owned(yi))
+                    if self._cache.max_bytes and pos != last:  # the teacher's last block extends no prefix
+                        self._cache.put_tensor(n.key, yi)
                     parent = plan[n.parent]
                     parent.users -= 1
                     if parent.users == 0:
@@ -374,11 +410,12 @@ class StudentEmbedder:
             feats = torch.cat([values[finals[a]] for a in group])
             if tuple(feats.shape[-2:]) != (EMBED_GRID, EMBED_GRID):
                 feats = F.adaptive_avg_pool2d(feats, EMBED_GRID)
-            emb = torch.einsum("kc,bchw->bkhw", _projection(width, EMBED_CHANNELS), feats).contiguous()
+            proj = _projection(width, EMBED_CHANNELS).to(feats.device, feats.dtype)
+            emb = torch.einsum("kc,bchw->bkhw", proj, feats).contiguous()
             for a, e in zip(group, emb.split(self.batch)):
                 out[a] = e
                 if self._cache.max_bytes:
-                    self._cache.put(("emb", a.widths), *_owned(e))
+                    self._cache.put_tensor(("emb", a.widths), e)
         return out
 
     # -- compute ----------------------------------------------------------------------------------
@@ -392,7 +429,7 @@ class StudentEmbedder:
         idx = self._indices(self.spec.stem_width, width)
         w = _take(self._stem_w, 0, idx).contiguous(memory_format=_CL)
         b = _take(self._stem_b, 0, idx).contiguous()
-        x = self._conv_relu(self.probe, w, b, self._stem_stride, self._stem_pad)
+        x = self._conv_relu(self._probe, w, b, self._stem_stride, self._stem_pad)
         if self._imagenet_stem:
             x = F.max_pool2d(x, 3, 2, 1)
         return x
@@ -420,7 +457,7 @@ class StudentEmbedder:
                 if m and int(j[-1] - j[0]) == m - 1 and int(i[-1] - i[0]) == m - 1:
                     eye = (int(i[0]), int(j[0]), m)
                 else:
-                    eye = (in_idx[:, None] == out_idx[None, :]).to(t.w1.dtype)
+                    eye = (in_idx[:, None] == out_idx[None, :]).to(t.w1.device, t.w1.dtype)
         blk = _SBlock(w1, b1, w2, b2, t.stride, wd, bd, eye, w_out)
         self._weights.put(key, blk, blk.nbytes)
         return blk
@@ -436,7 +473,10 @@ class StudentEmbedder:
         stride2 = self._blocks[pos[0]][pos[1]].stride != 1
 
         def cost(w_in: int, w_out: int) -> int:
-            return 9 * w_in * w_out + 9 * w_out * w_out + (w_in * w_out if stride2 else 0)
+            # oneDNN's AVX-512 convs run output channels in blocks of 16: a conv costs about as much as
+            # one with its output width rounded up to 16, so padding within a block is free
+            r = -(-w_out // 16) * 16
+            return 9 * w_in * r + 9 * w_out * r + (w_in * r if stride2 else 0)
 
         if not self._nested:
             groups: dict[tuple[int, int], list[_Node]] = {}
@@ -466,35 +506,35 @@ class StudentEmbedder:
             x = xs[0] if len(xs) == 1 else torch.cat(xs)
         else:  # zero-pad each input to w_in channels, aligned as its channels sit among the teacher's
             first = self.mode == "first"
-            x_nhwc = xs[0].new_zeros((len(xs) * self.batch, *xs[0].shape[2:], w_in))
+            x_nhwc = xs[0].new_empty((len(xs) * self.batch, *xs[0].shape[2:], w_in))
             for i, (n, xi) in enumerate(zip(nodes, xs)):
+                dst = x_nhwc[i * self.batch : (i + 1) * self.batch]
                 lo = 0 if first else w_in - n.w_in
-                x_nhwc[i * self.batch : (i + 1) * self.batch, :, :, lo : lo + n.w_in] = xi.permute(0, 2, 3, 1)
+                dst[..., lo : lo + n.w_in] = xi.permute(0, 2, 3, 1)
+                if n.w_in < w_in:
+                    pad = dst[..., n.w_in :] if first else dst[..., :lo]
+                    pad.zero_()
             x = x_nhwc.permute(0, 3, 1, 2)
         mask = None
         if any(n.w_out != w_out for n in nodes):
-            keep = torch.arange(w_out)
-            lo = torch.tensor([0 if self.mode == "first" else w_out - n.w_out for n in nodes])
-            hi = lo + torch.tensor([n.w_out for n in nodes])
+            keep = torch.arange(w_out, device=x.device)
+            lo = torch.tensor([0 if self.mode == "first" else w_out - n.w_out for n in nodes], device=x.device)
+            hi = lo + torch.tensor([n.w_out for n in nodes], device=x.device)
             mask = ((keep >= lo[:, None]) & (keep < hi[:, None])).to(x.dtype)[:, None, None, None, :]
         y = self._block(x, blk, mask)
         if len(nodes) == 1 and mask is None:
             return [y]
-        ys = []
-        for n, yi in zip(nodes, y.split(self.batch)):
-            if n.w_out != w_out:
-                yi = yi.narrow(1, 0 if self.mode == "first" else w_out - n.w_out, n.w_out).contiguous(
-                    memory_format=_CL)
-            ys.append(yi)
-        return ys
+        # views into y: the cache counts y's storage once, however many students it holds
+        return [yi if n.w_out == w_out else yi.narrow(1, 0 if self.mode == "first" else w_out - n.w_out, n.w_out)
+                for n, yi in zip(nodes, y.split(self.batch))]
 
     def _block(self, x: torch.Tensor, blk: _SBlock, mask: torch.Tensor | None = None) -> torch.Tensor:
         """One BasicBlock, BN folded; ``mask`` (students, 1, 1, 1, C) zeroes each student's channels it lacks
         before they reach conv2."""
         h = self._conv_relu(x, blk.w1, blk.b1, blk.stride, 1)
         if mask is not None:
-            n = mask.shape[0]
-            h.permute(0, 2, 3, 1).view(n, -1, *h.shape[2:], h.shape[1]).mul_(mask)
+            h = h.contiguous(memory_format=_CL)  # a no-op: conv outputs follow their NHWC inputs
+            h.permute(0, 2, 3, 1).view(mask.shape[0], -1, *h.shape[2:], h.shape[1]).mul_(mask)
         if blk.wd is not None:
             idn = F.conv2d(x, blk.wd, blk.bd, blk.stride).contiguous(memory_format=_CL)
         elif blk.eye is not None:
