@@ -145,7 +145,7 @@ def _throughput() -> str:
     for stream in ("evolution", "uniform"):  # the speed an S+A+T predictor would have (weights do not matter)
         model = DaSSPredictor(32, RELATIVE_ENCODING_LENGTH, use=("student", "arch", "teacher")).eval()
         probe = probe_batch(data.train, teacher.spec.mean, teacher.spec.std)
-        scorer = StudentScorer([model], {}, teacher, data, float(tmeta["val_acc"]), StudentEmbedder(teacher, probe))
+        scorer = StudentScorer([model], {}, teacher, float(tmeta["val_acc"]), StudentEmbedder(teacher, probe))
         n, rate = _rate(scorer, space, stream)
         results[("S+A+T", stream)] = rate
         lines.append(f"| S+A+T (student embeddings, {probe.shape[0]}-image probe) | {stream} | {n} | {rate:,.0f} |")

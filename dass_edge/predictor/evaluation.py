@@ -19,7 +19,7 @@ from dass_edge.predictor.baselines import create_baseline, seed_ceiling, task_co
 from dass_edge.predictor.meta_tasks import MetaTask
 from dass_edge.predictor.metrics import rank_metrics
 from dass_edge.predictor.model import DaSSPredictor
-from dass_edge.predictor.training import calibrated_task, predict_task
+from dass_edge.predictor.training import adapted_predictions, calibrated, predict_task
 
 __all__ = ["BASELINE_METHODS", "METRICS", "ensemble_predict", "evaluate_heldout", "mean_metrics"]
 
@@ -84,8 +84,8 @@ def evaluate_heldout(models: Sequence[DaSSPredictor], tasks: Sequence[MetaTask],
     for task in held:
         say(f"scoring {task.name}")
         labels = task.labels.numpy().astype(float)
-        preds = {"dass": ensemble_predict(models, task),
-                 "dass_no_adapt": ensemble_predict(models, task, adapt_steps=0)}
+        raw, raw_teacher = adapted_predictions(list(models), task)  # = ensemble_predict(models, task)
+        preds = {"dass": raw.numpy(), "dass_no_adapt": ensemble_predict(models, task, adapt_steps=0)}
         if k_shot > 0:
             preds[f"dass_{k_shot}shot"] = ensemble_predict(models, task, k_shot=k_shot)
         context = task_context(task.name, rows, teachers_dir) if any(
@@ -95,7 +95,7 @@ def evaluate_heldout(models: Sequence[DaSSPredictor], tasks: Sequence[MetaTask],
         result = {m: _metrics(p, labels) for m, p in preds.items()}
         shown = dict(preds)
         if calibration:
-            acc = calibrated_task(list(models), task, calibration).numpy()
+            acc = calibrated(raw, raw_teacher, task.teacher_acc, calibration).numpy()
             result["dass"]["mae"] = round(float(np.abs(acc - labels).mean() * 100.0), 3)
             shown["dass"] = acc  # same order as the raw scores; on the accuracy scale users see
         ceiling = seed_ceiling(task)

@@ -20,7 +20,7 @@ import torch
 from torch import nn
 from torch.func import functional_call
 
-__all__ = ["DaSSPredictor", "adapt", "predict"]
+__all__ = ["DaSSPredictor", "adapt", "predict", "trained_adapt_steps"]
 
 Params = dict[str, torch.Tensor]
 
@@ -88,6 +88,11 @@ class DaSSPredictor(nn.Module):
         n = max(p.shape[0] for p in parts)
         parts = [p.expand(n, -1) if p.shape[0] == 1 else p for p in parts]
         return self.head(torch.cat(parts, dim=1)).reshape(-1)
+
+
+def trained_adapt_steps(model: DaSSPredictor) -> int:
+    """The inner steps the model was meta-trained with (0 when it was trained without adaptation)."""
+    return int(model.config.get("inner_steps", 1)) if model.config.get("adapt", True) else 0
 
 
 def predict(model: DaSSPredictor, params: Params, student: torch.Tensor, arch: torch.Tensor,

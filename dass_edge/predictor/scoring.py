@@ -22,7 +22,7 @@ from dass_edge.models.resnet import ResNet
 from dass_edge.predictor.embeddings import embed, probe_batch
 from dass_edge.predictor.encoding import student_features
 from dass_edge.predictor.fast_embed import StudentEmbedder
-from dass_edge.predictor.model import DaSSPredictor, adapt, predict
+from dass_edge.predictor.model import DaSSPredictor, adapt, predict, trained_adapt_steps
 from dass_edge.predictor.store import load_predictor
 from dass_edge.predictor.training import calibrated
 from dass_edge.space import Arch
@@ -44,8 +44,8 @@ def teacher_accuracy(teacher: ResNet, meta: dict, data: TaskData) -> float:
 class StudentScorer:
     """``scorer(archs) -> predicted top-1 accuracy after KD (percent)``, the ensemble's mean."""
 
-    def __init__(self, models: list[DaSSPredictor], meta: dict, teacher: ResNet, data: TaskData,
-                 teacher_acc: float, embedder: StudentEmbedder) -> None:
+    def __init__(self, models: list[DaSSPredictor], meta: dict, teacher: ResNet, teacher_acc: float,
+                 embedder: StudentEmbedder) -> None:
         self.teacher_spec = teacher.spec
         self.embedder = embedder
         self.models = models
@@ -55,7 +55,7 @@ class StudentScorer:
             self._teacher_map = embed(teacher, probe)
         support = (self._teacher_map[None], torch.tensor([student_features(teacher_arch(teacher), teacher.spec)]),
                    self._teacher_map[None], torch.tensor([teacher_acc / 100.0]))
-        steps = [int(m.config.get("inner_steps", 1)) if m.config.get("adapt", True) else 0 for m in models]
+        steps = [trained_adapt_steps(m) for m in models]
         self._params = [adapt(m, support, steps=s) if s else m.base_params() for m, s in zip(models, steps)]
         self.calibration = meta.get("calibration")
         with torch.no_grad():  # the teacher's own arch, scored like a student: the calibration's anchor
@@ -125,4 +125,4 @@ def load_scorer(teacher: ResNet, data: TaskData, predictor: str | Path | None = 
         progress("adapting the predictor to this teacher")
     acc = teacher_accuracy(teacher, teacher_meta or {}, data)
     probe = probe_batch(data.train, teacher.spec.mean, teacher.spec.std)
-    return StudentScorer(models, meta, teacher.eval(), data, acc, StudentEmbedder(teacher, probe))
+    return StudentScorer(models, meta, teacher.eval(), acc, StudentEmbedder(teacher, probe))

@@ -18,10 +18,10 @@ from dataclasses import asdict, dataclass, field
 import torch
 
 from dass_edge.predictor.meta_tasks import MetaTask
-from dass_edge.predictor.model import DaSSPredictor, adapt, predict
+from dass_edge.predictor.model import DaSSPredictor, adapt, predict, trained_adapt_steps
 
 __all__ = ["TrainConfig", "meta_train", "predict_task", "task_support", "pairwise_rank_loss", "fit_calibration",
-           "calibrated", "calibrated_task"]
+           "calibrated", "adapted_predictions"]
 
 ProgressFn = Callable[[int, int, float], None]
 
@@ -124,6 +124,13 @@ def meta_train(tasks: list[MetaTask], cfg: TrainConfig, progress: ProgressFn | N
     return model, history
 
 
+def _adapted(model: DaSSPredictor, task: MetaTask, adapt_steps: int | None = None, k_shot: int = 0,
+             k_seed: int = 0) -> dict[str, torch.Tensor]:
+    """The model's weights adapted to ``task`` (``adapt_steps`` None: the trained setting)."""
+    steps = trained_adapt_steps(model) if adapt_steps is None else adapt_steps
+    return adapt(model, task_support(task, k_shot, k_seed), steps=steps) if steps else model.base_params()
+
+
 def predict_task(model: DaSSPredictor, task: MetaTask, adapt_steps: int | None = None, k_shot: int = 0,
                  k_seed: int = 0) -> torch.Tensor:
     """Predicted accuracies (fractions) of ``task``'s students, after teacher-guided adaptation.
@@ -131,21 +138,18 @@ def predict_task(model: DaSSPredictor, task: MetaTask, adapt_steps: int | None =
     ``adapt_steps`` None uses the model's trained setting (``model.config['inner_steps']`` when adaptation
     was on, else 0).
     """
-    if adapt_steps is None:
-        adapt_steps = int(model.config.get("inner_steps", 1)) if model.config.get("adapt", True) else 0
-    params = adapt(model, task_support(task, k_shot, k_seed), steps=adapt_steps) if adapt_steps else \
-        model.base_params()
+    params = _adapted(model, task, adapt_steps, k_shot, k_seed)
     with torch.no_grad():
         return predict(model, params, task.student_embeddings, task.codes, _teacher_maps(task, len(task))).detach()
 
 
-def _raw_with_teacher(models: list[DaSSPredictor], task: MetaTask) -> tuple[torch.Tensor, float]:
-    """Ensemble-mean adapted predictions for the task's students and for the teacher's own arch."""
+def adapted_predictions(models: list[DaSSPredictor], task: MetaTask) -> tuple[torch.Tensor, float]:
+    """Ensemble-mean raw predictions (trained adaptation) for the task's students and for the teacher's own
+    arch, the anchor of :func:`calibrated`."""
     students, teacher = [], []
+    t_map = task.teacher_embedding[None]
     for m in models:
-        steps = int(m.config.get("inner_steps", 1)) if m.config.get("adapt", True) else 0
-        params = adapt(m, task_support(task), steps=steps) if steps else m.base_params()
-        t_map = task.teacher_embedding[None]
+        params = _adapted(m, task)
         with torch.no_grad():
             students.append(predict(m, params, task.student_embeddings, task.codes, t_map))
             teacher.append(predict(m, params, t_map, task.teacher_code[None], t_map)[0])
@@ -162,7 +166,7 @@ def fit_calibration(models: list[DaSSPredictor], tasks: list[MetaTask]) -> dict:
     """
     xs, ys = [], []
     for task in tasks:
-        raw, raw_teacher = _raw_with_teacher(models, task)
+        raw, raw_teacher = adapted_predictions(models, task)
         xs.append(raw - raw_teacher)
         ys.append(task.labels - task.teacher_acc)
     x, y = torch.cat(xs).double(), torch.cat(ys).double()
@@ -179,7 +183,3 @@ def calibrated(raw: torch.Tensor, raw_teacher: float, teacher_acc: float, calibr
         return raw
     return teacher_acc + calibration["intercept"] + calibration["slope"] * (raw - raw_teacher)
 
-
-def calibrated_task(models: list[DaSSPredictor], task: MetaTask, calibration: dict | None) -> torch.Tensor:
-    raw, raw_teacher = _raw_with_teacher(models, task)
-    return calibrated(raw, raw_teacher, task.teacher_acc, calibration)
