@@ -19,14 +19,17 @@ app = typer.Typer(help="The meta-training database: KD-trained students per (tas
 SHIPPED_DB = "metadb.jsonl"  # in dass_edge/assets
 
 
-def parse_tasks(text: str, default_model: str) -> list[tuple[str, str]]:
-    """``name[:model],...`` → ``[(name, model), ...]``."""
+def parse_tasks(text: str, default_model: str) -> list[tuple[str, str, int | None]]:
+    """``name[:model][@resolution],...`` → ``[(name, model, resolution or None), ...]``."""
     out = []
     for item in text.replace(" ", "").split(","):
         if not item:
             continue
+        item, _, res = item.partition("@")
         name, _, model = item.partition(":")
-        out.append((name, model or default_model))
+        if res and not res.isdigit():
+            raise DassEdgeError(f"--tasks: {res!r} after '@' in {item}@{res} is not a resolution in pixels")
+        out.append((name, model or default_model, int(res) if res else None))
     if not out:
         raise DassEdgeError("--tasks is empty; give built-in task names (see 'dass-edge data list')")
     return out
@@ -84,6 +87,11 @@ def build_db_cmd(
     lr: float = typer.Option(0.01, "--lr", help="KD peak learning rate."),
     resolution: int = typer.Option(16, "--resolution", help="Input resolution of tasks and teachers."),
     teacher_model: str = typer.Option("resnet_edge_s", "--teacher-model", help="Teacher shape for tasks without one."),
+    sampling: str = typer.Option("even", "--sampling", help="even (spread in log-params) or bands (groups of "
+                                                           "near-equal FLOPs, shapes as different as possible)."),
+    bands: int = typer.Option(8, "--bands", help="With --sampling bands: FLOPs bands per task."),
+    per_band: int = typer.Option(8, "--per-band", help="With --sampling bands: students per band."),
+    band_tol: float = typer.Option(0.05, "--band-tol", help="With --sampling bands: relative FLOPs tolerance."),
     teacher_epochs: int = typer.Option(60, "--teacher-epochs", help="Teacher training epochs (to convergence)."),
     teacher: Path = typer.Option(None, "--teacher", help="Use this teacher (only with a single task)."),
     teachers_dir: Path = typer.Option(None, "--teachers", help="Teacher folder (<task>.safetensors); default: "
@@ -108,14 +116,15 @@ def build_db_cmd(
 
     pairs = parse_tasks(tasks, teacher_model)
     held = {t for t in heldout.replace(" ", "").split(",") if t}
-    unknown_held = held - {n for n, _ in pairs}
+    unknown_held = held - {n for n, _, _ in pairs}
     if unknown_held:
         raise DassEdgeError(f"--heldout names tasks not in --tasks: {', '.join(sorted(unknown_held))}")
     if teacher is not None and len(pairs) != 1:
         raise DassEdgeError("--teacher works with a single task; put teachers in --teachers DIR as <task>.safetensors")
     seed_list = _ints(seeds, "--seeds")
     plan = BuildPlan(
-        tasks=[TaskPlan(n, m, n in held, students_per_task, seed_list, multi_seed_students) for n, m in pairs],
+        tasks=[TaskPlan(n, m, n in held, students_per_task, seed_list, multi_seed_students, r, sampling, bands,
+                        per_band, band_tol) for n, m, r in pairs],
         teachers_dir=teachers_dir or out.parent / "teachers", resolution=resolution,
         config=KDConfig(recipe=replace(DB_RECIPE, epochs=epochs, lr=lr)),
         teacher_recipe=replace(TEACHER_RECIPE, epochs=teacher_epochs), sample_seed=sample_seed, threads=threads,
@@ -144,6 +153,34 @@ def build_db_cmd(
         raise typer.Exit(1)
 
 
+@app.command("freeze")
+def freeze_cmd(
+    tasks: str = typer.Argument(..., help="Built-in tasks to freeze, comma-separated."),
+    folder: Path = typer.Option(Path("metadb/tasks"), "--dir", help="Frozen-task folder (with its SHA256SUMS)."),
+    json_out: bool = typer.Option(False, "--json", help="Print JSON."),
+) -> None:
+    """Store built-in tasks' images once (uint8 .npz + sha256), so every machine builds on the same pixels."""
+    from dass_edge.data.builtin import builtin_tasks
+    from dass_edge.data.frozen import freeze_task, frozen_file, read_manifest
+
+    names = [t for t in tasks.replace(" ", "").split(",") if t]
+    unknown = [t for t in names if t not in builtin_tasks()]
+    if not names or unknown:
+        raise DassEdgeError(f"unknown task(s) {', '.join(unknown) or '(none given)'}; see 'dass-edge data list'")
+    done = []
+    for name in names:
+        if frozen_file(name) in read_manifest(folder):  # frozen means frozen: rerunning skips it
+            if not json_out:
+                console.print(f"{folder / frozen_file(name)} is already frozen")
+            continue
+        fname, sha = freeze_task(name, folder)
+        done.append({"task": name, "file": str(folder / fname), "sha256": sha})
+        if not json_out:
+            console.print(f"wrote {folder / fname} (sha256 {sha[:12]}...)")
+    if json_out:
+        print_json(done)
+
+
 @app.command("info")
 def info_cmd(
     db: Path = typer.Argument(None, help="Database (default: the one shipped with dass-edge)."),
@@ -167,12 +204,20 @@ def info_cmd(
     console.print(f"seed Spearman {info['seed_spearman']}, gap/spread {info['seed_gap_over_spread']}, "
                   f"median accuracy spread {info['acc_spread']} points, {info['train_hours']} job-hours of KD "
                   f"({', '.join(f'{n} rows on {d}' for d, n in info['rows_by_device'].items())})")
-    table = Table("task", "teacher", "teacher val", "students", "rows", "acc min..max", "seed rho")
+    table = Table("task", "teacher", "stem@px", "teacher val", "sampling", "students", "rows", "acc min..max",
+                  "seed rho", "band seed rho", "band gap/spread", "band FLOPs rho")
     for t in info["per_task"]:
-        agree = t["seed_agreement"]
+        agree, band = t["seed_agreement"], t["within_band"] or {}
+
+        def fmt(v: object) -> str:
+            return "-" if v is None else str(v)
+
         table.add_row(t["task"] + (" (held out)" if t["heldout"] else ""), str(t["teacher_model"]),
-                      str(t["teacher_val_acc"]), str(t["students"]), str(t["rows"]),
-                      f"{t['min_acc']:.1f}..{t['max_acc']:.1f}", str(agree["spearman"]) if agree else "-")
+                      f"{t['stem']}@{t['resolution']}", str(t["teacher_val_acc"]),
+                      t["sampling"] + (f" ({band['bands']})" if band else ""), str(t["students"]), str(t["rows"]),
+                      f"{t['min_acc']:.1f}..{t['max_acc']:.1f}", str(agree["spearman"]) if agree else "-",
+                      fmt(band.get("seed_spearman")), fmt(band.get("gap_over_spread")),
+                      fmt(band.get("flops_spearman")))
     console.print(table)
 
 

@@ -17,17 +17,21 @@ import numpy as np
 import torch
 
 from dass_edge.data.glyphs import render_glyphs
+from dass_edge.data.packaged import EMOJI_FAMILIES, emoji_classes, photo_region_names, render_emoji, render_photo_crops
 from dass_edge.data.procedural import SHAPES, TEXTURES, render_counts, render_shapes, render_textures
 from dass_edge.data.task import Split, TaskData
 from dass_edge.errors import DassEdgeError
 from dass_edge.io import atomic_write
 
-__all__ = ["BuiltinTask", "DATA_VERSION", "SPLIT_SIZES", "builtin_tasks", "cache_dir", "load_builtin", "register_task"]
+__all__ = ["BuiltinTask", "DATA_VERSION", "SPLIT_SIZES", "builtin_tasks", "cache_dir", "load_builtin", "register_task",
+           "render_arrays"]
 
 #: Bump when rendering changes, so stale caches are not reused.
 DATA_VERSION = 1
 #: Images per class in each split.
 SPLIT_SIZES = {"train": 150, "val": 40, "test": 40}
+#: The emoji families have fewer training images, so their teachers stay below saturation (60-95%).
+PACKAGED_SPLITS = {"train": 100, "val": 40, "test": 40}
 
 Renderer = Callable[[int, int, np.random.Generator], tuple[np.ndarray, np.ndarray]]
 
@@ -39,13 +43,14 @@ class BuiltinTask:
     render: Renderer  # (n_per_class, resolution, rng) -> (uint8 N x 3 x R x R, labels)
     description: str
     flip_ok: bool = False
+    per_class: dict[str, int] | None = None  # images per class per split (default: SPLIT_SIZES)
 
     @property
     def num_classes(self) -> int:
         return len(self.class_names)
 
     def split_size(self, split: str) -> int:
-        return SPLIT_SIZES[split] * self.num_classes
+        return (self.per_class or SPLIT_SIZES)[split] * self.num_classes
 
 
 _TASKS: dict[str, BuiltinTask] = {}
@@ -92,6 +97,23 @@ register_task(BuiltinTask("count-dots", tuple(str(k) for k in range(1, 9)), lamb
                           "count 1-8 discs", flip_ok=True))
 
 
+
+def _emoji_task(family: str) -> None:
+    classes = emoji_classes(family)
+
+    def render(n: int, res: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+        return render_emoji(family, classes, n, res, rng)
+
+    register_task(BuiltinTask(f"emoji-{family}", tuple(f"U+{c:04X} {chr(c)}" for c in classes), render,
+                              f"colour emoji: {family} (fonts-noto-color-emoji)", per_class=PACKAGED_SPLITS))
+
+
+for _family in EMOJI_FAMILIES:
+    _emoji_task(_family)
+register_task(BuiltinTask("photo-crops", photo_region_names(), lambda n, r, g: render_photo_crops(n, r, g),
+                          "photo regions (mate-backgrounds)"))
+
+
 def cache_dir() -> Path:
     """``$DASS_EDGE_CACHE`` if set, else the platform user cache dir (e.g. ``~/.cache/dass-edge``)."""
     env = os.environ.get("DASS_EDGE_CACHE")
@@ -106,13 +128,29 @@ def _seed(name: str, split: str, resolution: int) -> int:
     return zlib.crc32(f"{name}/{split}/{resolution}/v{DATA_VERSION}".encode())
 
 
+def render_arrays(name: str, resolution: int) -> dict[str, np.ndarray]:
+    """Render every split of task ``name`` (deterministic for a given renderer and package versions)."""
+    task = _TASKS[name]
+    arrays: dict[str, np.ndarray] = {}
+    for split, n in (task.per_class or SPLIT_SIZES).items():
+        images, labels = task.render(n, resolution, np.random.default_rng(_seed(name, split, resolution)))
+        arrays[f"{split}_x"], arrays[f"{split}_y"] = images, labels.astype(np.int64)
+    return arrays
+
+
 def load_builtin(name: str, resolution: int = 32) -> TaskData:
-    """Load (generating and caching on first use) the built-in task ``name`` at ``resolution``."""
+    """Load the built-in task ``name`` at ``resolution``: its frozen copy when the meta-database froze it
+    (:mod:`dass_edge.data.frozen`), else rendered on first use and cached."""
+    from dass_edge.data.frozen import load_frozen_arrays
+
     if name not in _TASKS:
         raise DassEdgeError(f"unknown task {name!r}; see 'dass-edge data list' for the built-in tasks")
     if not 8 <= resolution <= 128:
         raise DassEdgeError(f"resolution {resolution} is outside 8..128 for built-in tasks")
     task = _TASKS[name]
+    frozen = load_frozen_arrays(name, resolution)
+    if frozen is not None:
+        return _task_data(task, resolution, frozen)
     path = cache_dir() / "tasks" / f"{name}-r{resolution}-v{DATA_VERSION}.npz"
     arrays: dict[str, np.ndarray] = {}
     if path.is_file():
@@ -122,9 +160,7 @@ def load_builtin(name: str, resolution: int = 32) -> TaskData:
         except (OSError, ValueError, zlib.error):
             arrays = {}  # corrupt cache: regenerate below
     if not arrays:
-        for split, n in SPLIT_SIZES.items():
-            images, labels = task.render(n, resolution, np.random.default_rng(_seed(name, split, resolution)))
-            arrays[f"{split}_x"], arrays[f"{split}_y"] = images, labels.astype(np.int64)
+        arrays = render_arrays(name, resolution)
 
         def write(p: Path) -> None:
             with open(p, "wb") as fh:
@@ -134,6 +170,10 @@ def load_builtin(name: str, resolution: int = 32) -> TaskData:
             atomic_write(path, write)
         except (OSError, DassEdgeError):
             pass  # a read-only cache is fine: the task is simply regenerated next time
+    return _task_data(task, resolution, arrays)
+
+
+def _task_data(task: BuiltinTask, resolution: int, arrays: dict[str, np.ndarray]) -> TaskData:
     splits = {s: Split(torch.from_numpy(arrays[f"{s}_x"]), torch.from_numpy(arrays[f"{s}_y"])) for s in SPLIT_SIZES}
-    return TaskData(name=name, class_names=task.class_names, resolution=resolution, flip_ok=task.flip_ok,
+    return TaskData(name=task.name, class_names=task.class_names, resolution=resolution, flip_ok=task.flip_ok,
                     source="builtin", **splits)

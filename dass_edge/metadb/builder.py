@@ -12,12 +12,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from dass_edge.data.builtin import builtin_tasks, cache_dir
+from dass_edge.data.frozen import task_file_sha
 from dass_edge.distill import KDConfig
 from dass_edge.errors import DassEdgeError
 from dass_edge.io import ensure_writable_dir, file_sha256
 from dass_edge.metadb.engines import Engine
 from dass_edge.metadb.jobs import kd_job, teacher_job
-from dass_edge.metadb.sampling import sample_students, task_seed
+from dass_edge.metadb.sampling import sample_band_students, sample_students, task_seed
 from dass_edge.metadb.schema import row_key
 from dass_edge.metadb.store import append_row, check_appendable, read_rows
 from dass_edge.models.resnet import is_model, list_models
@@ -41,6 +42,15 @@ class TaskPlan:
     students: int = 40
     seeds: tuple[int, ...] = (0,)
     multi_seed_students: int | None = None  # how many students get every seed (None: all)
+    resolution: int | None = None  # this task's input resolution (None: the plan's)
+    sampling: str = "even"  # "even" in log-params (v1) or "bands" of near-equal FLOPs (v2)
+    bands: int = 8
+    per_band: int = 8
+    band_tol: float = 0.05
+
+    @property
+    def planned_students(self) -> int:
+        return self.bands * self.per_band if self.sampling == "bands" else self.students
 
 
 @dataclass
@@ -55,6 +65,13 @@ class BuildPlan:
     device: str = "cpu"  # where jobs train (cuda: every worker shares the GPU)
     cache_dir: Path | None = None
     teacher_paths: dict[str, Path] = field(default_factory=dict)  # explicit teachers by task
+
+
+SAMPLINGS = ("even", "bands")
+
+
+def task_resolution(plan: BuildPlan, t: TaskPlan) -> int:
+    return t.resolution or plan.resolution
 
 
 def teacher_path(plan: BuildPlan, task: str) -> Path:
@@ -76,6 +93,13 @@ def validate_plan(plan: BuildPlan, out: Path) -> None:
             raise DassEdgeError(f"unknown teacher model {t.model!r}; known models: {', '.join(list_models())}")
         if t.students < 1 or not t.seeds:
             raise DassEdgeError(f"task {t.name}: needs at least one student and one seed")
+        if t.sampling not in SAMPLINGS:
+            raise DassEdgeError(f"unknown sampling {t.sampling!r}; choose one of {', '.join(SAMPLINGS)}")
+        if t.sampling == "bands" and (t.bands < 1 or t.per_band < 1 or not 0 < t.band_tol < 0.5):
+            raise DassEdgeError(f"task {t.name}: bands and students per band must be >= 1 and the band "
+                                f"tolerance in (0, 0.5)")
+        if not 8 <= task_resolution(plan, t) <= 128:
+            raise DassEdgeError(f"task {t.name}: resolution {task_resolution(plan, t)} is outside 8..128")
     for task in plan.teacher_paths:
         if task not in names:
             raise DassEdgeError(f"a teacher is given for {task!r}, which is not among the tasks")
@@ -84,14 +108,12 @@ def validate_plan(plan: BuildPlan, out: Path) -> None:
     from dass_edge.train import resolve_device
 
     resolve_device(plan.device)
-    if not 8 <= plan.resolution <= 128:
-        raise DassEdgeError(f"resolution {plan.resolution} is outside 8..128")
     check_appendable(out)
     missing = False
     for t in plan.tasks:
         path = teacher_path(plan, t.name)
         if path.is_file():
-            _check_teacher(path, known[t.name].num_classes, plan.resolution, t.name)
+            _check_teacher(path, known[t.name].num_classes, task_resolution(plan, t), t.name)
         elif t.name in plan.teacher_paths:
             raise DassEdgeError(f"teacher {path} does not exist")
         else:
@@ -129,12 +151,20 @@ def plan_jobs(plan: BuildPlan) -> list[dict]:
         sha = file_sha256(path)
         teacher, _ = load_checkpoint(path)
         space = SearchSpace(teacher.spec)
-        students = sample_students(space, t.students, task_seed(t.name, plan.sample_seed))
-        n_multi = len(students) if t.multi_seed_students is None else t.multi_seed_students
-        for i, arch in enumerate(students):
+        seed0 = task_seed(t.name, plan.sample_seed)
+        if t.sampling == "bands":
+            banded = sample_band_students(space, t.bands, t.per_band, seed0, t.band_tol)
+        else:
+            banded = [(None, a) for a in sample_students(space, t.students, seed0)]
+        n_multi = len(banded) if t.multi_seed_students is None else t.multi_seed_students
+        frozen = task_file_sha(t.name)
+        for i, (band, arch) in enumerate(banded):
             for seed in (t.seeds if i < n_multi else t.seeds[:1]):
                 jobs.append({
-                    "task": t.name, "heldout": t.heldout, "resolution": plan.resolution,
+                    "task": t.name, "heldout": t.heldout, "resolution": task_resolution(plan, t),
+                    "sampling": {"kind": t.sampling, "band": band, "bands": t.bands, "band_tol": t.band_tol}
+                    if t.sampling == "bands" else {"kind": "even"},
+                    "task_file": frozen[0] if frozen else None, "task_sha256": frozen[1] if frozen else None,
                     "teacher_path": str(path), "teacher_sha256": sha, "arch": arch.to_dict(), "seed": seed,
                     "config": plan.config.to_dict(), "threads": plan.threads, "cache_dir": cdir,
                     "device": plan.device,
@@ -151,7 +181,7 @@ def _train_teachers(plan: BuildPlan, engine: Engine, log: LogFn) -> None:
     if not todo:
         return
     work = ensure_writable_dir(Path(plan.cache_dir or cache_dir()) / "teacher_work")
-    jobs = [{"task": t.name, "model": t.model, "resolution": plan.resolution, "threads": plan.threads,
+    jobs = [{"task": t.name, "model": t.model, "resolution": task_resolution(plan, t), "threads": plan.threads,
              "device": plan.device,
              "recipe": plan.teacher_recipe.__dict__, "out": str(teacher_path(plan, t.name)), "work_dir": str(work)}
             for t in todo]

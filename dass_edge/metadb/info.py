@@ -7,10 +7,11 @@ labels agree with themselves, so it is the yardstick for every predictor figure.
 
 from __future__ import annotations
 
+import math
 import statistics
 from collections import Counter, defaultdict
 
-__all__ = ["db_info", "task_summary", "seed_agreement"]
+__all__ = ["band_quality", "db_info", "task_summary", "seed_agreement"]
 
 
 def _spearman(a: list[float], b: list[float]) -> float:
@@ -42,11 +43,58 @@ def seed_agreement(rows: list[dict]) -> dict | None:
             "spread": round(spread, 3), "gap_over_spread": round(statistics.mean(gaps) / spread, 4) if spread else None}
 
 
+def _band(row: dict) -> int | None:
+    s = row.get("sampling") or {}
+    return s.get("band") if s.get("kind") == "bands" else None
+
+
+def band_quality(rows: list[dict], min_students: int = 3) -> dict | None:
+    """Label quality *inside* FLOPs bands, where the search's question lives: per band with at least
+    ``min_students`` seed pairs, the seed-to-seed Spearman and the mean seed gap over the band's spread;
+    and FLOPs' own Spearman with accuracy inside each band (>= 5 students; the figure a predictor must
+    beat). Means over bands; None for a task without band-sampled rows."""
+    by_band: dict[int, list[dict]] = defaultdict(list)
+    for r in rows:
+        b = _band(r)
+        if b is not None:
+            by_band[b].append(r)
+    if not by_band:
+        return None
+    seed_rhos, gap_ratios, flops_rhos = [], [], []
+    for band_rows in by_band.values():
+        agree = seed_agreement(band_rows)
+        if agree and agree["students"] >= min_students and not math.isnan(agree["spearman"]):
+            seed_rhos.append(agree["spearman"])
+            if agree["gap_over_spread"] is not None:
+                gap_ratios.append(agree["gap_over_spread"])
+        acc: dict[str, list[float]] = defaultdict(list)
+        flops: dict[str, int] = {}
+        for r in band_rows:
+            acc[r["arch_key"]].append(r["val_acc"])
+            flops[r["arch_key"]] = r["flops"]
+        if len(acc) >= 5:
+            keys = sorted(acc)
+            rho = _spearman([flops[k] for k in keys], [statistics.mean(acc[k]) for k in keys])
+            if not math.isnan(rho):
+                flops_rhos.append(rho)
+
+    def mean(v: list[float]) -> float | None:
+        return round(statistics.mean(v), 4) if v else None
+
+    return {"bands": len(by_band), "bands_with_seed_pairs": len(seed_rhos),
+            "seed_spearman": mean(seed_rhos), "gap_over_spread": mean(gap_ratios),
+            "flops_spearman": mean(flops_rhos), "bands_for_flops": len(flops_rhos)}
+
+
 def task_summary(rows: list[dict]) -> dict:
     accs = [r["val_acc"] for r in rows]
     params = [r["params"] for r in rows]
     first = rows[0]
+    tspec = first.get("teacher_spec") or {}
     return {"task": first["task"], "heldout": bool(rows[-1].get("heldout")), "rows": len(rows),
+            "teacher_depths": tspec.get("depths"), "stem": tspec.get("stem", "small"),
+            "resolution": first.get("resolution"), "task_sha256": first.get("task_sha256"),
+            "sampling": (first.get("sampling") or {}).get("kind", "even"), "within_band": band_quality(rows),
             "students": len({r["arch_key"] for r in rows}), "seeds": sorted({r["seed"] for r in rows}),
             "teacher_model": first.get("teacher_model"), "teacher_val_acc": first.get("teacher_val_acc"),
             "min_acc": min(accs), "max_acc": max(accs), "acc_spread": round(max(accs) - min(accs), 3),
@@ -63,7 +111,9 @@ def db_info(rows: list[dict]) -> dict:
     agreements = [t["seed_agreement"] for t in tasks if t["seed_agreement"]]
     return {
         "rows": len(rows),
+        "band_rows": sum(1 for r in rows if _band(r) is not None),
         "tasks": len(tasks),
+        "stems": dict(sorted(Counter(t["stem"] for t in tasks).items())),
         "students_per_task": min((t["students"] for t in tasks), default=0),
         "heldout_tasks": [t["task"] for t in tasks if t["heldout"]],
         "teacher_models": sorted({t["teacher_model"] for t in tasks if t["teacher_model"]}),

@@ -66,6 +66,7 @@ def teacher_job(job: dict) -> dict:
 def kd_job(job: dict) -> dict:
     """KD-train one student and return its database row."""
     from dass_edge.data import load_task
+    from dass_edge.data.frozen import check_frozen
     from dass_edge.distill import KDConfig, distill
     from dass_edge.metadb.schema import SCHEMA_VERSION
     from dass_edge.models.checkpoint import load_checkpoint
@@ -78,6 +79,8 @@ def kd_job(job: dict) -> dict:
         raise DassEdgeError(f"teacher {job['teacher_path']} changed since the build was planned")
     teacher, tmeta = load_checkpoint(job["teacher_path"])
     data = load_task(job["task"], resolution=job["resolution"])
+    if job.get("task_sha256"):
+        check_frozen(job["task"], job["task_sha256"])
     arch = Arch.from_dict(job["arch"])
     device = job.get("device", "cpu")
     result = distill(teacher, arch, data, config, teacher_sha256=job["teacher_sha256"], cache_dir=job["cache_dir"],
@@ -94,6 +97,8 @@ def kd_job(job: dict) -> dict:
         "teacher_spec": {"depths": list(ts.depths), "widths": list(ts.widths), "stem": ts.stem},
         "teacher_val_acc": tmeta.get("val_acc"), "teacher_test_acc": tmeta.get("test_acc"),
         "teacher_params": spec_params(ts), "teacher_flops": spec_flops(ts),
+        "task_file": job.get("task_file"), "task_sha256": job.get("task_sha256"),
+        "sampling": job.get("sampling", {"kind": "even"}), "teacher_resolution": ts.resolution,
         "arch": arch.to_dict(), "arch_key": arch.key(), "fixed_last_stage": space.fixed_last_stage,
         "seed": job["seed"], "recipe": config.to_dict(), "recipe_hash": config.recipe_hash(),
         "val_acc": round(result.val_acc, 4), "final_val_acc": round(result.final_val_acc, 4),

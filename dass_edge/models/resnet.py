@@ -123,3 +123,27 @@ def resnet_edge_s(**kwargs) -> ModelSpec:
 def resnet_edge_m(**kwargs) -> ModelSpec:
     """Wider, deeper small-image teacher (24-48-96-192, depths 2-3-3-2); a second teacher shape."""
     return ModelSpec.uniform((24, 48, 96, 192), (2, 3, 3, 2), **kwargs)
+
+
+@register_model
+def resnet_edge_d3(**kwargs) -> ModelSpec:
+    """Deeper small-image teacher (16-32-64-128, depth 3 each): real depth-vs-width trade-offs for students."""
+    return ModelSpec.uniform((16, 32, 64, 128), (3, 3, 3, 3), **kwargs)
+
+
+@register_model
+def resnet34_edge(**kwargs) -> ModelSpec:
+    """ResNet-34's depths (3-4-6-3) at a quarter of its width, small stem: a ResNet-34-like space at 16-32 px."""
+    return ModelSpec.uniform((16, 32, 64, 128), (3, 4, 6, 3), **kwargs)
+
+
+@register_model
+def resnet18_in64(**kwargs) -> ModelSpec:
+    """ResNet-18's shape and ImageNet stem at a quarter width for 64 px inputs (stages see 16-2 px maps)."""
+    return ModelSpec.uniform((16, 32, 64, 128), (2, 2, 2, 2), **{"stem": "imagenet", "resolution": 64, **kwargs})
+
+
+@register_model
+def resnet34_in64(**kwargs) -> ModelSpec:
+    """ResNet-34's shape and ImageNet stem at a quarter width for 64 px inputs."""
+    return ModelSpec.uniform((16, 32, 64, 128), (3, 4, 6, 3), **{"stem": "imagenet", "resolution": 64, **kwargs})

@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# Meta-database v2 (issues 12 and 19), in the background and resumably: rerun after a kill or in a later
+# session and it continues (frozen tasks and teachers are kept; rows are keyed).
+#   nohup setsid metadb/build_v2.sh > metadb/build_v2.out 2>&1 &
+# WORKERS=2 uses both cores; DEVICE=cuda WORKERS=14 on a GPU machine (copy metadb/tasks along: it is in git).
+# Rows go to metadb/metadb_v2.jsonl until predictor v2 is trained on v1 + v2.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=${PY:-$(command -v dass-edge || echo .venv/bin/dass-edge)}
+WORKERS=${WORKERS:-1}
+DEVICE=${DEVICE:-cpu}
+PHASES=${PHASES:-0 1 2}
+# Band sampling: 8 bands of near-equal FLOPs (+-5%), 8 students each, shapes as different as the band allows.
+COMMON=(--out metadb/metadb_v2.jsonl --teachers metadb/teachers --log metadb/build_v2.log
+        --sampling bands --bands 8 --per-band 8 --band-tol 0.05
+        --epochs 10 --lr 0.01 --teacher-epochs 40
+        --workers "$WORKERS" --threads 1 --device "$DEVICE")
+# Held out first (label quality and the evaluation need them): 2 real-image families, deeper teachers
+# (3-3-3-3, ResNet-34's 3-4-6-3) and two 64 px ImageNet-stem teachers (ResNet-18 and -34 shapes).
+HELDOUT=emoji-faces:resnet_edge_d3@16,photo-crops:resnet34_edge@16,emoji-animals:resnet18_in64@64,emoji-objects:resnet34_in64@64
+META_TRAIN=emoji-food:resnet18_in64@64,emoji-transport:resnet34_in64@64,emoji-people:resnet_edge_d3@16,emoji-activities:resnet34_edge@16
+names() { echo "$1" | sed -E 's/:[^,]*//g'; }
+
+for phase in $PHASES; do
+  echo "phase $phase started $(date -Is)"
+  case $phase in
+    # Phase 0 - freeze the task images once (uint8 .npz + SHA256SUMS in metadb/tasks).
+    0) "$PY" meta freeze "$(names "$HELDOUT"),$(names "$META_TRAIN")" --dir metadb/tasks ;;
+    # Phase 1 - held-out pairs, every student with 2 seeds (within-band label quality).
+    1) "$PY" meta build-db "${COMMON[@]}" --tasks "$HELDOUT" --heldout "$(names "$HELDOUT")" --seeds 0,1 ;;
+    # Phase 2 - meta-training pairs, one seed.
+    2) "$PY" meta build-db "${COMMON[@]}" --tasks "$META_TRAIN" --seeds 0 ;;
+  esac
+done
+echo "build finished $(date -Is)"
