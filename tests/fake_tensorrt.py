@@ -10,6 +10,7 @@ the stand-in engine copies its input bytes to its output, so ``infer`` round tri
 from __future__ import annotations
 
 import ctypes
+import importlib.machinery
 import sys
 import types
 
@@ -26,6 +27,7 @@ def fake_tensorrt(version: str = "10.9.0", parse_ok: bool = True, build_ok: bool
     """A ``tensorrt`` module and the log of what was asked of it."""
     log: dict = {"flags": [], "builder_flags": [], "parsed": 0, "built": 0, "shapes": {}, "addresses": {}, "runs": 0}
     trt = types.ModuleType("tensorrt")
+    trt.__spec__ = importlib.machinery.ModuleSpec("tensorrt", None)  # find_spec() sees it as installed
     trt.__version__ = version
     typed = int(version.split(".")[0]) >= 9
 
