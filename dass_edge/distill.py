@@ -28,23 +28,34 @@ from dass_edge.teacher_cache import TeacherCache, load_or_build_cache
 from dass_edge.train import ProgressFn, Recipe, evaluate, train
 
 __all__ = ["LOSSES", "KDConfig", "KDBox", "DistillResult", "register_loss", "get_loss", "kd_loss", "distill",
-           "parse_arch", "DB_RECIPE"]
+           "loss_needs_teacher", "parse_arch", "DB_RECIPE"]
 
 #: ``loss(student_logits, teacher_logits, labels) -> scalar``.
 KDLoss = Callable[[torch.Tensor, torch.Tensor | None, torch.Tensor], torch.Tensor]
 LOSSES: dict[str, Callable[..., KDLoss]] = {}
 
 
-def register_loss(key: str) -> Callable[[Callable[..., KDLoss]], Callable[..., KDLoss]]:
-    """Register a loss factory under ``key`` (its keyword arguments are the loss options)."""
+def register_loss(key: str, needs_teacher: bool = True) -> Callable[[Callable[..., KDLoss]], Callable[..., KDLoss]]:
+    """Register a loss factory under ``key`` (its keyword arguments are the loss options).
+
+    ``needs_teacher=False`` declares that the loss ignores the teacher's logits (it is called with
+    ``None``), so distillation neither runs the teacher nor builds its output cache.
+    """
 
     def deco(factory: Callable[..., KDLoss]) -> Callable[..., KDLoss]:
         if key in LOSSES:
             raise ValueError(f"loss {key!r} registered twice")
+        factory.needs_teacher = needs_teacher  # type: ignore[attr-defined]
         LOSSES[key] = factory
         return factory
 
     return deco
+
+
+def loss_needs_teacher(key: str) -> bool:
+    """Whether the registered loss ``key`` reads the teacher's logits."""
+    get_loss(key)  # a one-line error for an unknown key
+    return bool(getattr(LOSSES[key], "needs_teacher", True))
 
 
 def get_loss(key: str, **kwargs: float) -> KDLoss:
@@ -70,7 +81,7 @@ def kd_loss(alpha: float = 0.5, temperature: float = 6.0) -> KDLoss:
     return loss
 
 
-@register_loss("ce")
+@register_loss("ce", needs_teacher=False)
 def ce_loss(alpha: float = 1.0, temperature: float = 1.0) -> KDLoss:
     """Plain cross-entropy (no teacher): the baseline KD is compared against."""
 
@@ -211,7 +222,7 @@ def distill(teacher: ResNet, arch: Arch, data: TaskData, config: KDConfig, *, te
     device = torch.device(device)
     if device.type != "cpu":
         teacher = copy.deepcopy(teacher).to(device)  # the caller's teacher stays where it is
-    needs_teacher = config.loss != "ce"
+    needs_teacher = loss_needs_teacher(config.loss)
     cache, hit = None, False
     if needs_teacher and cache_dir is not None and teacher_sha256:
         cache, hit = load_or_build_cache(teacher, teacher_sha256, data, cache_dir, seed=recipe.seed,

@@ -1,7 +1,8 @@
 """``export``: turn a distilled student into deployable artifacts, each verified and measured.
 
-One call makes the FP32 ONNX model and, depending on the format, an FP16 or INT8 Q/DQ model or a
-TensorRT engine; checks each against PyTorch on the task's images (parity and top-1); measures each on
+One call makes the FP32 ONNX model and then runs the format's registered loader chain
+(:mod:`dass_edge.exporters.formats`: FP16, INT8 Q/DQ, a TensorRT engine, ...); checks each against
+PyTorch on the task's images (parity and top-1); measures each on
 the target profile's backend next to the lookup-table prediction; and writes everything plus
 ``export.json`` into the output folder at the very end, so a failed export leaves nothing behind.
 The returned dict is exactly what ``export.json`` holds.
@@ -23,19 +24,18 @@ from dass_edge import __version__
 from dass_edge.data import normalize
 from dass_edge.errors import DassEdgeError
 from dass_edge.exporters.compare import FP32_TOLERANCE, Comparator, fp16_tolerance
+from dass_edge.exporters.formats import FORMATS, get_format
 from dass_edge.exporters.fp16 import Fp16FromOnnx
 from dass_edge.exporters.int8 import CALIBRATION_METHODS, QdqFromOnnx, qdq_summary, quant_config
 from dass_edge.exporters.measure import Target, load_target, measure_artifact, predict_latency
 from dass_edge.exporters.onnx_export import OnnxFromTorch, metadata_props, student_metadata
-from dass_edge.exporters.runners import OnnxrtRunner, TorchRunner
 from dass_edge.exporters.source import ExportSource, load_source, load_source_task
-from dass_edge.exporters.staging import StagedOutput
-from dass_edge.exporters.tensorrt import EngineFromOnnx, TrtRunner, build_commands, tensorrt_availability
-from dass_edge.io import file_sha256
+from dass_edge.exporters.tensorrt import EngineFromOnnx, build_commands, tensorrt_availability
+from dass_edge.io import StagedOutput, file_sha256
+from dass_edge.latency.runners import BackendUnavailable, RunnerError, TorchRunner, make_runner
 
-__all__ = ["DEFAULT_CALIB", "FORMATS", "MIN_CALIB", "TRT_PRECISIONS", "export"]
+__all__ = ["DEFAULT_CALIB", "FORMATS", "MIN_CALIB", "TRT_PRECISIONS", "ExportJob", "export"]
 
-FORMATS = ("onnx", "onnx-fp16", "onnx-int8", "tensorrt")
 TRT_PRECISIONS = ("int8", "fp16")
 #: Calibration images used by default, and the fewest the issue asks for where the split has them.
 DEFAULT_CALIB, MIN_CALIB = 512, 300
@@ -82,6 +82,7 @@ def export(
     """
     step = on_step or (lambda _msg: None)
     _check_options(fmt, calib, calib_method, trt_precision)
+    chain = get_format(fmt)
     src = load_source(source, rank)
     target = load_target(device, host)
     precision = trt_precision or (target.precision if target.precision in TRT_PRECISIONS else "int8")
@@ -94,21 +95,18 @@ def export(
         raise DassEdgeError(f"task {data.name!r} has no test or val images to verify the export on")
     images = normalize(verify.images, spec.mean, spec.std).numpy()
     labels = verify.labels.numpy() if verify_split == "test" else None
-    job = _Job(src, target, fmt, precision, fp16_io, host, step)
-    if fmt == "onnx-int8" or (fmt == "tensorrt" and precision == "int8"):
+    job = ExportJob(src, target, fmt, precision, fp16_io, host, step)
+    if chain.calibrate(job):
         job.calib_x, job.calib_info = _calibration_images(data, spec, calib, calib_method)
         if job.calib_info["images"] < MIN_CALIB:
             job.notes.append(f"INT8 calibrated on {job.calib_info['images']} images (fewer than {MIN_CALIB})")
-    if fmt == "tensorrt" and target.backend != "tensorrt":
-        job.notes.append(f"device {target.device!r} measures on {target.backend}, not TensorRT; pass a TensorRT "
-                         "profile (e.g. --device jetson-orin-nano --host user@jetson) for engine latency")
     meta = student_metadata(spec.to_dict(), src.meta, src.arch.to_dict(), __version__)
     meta["class_names"] = meta["class_names"] or list(data.class_names)  # older checkpoints lack them
 
     out_dir = Path(out) if out is not None else src.default_out
     with StagedOutput(out_dir) as stage:
         job.stage = stage
-        rows, trt_record = _write_artifacts(job, metadata_props({**meta, "precision": "fp32"}, spec.to_dict()))
+        rows = _write_artifacts(job, chain, metadata_props({**meta, "precision": "fp32"}, spec.to_dict()))
         step("verifying parity and top-1 against PyTorch")
         reference_top1 = _verify(job, rows, images, labels)
         predicted = _latency(job, rows) if measure else None
@@ -129,18 +127,18 @@ def export(
             "calibration": job.calib_info,
             "predicted_latency": predicted,
             "artifacts": rows,
-            "tensorrt": trt_record,
+            "tensorrt": job.tensorrt,
             "notes": job.notes,
         }
-        names = [r["file"] for r in rows] + (["trt_build.py"] if fmt == "tensorrt" else [])
+        names = [r["file"] for r in rows] + list(chain.files)
         stage.path("export.json").write_text(json.dumps(record, indent=2, sort_keys=True) + "\n")
         stage.commit([*names, "export.json"])
     return record
 
 
 @dataclass
-class _Job:
-    """What the steps of one export share."""
+class ExportJob:
+    """What the steps of one export share, and the loader steps a format chain is made of."""
 
     src: ExportSource
     target: Target
@@ -153,12 +151,44 @@ class _Job:
     calib_info: dict | None = None
     stage: StagedOutput | None = None
     notes: list[str] = field(default_factory=list)
+    tensorrt: dict | None = None  # the engine build record (``export.json``'s ``tensorrt``)
+
+    @property
+    def stem(self) -> str:
+        return self.src.checkpoint.stem
+
+    def fp16(self, source: dict) -> dict:
+        """FP16 ONNX from ``source``'s ONNX (float32 I/O unless ``fp16_io``)."""
+        self.step("converting to FP16 ONNX")
+        name = f"{self.stem}.fp16.onnx"
+        Fp16FromOnnx(self.stage.path(source["file"]), self.stage.path(name), keep_io_types=not self.fp16_io)()
+        return artifact_row("onnx-fp16", "fp16", name, source["file"])
+
+    def int8(self, source: dict, flavour: str) -> dict:
+        """INT8 Q/DQ ONNX from ``source``'s ONNX, calibrated on the job's images for INT8 ``flavour``."""
+        if self.calib_x is None:
+            raise DassEdgeError(f"format {self.fmt!r} quantizes to INT8 but did not ask for calibration images")
+        cfg = quant_config(flavour, self.calib_info["method"])
+        self.step(f"quantizing to INT8 Q/DQ ({cfg.activation_type}/{cfg.weight_type}, {len(self.calib_x)} images)")
+        name = f"{self.stem}.int8-trt.onnx" if cfg.target == "tensorrt" else f"{self.stem}.int8.onnx"
+        QdqFromOnnx(self.stage.path(source["file"]), self.stage.path(name), self.calib_x, cfg)()
+        row = artifact_row("onnx-int8", "int8", name, source["file"])
+        row["quantization"] = {**cfg.to_dict(), **self.calib_info, **qdq_summary(self.stage.path(name))}
+        return row
+
+    def engine(self, source: dict) -> dict | None:
+        """A TensorRT engine from ``source``'s ONNX, built on ``--host`` or here; ``None`` (with the reason and
+        the commands to build it on the device in ``self.tensorrt``) where neither can build it."""
+        self.tensorrt = _tensorrt(self, source)
+        if not self.tensorrt.get("engine"):
+            return None
+        return {**artifact_row("tensorrt", self.precision, self.tensorrt["engine"], source["file"]),
+                "runtime": "tensorrt"}
 
 
 # --- steps ---------------------------------------------------------------------------------------
 def _check_options(fmt: str, calib: int, calib_method: str, trt_precision: str | None) -> None:
-    if fmt not in FORMATS:
-        raise DassEdgeError(f"unknown format {fmt!r}; choose one of {', '.join(FORMATS)}")
+    get_format(fmt)
     if calib < 1:
         raise DassEdgeError(f"--calib must be >= 1 image, got {calib}")
     if calib_method not in CALIBRATION_METHODS:
@@ -168,36 +198,18 @@ def _check_options(fmt: str, calib: int, calib_method: str, trt_precision: str |
         raise DassEdgeError(f"unknown TensorRT precision {trt_precision!r}; choose one of {', '.join(TRT_PRECISIONS)}")
 
 
-def _write_artifacts(job: _Job, props: dict[str, str]) -> tuple[list[dict], dict | None]:
-    """FP32 ONNX always; then FP16, INT8 Q/DQ and/or the TensorRT engine as the format asks (all staged)."""
-    stage, spec, stem = job.stage, job.src.model.spec, job.src.checkpoint.stem
+def _write_artifacts(job: ExportJob, chain, props: dict[str, str]) -> list[dict]:
+    """FP32 ONNX always, then the format's loader chain (all staged)."""
+    spec = job.src.model.spec
     job.step("exporting FP32 ONNX (torch.onnx dynamo)")
-    fp32 = f"{stem}.onnx"
-    OnnxFromTorch(job.src.model, stage.path(fp32), spec.resolution, spec.in_chans, props)()
-    rows = [_row("onnx", "fp32", fp32, None)]
-    if job.fmt == "onnx-fp16" or (job.fmt == "tensorrt" and job.precision == "fp16"):
-        job.step("converting to FP16 ONNX")
-        name = f"{stem}.fp16.onnx"
-        Fp16FromOnnx(stage.path(fp32), stage.path(name), keep_io_types=not job.fp16_io)()
-        rows.append(_row("onnx-fp16", "fp16", name, fp32))
-    if job.calib_x is not None:
-        cfg = quant_config("tensorrt" if job.fmt == "tensorrt" else job.target.quant_target, job.calib_info["method"])
-        job.step(f"quantizing to INT8 Q/DQ ({cfg.activation_type}/{cfg.weight_type}, {len(job.calib_x)} images)")
-        name = f"{stem}.int8-trt.onnx" if cfg.target == "tensorrt" else f"{stem}.int8.onnx"
-        QdqFromOnnx(stage.path(fp32), stage.path(name), job.calib_x, cfg)()
-        row = _row("onnx-int8", "int8", name, fp32)
-        row["quantization"] = {**cfg.to_dict(), **job.calib_info, **qdq_summary(stage.path(name))}
-        rows.append(row)
-    trt_record = None
-    if job.fmt == "tensorrt":
-        trt_record = _tensorrt(job, rows[-1])
-        if trt_record.get("engine"):
-            rows.append({**_row("tensorrt", job.precision, trt_record["engine"], rows[-1]["file"]),
-                         "runtime": "tensorrt"})
-    return rows, trt_record
+    fp32 = f"{job.stem}.onnx"
+    OnnxFromTorch(job.src.model, job.stage.path(fp32), spec.resolution, spec.in_chans, props)()
+    first = artifact_row("onnx", "fp32", fp32, None)
+    return [first, *chain.make(job, first)]
 
 
-def _row(fmt: str, precision: str, name: str, made_from: str | None) -> dict:
+def artifact_row(fmt: str, precision: str, name: str, made_from: str | None) -> dict:
+    """A new artifact's ``export.json`` row (verification and latency fields filled in later)."""
     return {"format": fmt, "precision": precision, "file": name, "made_from": made_from, "runtime": "onnxruntime",
             "parity_max_abs": None, "parity_tolerance": None, "agreement": None, "top1": None,
             "latency_ms": None, "latency_p90_ms": None, "latency_note": None, "predicted_latency_ms": None,
@@ -216,20 +228,22 @@ def _calibration_images(data, spec, calib: int, method: str) -> tuple[np.ndarray
     return x, {"images": n, "split": split_name, "requested": calib, "method": method, "seed": 0}
 
 
-def _verify(job: _Job, rows: list[dict], images: np.ndarray, labels: np.ndarray | None) -> float | None:
-    """Parity and top-1 of every artifact vs PyTorch; FP32 and FP16 must be within tolerance."""
-    comparator = Comparator(TorchRunner(job.src.model), images, labels, _VERIFY_BATCH)
+def _verify(job: ExportJob, rows: list[dict], images: np.ndarray, labels: np.ndarray | None) -> float | None:
+    """Parity and top-1 of every artifact vs PyTorch, each run by its runtime's (latency) runner; FP32 and FP16
+    must be within tolerance. An artifact whose runtime is missing here is noted, not verified."""
+    comparator = Comparator(TorchRunner(job.src.model, threads=None, name="pytorch"), images, labels, _VERIFY_BATCH)
     tolerance = {"fp32": FP32_TOLERANCE, "fp16": fp16_tolerance(comparator.reference.abs_max)}
     for row in rows:
-        path = job.stage.path(row["file"])
-        if row["runtime"] == "tensorrt":
-            try:
-                res = comparator.check(TrtRunner(path))
-            except DassEdgeError as e:
-                job.notes.append(f"TensorRT engine not verified here: {e}")
-                continue
-        else:
-            res = comparator.check(OnnxrtRunner(path, name=row["file"]))
+        settings = {"backend": row["runtime"], "precision": row["precision"], "threads": None}
+        runner = make_runner(settings, str(job.stage.path(row["file"])))
+        runner.name = row["file"]
+        try:
+            res = comparator.check(runner)
+        except BackendUnavailable as e:
+            job.notes.append(f"{row['file']} not verified here ({row['runtime']}): {e}")
+            continue
+        except RunnerError as e:
+            raise DassEdgeError(f"{row['file']} cannot be run for verification: {e}") from None
         row.update(parity_max_abs=res.max_abs, top1=res.top1, agreement=res.agreement,
                    parity_tolerance=tolerance.get(row["precision"]))
         if row["parity_tolerance"] is not None and res.max_abs > row["parity_tolerance"]:
@@ -240,12 +254,12 @@ def _verify(job: _Job, rows: list[dict], images: np.ndarray, labels: np.ndarray 
     return comparator.reference.top1
 
 
-def _latency(job: _Job, rows: list[dict]) -> dict | None:
+def _latency(job: ExportJob, rows: list[dict]) -> dict | None:
     """Measure each ONNX artifact on the profile's backend (an engine reports its ONNX's figure, same build) and
     put the LUT prediction next to the artifacts of the table's precision. Returns the prediction."""
     target, measured = job.target, {}
     for row in rows:
-        if row["runtime"] != "onnxruntime":
+        if not row["file"].endswith(".onnx"):  # engines etc. report their ONNX's figure below
             continue
         job.step(f"measuring {row['file']} on {target.device} ({target.backend})")
         result, why = measure_artifact(job.stage.path(row["file"]), target)
@@ -255,10 +269,10 @@ def _latency(job: _Job, rows: list[dict]) -> dict | None:
         else:
             row["latency_ms"], row["latency_p90_ms"] = result.get("p50_ms"), result.get("p90_ms")
     for row in rows:
-        source = measured.get(row["made_from"]) if row["runtime"] == "tensorrt" else None
-        if source and target.backend == "tensorrt":
+        source = None if row["file"] in measured else measured.get(row["made_from"])
+        if source and target.backend == row["runtime"]:
             row["latency_ms"], row["latency_p90_ms"] = source.get("p50_ms"), source.get("p90_ms")
-            row["latency_note"] = f"measured as {row['made_from']} on the tensorrt backend (same strongly typed build)"
+            row["latency_note"] = f"measured as {row['made_from']} on the {target.backend} backend (same build)"
     missing = sorted({r["latency_note"] for r in rows if r["latency_ms"] is None and r["latency_note"]})
     job.notes.extend(f"latency not measured: {why}" for why in missing)
     predicted, why = predict_latency(target, job.src.model.spec)
@@ -270,27 +284,36 @@ def _latency(job: _Job, rows: list[dict]) -> dict | None:
     return {**predicted, "precision": target.precision}
 
 
-def _tensorrt(job: _Job, ready: dict) -> dict:
-    """Build the engine on ``--host`` or here; otherwise record why not and how to build it on the device."""
-    from dass_edge.exporters import trt_build
+def _tensorrt(job: ExportJob, ready: dict) -> dict:
+    """Build the engine on ``--host`` or here; otherwise record why not and how to build it on the device.
+
+    The printed ``trtexec`` command matches the TensorRT that built the engine, else the one the profile
+    names (``backend_version``; JetPack 5 ships 8.5, which has no ``--stronglyTyped``)."""
+    from dass_edge.latency.runners import trt_build
 
     stage, spec, precision, step = job.stage, job.src.model.spec, job.precision, job.step
-    stem, batch, host = job.src.checkpoint.stem, job.target.batch, job.host
+    batch, host = job.target.batch, job.host
     shutil.copyfile(trt_build.__file__, stage.path("trt_build.py"))
-    engine = f"{stem}.{precision}.engine"
-    commands = build_commands(ready["file"], engine, spec.resolution, spec.in_chans, opt_batch=batch)
-    record = {"precision": precision, "onnx": ready["file"], "engine": None, "built_on": None, "commands": commands}
+    engine = f"{job.stem}.{precision}.engine"
+    record = {"precision": precision, "onnx": ready["file"], "engine": None, "built_on": None}
+    version = job.target.profile.backend_version if job.target.backend == "tensorrt" else None
     if host:  # engines must be built where they run: the device wins over a local GPU
         from dass_edge.exporters.remote import build_engine_remote
 
         step(f"building the TensorRT engine on {host}")
         version = build_engine_remote(host, stage.path(ready["file"]), stage.path(engine), stage.path("trt_build.py"),
-                                      opt_batch=batch, target=job.target.ssh)
-        return {**record, "engine": engine, "built_on": host, "tensorrt_version": version}
-    available = tensorrt_availability()
-    if available.ok:
-        step(f"building the TensorRT engine here ({available.reason})")
-        EngineFromOnnx(stage.path(ready["file"]), stage.path(engine), opt_batch=batch)()
-        return {**record, "engine": engine, "built_on": "local", "tensorrt_version": available.version}
-    return {**record, "reason": f"{available.reason}; no --host given to build on the device"}
+                                      opt_batch=batch, precision=precision, target=job.target.ssh)
+        record.update(engine=engine, built_on=host, tensorrt_version=version)
+    else:
+        available = tensorrt_availability()
+        if available.ok:
+            step(f"building the TensorRT engine here ({available.reason})")
+            EngineFromOnnx(stage.path(ready["file"]), stage.path(engine), opt_batch=batch, precision=precision)()
+            version = available.version
+            record.update(engine=engine, built_on="local", tensorrt_version=version)
+        else:
+            record["reason"] = f"{available.reason}; no --host given to build on the device"
+    record["commands"] = build_commands(ready["file"], engine, spec.resolution, spec.in_chans, opt_batch=batch,
+                                        precision=precision, trt_version=version or None)
+    return record
 

@@ -1,5 +1,8 @@
 """Comparator: run a reference and candidate runners on the same task images; parity and top-1.
 
+Runners are the latency runners (:mod:`dass_edge.latency.runners`): the one that times an artifact
+is the one that verifies it.
+
 Parity is the largest absolute logit difference to the reference over all images; top-1 is
 computed from the same outputs, so the two figures always describe the same run.
 """
@@ -10,7 +13,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from dass_edge.exporters.runners import Runner
+
+from dass_edge.latency.runners import LatencyRunner as Runner
 
 __all__ = ["Comparator", "Comparison", "FP32_TOLERANCE", "fp16_tolerance"]
 

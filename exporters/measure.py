@@ -48,8 +48,11 @@ class Target:
 
 
 def _quant_target(profile, machine: str) -> str:
-    """TensorRT and GPU execution providers want symmetric S8S8; CPUs by architecture (x86 U8S8, Arm S8S8)."""
-    if profile.backend == "tensorrt" or any(p in _GPU_PROVIDERS for p in profile.providers):
+    """The backend's registered INT8 flavour: ``tensorrt`` (symmetric S8S8, also for GPU execution providers)
+    or by the CPU architecture (x86 U8S8, Arm S8S8). A backend without INT8 gets its host's flavour."""
+    from dass_edge.latency.runners import get_backend
+
+    if get_backend(profile.backend).int8 == "tensorrt" or any(p in _GPU_PROVIDERS for p in profile.providers):
         return "tensorrt"
     return "arm" if machine.lower() in ("aarch64", "arm64", "armv8l", "armv7l") else "x86"
 
@@ -61,11 +64,12 @@ def load_target(device: str, host: str | None = None) -> Target:
         DassEdgeError: unknown profile or malformed host.
     """
     from dass_edge.latency import SshTarget, load_profile
+    from dass_edge.latency.runners import get_backend
 
     profile = load_profile(device)
     ssh = SshTarget.parse(host, python=profile.remote_python) if host else None
     machine = platform.machine()
-    if ssh is not None and profile.backend == "onnxruntime":
+    if ssh is not None and get_backend(profile.backend).int8 == "host":  # the device's CPU decides the flavour
         try:
             machine = ssh.run(["uname", "-m"]).strip() or machine
         except DassEdgeError as e:

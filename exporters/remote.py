@@ -29,7 +29,8 @@ def _fetch(target, remote_path: str, local: Path, timeout: float) -> None:
 
 
 def build_engine_remote(host: str, onnx_path: Path, engine_path: Path, builder: Path, *, python: str = "python3",
-                        opt_batch: int = 1, max_batch: int = 32, target=None) -> str | None:
+                        opt_batch: int = 1, max_batch: int = 32, precision: str = "fp16",
+                        target=None) -> str | None:
     """Build ``onnx_path`` into ``engine_path`` on ``host``; returns the device's TensorRT version.
 
     Args:
@@ -37,6 +38,7 @@ def build_engine_remote(host: str, onnx_path: Path, engine_path: Path, builder: 
         onnx_path, engine_path: local files (the engine is written here once it is back).
         builder: the local ``trt_build.py`` to run on the device.
         python: the device's interpreter (the profile's ``remote_python``).
+        precision: what the ONNX holds (the builder sets flags from it on TensorRT < 9).
         target: an ``SshTarget`` to use instead of one parsed from ``host`` (tests).
 
     Raises:
@@ -51,7 +53,8 @@ def build_engine_remote(host: str, onnx_path: Path, engine_path: Path, builder: 
         target.upload(workdir, [(onnx_path.name, onnx_path), ("trt_build.py", builder)])
         remote_engine = f"{workdir}/{engine_path.name}"
         target.run([target.python, f"{workdir}/trt_build.py", "--onnx", f"{workdir}/{onnx_path.name}",
-                    "--engine", remote_engine, "--opt-batch", str(opt_batch), "--max-batch", str(max_batch)],
+                    "--engine", remote_engine, "--precision", precision, "--opt-batch", str(opt_batch),
+                    "--max-batch", str(max_batch)],
                    timeout=target.connect_timeout + 1800)
         version = target.run([target.python, "-c", "import tensorrt; print(tensorrt.__version__)"]).strip() or None
         _fetch(target, remote_engine, engine_path, timeout=target.connect_timeout + 600)

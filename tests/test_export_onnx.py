@@ -12,10 +12,10 @@ from dass_edge.exporters.compare import FP32_TOLERANCE, Comparator, fp16_toleran
 from dass_edge.exporters.fp16 import Fp16FromOnnx, toposort
 from dass_edge.exporters.int8 import QdqFromOnnx, calibration_reader, qdq_summary, quant_config
 from dass_edge.exporters.onnx_export import MIN_OPSET, OnnxFromTorch, read_metadata
-from dass_edge.exporters.runners import OnnxrtRunner, TorchRunner
 from test_export_support import ARCH, teacher
 
 from dass_edge.errors import DassEdgeError
+from dass_edge.latency.runners import OrtRunner, TorchRunner
 from dass_edge.models import remap
 
 RES = 16
@@ -51,7 +51,7 @@ def test_fp32_onnx_is_checked_dynamic_single_file_with_metadata(fp32):
 
 def test_fp32_parity_for_several_batch_sizes(student, fp32, images):
     for n in (1, 5, 64):
-        res = Comparator.run([TorchRunner(student), OnnxrtRunner(fp32)], images[:n])
+        res = Comparator.run([TorchRunner(student, threads=None), OrtRunner(fp32)], images[:n])
         assert res[0].max_abs == 0.0
         assert res[1].max_abs <= FP32_TOLERANCE and res[1].agreement == 100.0
 
@@ -76,7 +76,7 @@ def test_fp16_keeps_float32_io_and_stays_within_tolerance(student, fp32, images,
     conv_weights = [t for t in model.graph.initializer if len(t.dims) == 4]
     assert conv_weights and all(t.data_type == onnx.TensorProto.FLOAT16 for t in conv_weights)
     assert read_metadata(model)["precision"] == "fp16" and "arch" in read_metadata(model)
-    ref, half = Comparator.run([TorchRunner(student), OnnxrtRunner(path)], images)
+    ref, half = Comparator.run([TorchRunner(student, threads=None), OrtRunner(path)], images)
     assert 0 < half.max_abs <= fp16_tolerance(ref.abs_max)
 
 
@@ -85,7 +85,7 @@ def test_fp16_io_can_be_fp16_when_asked(student, fp32, images, tmp_path):
     model = onnx.load(str(path))
     assert model.graph.input[0].type.tensor_type.elem_type == onnx.TensorProto.FLOAT16
     assert model.graph.output[0].type.tensor_type.elem_type == onnx.TensorProto.FLOAT16
-    ref, half = Comparator.run([TorchRunner(student), OnnxrtRunner(path)], images)
+    ref, half = Comparator.run([TorchRunner(student, threads=None), OrtRunner(path)], images)
     assert half.max_abs <= fp16_tolerance(ref.abs_max)
 
 
@@ -111,7 +111,7 @@ def test_int8_x86_is_u8_activations_s8_per_channel_weights(student, fp32, images
     assert per_channel, "conv weights must be quantized per output channel"
     assert read_metadata(model)["precision"] == "int8" and "arch" in read_metadata(model)
     assert not list(tmp_path.glob(".*")), "the pre-processed intermediate model must be removed"
-    ref, q = Comparator.run([TorchRunner(student), OnnxrtRunner(path)], images)
+    ref, q = Comparator.run([TorchRunner(student, threads=None), OrtRunner(path)], images)
     assert q.agreement >= 50.0 and q.max_abs < ref.abs_max
 
 

@@ -40,11 +40,15 @@ class _Counting(LatencyRunner):
     def activate_impl(self) -> None:
         self.activations += 1
 
-    def infer_impl(self) -> None:
+    def run_impl(self) -> None:
         self.calls += 1
 
+    def infer_impl(self, x):
+        self.calls += 1
+        return [v * 2 for v in x]
+
     def time_impl(self) -> float:
-        self.infer_impl()
+        self.run_impl()
         return 0.001
 
     def deactivate_impl(self) -> None:
@@ -64,6 +68,10 @@ def test_runner_contract_state_checks_and_context_manager():
     assert not r.is_active and r.activations == r.deactivations == 1
     with r, pytest.raises(RunnerError, match="iterations"):
         r.measure(0.0, 0)
+    with pytest.raises(RunnerError, match="activated"):
+        r.infer([1])
+    with r:
+        assert r.infer([1, 2]) == [2, 4] and r.inference_time is not None and r.inference_time >= 0
 
 
 def test_warmup_is_by_time():

@@ -143,7 +143,7 @@ def test_load_table_errors_name_the_command(tmp_path):
 
 def test_cpu_table_of_another_machine_is_not_presented_as_this_one(tmp_path):
     from dass_edge.latency.profiles import load_profile
-    from dass_edge.latency.store import this_machine_label
+    from dass_edge.latency.provenance import this_machine_label
 
     store = tmp_path / "tables"
     store.mkdir()

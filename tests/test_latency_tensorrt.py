@@ -1,202 +1,30 @@
-"""The TensorRT runner against stand-ins for ``tensorrt`` and ``cuda-python`` (neither installs here).
+"""The TensorRT runner and engine builder against the stand-ins of ``fake_tensorrt`` (TensorRT 10 and 8.5).
 
-The stand-ins implement just the documented calls the runner makes (TensorRT 10 Python API, CUDA runtime
-bindings) and record them, so the call sequence, flags, buffers and timing path are checked on every
-machine. Where real TensorRT exists, ``test_latency_runners.py`` runs the real thing instead.
+Where real TensorRT exists, ``test_latency_runners.py`` runs the real thing instead.
 """
 
 from __future__ import annotations
 
 import sys
-import types
 from pathlib import Path
 
 import numpy as np
 import onnx
 import pytest
+from fake_tensorrt import install_fakes
 
 from dass_edge.latency.artifacts import EntryArtifact
 from dass_edge.latency.entries import Entry
 from dass_edge.latency.runners import BackendUnavailable, TrtRunner, make_runner
 from dass_edge.latency.runners.tensorrt import build_engine
+from dass_edge.latency.runners.trt_build import write_engine
 
 if "tensorrt" in sys.modules or __import__("importlib.util").util.find_spec("tensorrt") is not None:
     pytest.skip("real TensorRT is installed; the stand-ins would shadow it", allow_module_level=True)
 
-_ONNX_TYPES = {onnx.TensorProto.FLOAT: "FLOAT", onnx.TensorProto.FLOAT16: "HALF"}
-
-
-def fake_tensorrt(strongly_typed: bool = True) -> tuple[types.ModuleType, dict]:
-    log: dict = {"flags": [], "builder_flags": [], "parsed": 0, "built": 0, "shapes": {}, "addresses": {}, "runs": 0}
-    trt = types.ModuleType("tensorrt")
-    trt.__version__ = "10.9.0" if strongly_typed else "8.5.2"
-
-    class Logger:
-        WARNING = 2
-
-        def __init__(self, level):
-            pass
-
-    flags = {"EXPLICIT_BATCH": 0}
-    if strongly_typed:
-        flags["STRONGLY_TYPED"] = 1
-    trt.Logger = Logger
-    trt.NetworkDefinitionCreationFlag = types.SimpleNamespace(**flags)
-    trt.MemoryPoolType = types.SimpleNamespace(WORKSPACE="workspace")
-    trt.BuilderFlag = types.SimpleNamespace(FP16="fp16", INT8="int8")
-    trt.TensorIOMode = types.SimpleNamespace(INPUT="input", OUTPUT="output")
-    trt.nptype = lambda dt: {"FLOAT": np.float32, "HALF": np.float16}[dt]
-
-    class Network:
-        tensors: list = []
-
-        @property
-        def num_inputs(self):
-            return sum(1 for t in self.tensors if t[3] == "input")
-
-        def get_input(self, i):
-            name, shape, _, _ = [t for t in self.tensors if t[3] == "input"][i]
-            return types.SimpleNamespace(name=name, shape=tuple(-1 if d == 0 else d for d in shape))
-
-    class Parser:
-        def __init__(self, network, logger):
-            self.network = network
-            self.num_errors = 0
-
-        def parse(self, data: bytes) -> bool:
-            model = onnx.load_from_string(data)
-            g = model.graph
-            self.network.tensors = [
-                (v.name, [d.dim_value for d in v.type.tensor_type.shape.dim], _ONNX_TYPES[v.type.tensor_type.elem_type],
-                 mode) for vs, mode in ((g.input, "input"), (g.output, "output")) for v in vs]
-            log["parsed"] += 1
-            return True
-
-    class Config:
-        def set_memory_pool_limit(self, pool, size):
-            log["workspace"] = size
-
-        def set_flag(self, flag):
-            log["builder_flags"].append(flag)
-
-        def add_optimization_profile(self, profile):
-            log["profiles"] = log.get("profiles", []) + [profile.shapes]
-
-    class Builder:
-        def __init__(self, logger):
-            pass
-
-        def create_network(self, flags):
-            log["flags"].append(flags)
-            return Network()
-
-        def create_builder_config(self):
-            return Config()
-
-        def create_optimization_profile(self):
-            class Profile:
-                shapes: dict = {}
-
-                def set_shape(self, name, lo, opt, hi):
-                    self.shapes = {**self.shapes, name: (tuple(lo), tuple(opt), tuple(hi))}
-
-            return Profile()
-
-        def build_serialized_network(self, network, config):
-            log["built"] += 1
-            return repr(network.tensors).encode()
-
-    class Context:
-        def __init__(self, tensors):
-            self.tensors = {t[0]: t for t in tensors}
-
-        def set_input_shape(self, name, shape):
-            log["shapes"][name] = tuple(shape)
-
-        def get_tensor_shape(self, name):
-            return self.tensors[name][1]
-
-        def set_tensor_address(self, name, ptr):
-            log["addresses"][name] = ptr
-
-        def execute_async_v3(self, stream):
-            assert set(log["addresses"]) == set(self.tensors), "every I/O tensor needs an address"
-            log["runs"] += 1
-            return True
-
-    class Engine:
-        def __init__(self, tensors):
-            self.tensors = tensors
-            self.num_io_tensors = len(tensors)
-
-        def get_tensor_name(self, i):
-            return self.tensors[i][0]
-
-        def _get(self, name):
-            return next(t for t in self.tensors if t[0] == name)
-
-        def get_tensor_shape(self, name):
-            return self._get(name)[1]
-
-        def get_tensor_dtype(self, name):
-            return self._get(name)[2]
-
-        def get_tensor_mode(self, name):
-            return self._get(name)[3]
-
-        def create_execution_context(self):
-            return Context(self.tensors)
-
-    class Runtime:
-        def __init__(self, logger):
-            pass
-
-        def deserialize_cuda_engine(self, data):
-            return Engine(eval(data.decode()))  # the stand-in "engine" is the tensor list's repr
-
-    trt.Builder, trt.OnnxParser, trt.Runtime = Builder, Parser, Runtime
-    return trt, log
-
-
-def fake_cudart() -> tuple[types.ModuleType, dict]:
-    log: dict = {"malloc": [], "free": [], "h2d": 0, "records": 0}
-    rt = types.ModuleType("cuda.bindings.runtime")
-    rt.cudaMemcpyKind = types.SimpleNamespace(cudaMemcpyHostToDevice=1)
-
-    def malloc(n):
-        log["malloc"].append(n)
-        return 0, 4096 * len(log["malloc"])
-
-    def memcpy(dst, src, n, kind):
-        log["h2d"] += 1
-        return (0,)
-
-    def record(ev, stream):
-        log["records"] += 1
-        return (0,)
-
-    rt.cudaMalloc = malloc
-    rt.cudaFree = lambda p: (log["free"].append(p), (0,))[1]
-    rt.cudaMemcpy = memcpy
-    rt.cudaStreamCreate = lambda: (0, 7)
-    rt.cudaStreamDestroy = lambda s: (0,)
-    rt.cudaStreamSynchronize = lambda s: (0,)
-    rt.cudaEventCreate = lambda: (0, object())
-    rt.cudaEventRecord = record
-    rt.cudaEventSynchronize = lambda e: (0,)
-    rt.cudaEventElapsedTime = lambda a, b: (0, 0.25)
-    return rt, log
-
-
 @pytest.fixture
 def fakes(monkeypatch):
-    trt, trt_log = fake_tensorrt()
-    rt, cuda_log = fake_cudart()
-    cuda, bindings = types.ModuleType("cuda"), types.ModuleType("cuda.bindings")
-    bindings.runtime = rt
-    for name, mod in (("tensorrt", trt), ("cuda", cuda), ("cuda.bindings", bindings), ("cuda.bindings.runtime", rt)):
-        monkeypatch.setitem(sys.modules, name, mod)
-    return trt_log, cuda_log
+    return install_fakes(monkeypatch)
 
 
 def test_trt_runner_builds_once_and_times_with_events(fakes, tmp_path):
@@ -218,16 +46,14 @@ def test_trt_runner_builds_once_and_times_with_events(fakes, tmp_path):
 
 
 def test_trt_before_9_uses_builder_precision_flags(monkeypatch, tmp_path):
-    trt, log = fake_tensorrt(strongly_typed=False)
-    monkeypatch.setitem(sys.modules, "tensorrt", trt)
+    log, _ = install_fakes(monkeypatch, version="8.5.2")
     path = EntryArtifact(Entry("head", 8, 3, 1, 4), "tensorrt", "fp16")(tmp_path / "h.onnx")
     build_engine(str(path), "int8")
     assert log["flags"] == [1 << 0] and log["builder_flags"] == ["fp16", "int8"]
 
 
 def test_dynamic_batch_onnx_gets_an_optimization_profile(monkeypatch, tmp_path):
-    trt, log = fake_tensorrt()
-    monkeypatch.setitem(sys.modules, "tensorrt", trt)
+    log, _ = install_fakes(monkeypatch)
     path = EntryArtifact(Entry("head", 8, 3, 1, 4), "tensorrt", "fp16")(tmp_path / "h.onnx")
     model = onnx.load(str(path))
     model.graph.input[0].type.tensor_type.shape.dim[0].dim_param = "batch"  # as exported models have
@@ -243,10 +69,7 @@ def test_dynamic_batch_onnx_gets_an_optimization_profile(monkeypatch, tmp_path):
 
 
 def test_trt_without_cuda_bindings_is_a_clear_error(monkeypatch, tmp_path):
-    trt, _ = fake_tensorrt()
-    monkeypatch.setitem(sys.modules, "tensorrt", trt)
-    for name in ("cuda", "cuda.bindings", "cuda.bindings.runtime", "cuda.cudart", "pycuda", "pycuda.driver"):
-        monkeypatch.setitem(sys.modules, name, None)  # None makes the import fail
+    install_fakes(monkeypatch, cuda=False)
     path = EntryArtifact(Entry("head", 8, 3, 1, 4), "tensorrt", "fp16")(tmp_path / "h.onnx")
     with pytest.raises(BackendUnavailable, match="cuda-python or pycuda"):
         make_runner({"backend": "tensorrt", "precision": "fp16"}, str(path)).activate()
@@ -265,3 +88,28 @@ def test_profile_a_tensorrt_device_end_to_end_on_the_stand_ins(fakes, tmp_path, 
     assert result.table.backend == "tensorrt" and result.table.precision == "fp16"
     assert result.table.provenance["backend_version"] == "10.9.0"
     assert fakes[0]["built"] == 1 + len(result.table.entries) + 4  # one engine per model, built on the "device"
+
+
+def _dynamic_onnx(path: Path, features: int = 4) -> Path:
+    """``output = Relu(input)`` with a dynamic batch, like exported students."""
+    from onnx import TensorProto, helper
+
+    io = [helper.make_tensor_value_info(n, TensorProto.FLOAT, ["batch", features]) for n in ("input", "output")]
+    graph = helper.make_graph([helper.make_node("Relu", ["input"], ["output"])], "m", io[:1], io[1:])
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
+    return path
+
+
+def test_trt_runner_infers_given_images_in_chunks_of_the_engine_max_batch(fakes, tmp_path):
+    trt_log, cuda_log = fakes
+    engine = write_engine(str(_dynamic_onnx(tmp_path / "m.onnx")), str(tmp_path / "m.engine"), "fp32",
+                          min_batch=1, opt_batch=2, max_batch=3)
+    x = np.arange(7 * 4, dtype=np.float32).reshape(7, 4)
+    with TrtRunner(engine, batch=2, name="engine") as r:  # a serialized engine: deserialized, not rebuilt
+        out = r.infer(x)
+        assert trt_log["shapes"]["input"] == (2, 4)  # the prepared binding is restored for timing
+        assert len(r.measure(0.0, 1, min_warmup_runs=1)) == 1
+    np.testing.assert_array_equal(out, x)  # the stand-in engine copies its input to its output
+    assert trt_log["built"] == 1 and r.name == "engine" and r.inference_time is not None
+    assert cuda_log["malloc"] == [2 * 4 * 4] * 2 + [n * 4 * 4 for n in (3, 3, 3, 3, 1, 1)]  # chunks of 3, 3, 1
+    assert cuda_log["d2h"] == 3 and sorted(cuda_log["free"]) == sorted(4096 * (i + 1) for i in range(8))

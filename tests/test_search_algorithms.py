@@ -2,7 +2,7 @@ import pytest
 
 from dass_edge.errors import DassEdgeError
 from dass_edge.models import model_spec
-from dass_edge.search.algorithms import enumerate_space, run_algorithm
+from dass_edge.search.algorithms import ALGORITHMS, enumerate_space, run_algorithm
 from dass_edge.search.pareto import pareto_front
 from dass_edge.space import SearchSpace, spec_flops
 
@@ -30,7 +30,7 @@ def test_enumerate_space_matches_size(tiny_space):
     assert len(archs) == tiny_space.size() == 729 and len(set(archs)) == 729
 
 
-@pytest.mark.parametrize("algo", ["evolution", "random", "exhaustive"])
+@pytest.mark.parametrize("algo", list(ALGORITHMS))  # every registered algorithm, without editing this test
 def test_every_candidate_respects_budget(tiny_space, algo):
     latency = _flops_latency(tiny_space)
     budget = 14.0

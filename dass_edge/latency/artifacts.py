@@ -1,5 +1,7 @@
 """Write the model files a backend measures: ONNX (fp32/fp16/Q-DQ int8) or torch.export programs.
 
+Which one is decided by the backend's registered file suffix (:mod:`dass_edge.latency.runners.registry`),
+and the Q/DQ activation type by its INT8 flavour, so a new backend that measures ONNX needs nothing here.
 Loader-style: :class:`EntryArtifact` / :class:`StudentArtifact` describe *what* to build and are
 called with a destination path, so the profiler, the fidelity check and tests build files the
 same way and only when they are missing.
@@ -21,10 +23,14 @@ from dass_edge.errors import DassEdgeError
 from dass_edge.io import atomic_write
 from dass_edge.latency.entries import Entry
 from dass_edge.latency.graphs import entry_model, spec_model
-from dass_edge.latency.runners.factory import ARTIFACT_SUFFIX
+from dass_edge.latency.runners import RunnerError, get_backend, list_backends
 from dass_edge.spec import ModelSpec
 
-__all__ = ["EntryArtifact", "OverheadArtifact", "StudentArtifact", "check_precision", "quantize_qdq"]
+__all__ = ["MODEL_FORMATS", "EntryArtifact", "OverheadArtifact", "StudentArtifact", "check_precision",
+           "quantize_qdq"]
+
+#: What the model files of each suffix are (recorded in a table's settings).
+MODEL_FORMATS = {".onnx": "ONNX opset {opset}, batch norm folded", ".pt2": "torch.export programs"}
 
 
 @contextlib.contextmanager
@@ -40,8 +46,8 @@ def _quiet_root_logger():
 
 
 def quantize_qdq(model: onnx.ModelProto, dst: Path, backend: str) -> None:
-    """Static Q/DQ INT8 with per-channel int8 weights. Activations: uint8 for onnxruntime (its fast CPU
-    path here), symmetric int8 for TensorRT (which only takes symmetric Q/DQ)."""
+    """Static Q/DQ INT8 with per-channel int8 weights. Activations: uint8 for CPU backends (onnxruntime's
+    fast CPU path here), symmetric int8 for the ``tensorrt`` INT8 flavour (TensorRT only takes symmetric Q/DQ)."""
     from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
 
     shape = [d.dim_value for d in model.graph.input[0].type.tensor_type.shape.dim]
@@ -56,7 +62,7 @@ def quantize_qdq(model: onnx.ModelProto, dst: Path, backend: str) -> None:
             self._left -= 1
             return {"x": self._rng.standard_normal(shape).astype(np.float32)}
 
-    trt = backend == "tensorrt"
+    trt = get_backend(backend).int8 == "tensorrt"
     with tempfile.TemporaryDirectory() as tmp, _quiet_root_logger():
         src = Path(tmp) / "fp32.onnx"
         onnx.save(model, str(src))
@@ -83,6 +89,14 @@ def _write_torch(module, input_shape: tuple[int, ...], path: Path) -> None:
     atomic_write(path, lambda p: p.write_bytes(buf.getvalue()))
 
 
+def _is_torch(backend: str) -> bool:
+    """Whether ``backend`` measures torch.export programs (else ONNX)."""
+    suffix = get_backend(backend).suffix
+    if suffix not in MODEL_FORMATS:
+        raise DassEdgeError(f"backend {backend!r} measures {suffix} files, which dass-edge cannot write")
+    return suffix == ".pt2"
+
+
 def _entry_module(entry: Entry):
     from torch import nn
 
@@ -105,14 +119,14 @@ class EntryArtifact:
 
     @property
     def suffix(self) -> str:
-        return ARTIFACT_SUFFIX[self.backend]
+        return get_backend(self.backend).suffix
 
     @property
     def input_shape(self) -> tuple[int, ...]:
         return self.entry.input_shape
 
     def __call__(self, path: Path) -> Path:
-        if self.backend == "torch":
+        if _is_torch(self.backend):
             _write_torch(_entry_module(self.entry), self.entry.input_shape, path)
         else:
             _write_onnx(entry_model(self.entry, "fp32" if self.precision == "int8" else self.precision), path,
@@ -131,7 +145,7 @@ class StudentArtifact:
 
     @property
     def suffix(self) -> str:
-        return ARTIFACT_SUFFIX[self.backend]
+        return get_backend(self.backend).suffix
 
     @property
     def input_shape(self) -> tuple[int, ...]:
@@ -139,7 +153,7 @@ class StudentArtifact:
         return (self.batch, self.spec.in_chans, r, r)
 
     def __call__(self, path: Path) -> Path:
-        if self.backend == "torch":
+        if _is_torch(self.backend):
             from dass_edge.models import build_model
 
             _write_torch(build_model(self.spec), self.input_shape, path)
@@ -159,10 +173,10 @@ class OverheadArtifact:
 
     @property
     def suffix(self) -> str:
-        return ARTIFACT_SUFFIX[self.backend]
+        return get_backend(self.backend).suffix
 
     def __call__(self, path: Path) -> Path:
-        if self.backend == "torch":
+        if _is_torch(self.backend):
             from torch import nn
 
             _write_torch(nn.ReLU(), self.input_shape, path)
@@ -180,5 +194,12 @@ class OverheadArtifact:
 
 
 def check_precision(backend: str, precision: str) -> None:
-    if backend == "torch" and precision == "int8":
-        raise DassEdgeError("the torch backend measures fp32 or fp16 models; use onnxruntime or tensorrt for int8")
+    """Raise a one-line error unless ``backend`` is registered and measures ``precision``."""
+    try:
+        b = get_backend(backend)
+    except RunnerError as e:
+        raise DassEdgeError(str(e)) from None
+    if precision not in b.precisions:
+        others = ", ".join(o.name for o in list_backends() if precision in o.precisions) or "none"
+        raise DassEdgeError(f"the {backend} backend measures {' or '.join(b.precisions)} models; "
+                            f"use {others} for {precision}")

@@ -13,7 +13,7 @@ from typing import Any
 from dass_edge.errors import DassEdgeError
 from dass_edge.latency.profiles import DeviceProfile, load_profile
 from dass_edge.latency.remote import SshTarget
-from dass_edge.latency.runners import BackendUnavailable, RunnerError
+from dass_edge.latency.runners import BackendUnavailable, RunnerError, get_backend, list_backends
 from dass_edge.latency.runners.timing import run_job
 from dass_edge.latency.stats import summarize_rounds
 
@@ -48,9 +48,10 @@ def measure_onnx(
     path = Path(path)
     if not path.is_file():
         raise DassEdgeError(f"ONNX model {path} does not exist")
-    if profile.backend == "torch":
-        raise DassEdgeError(f"device profile {profile.name!r} uses the torch backend, which does not run ONNX; "
-                            "measure with an onnxruntime or tensorrt profile")
+    if get_backend(profile.backend).suffix != ".onnx":
+        onnx_backends = " or ".join(b.name for b in list_backends() if b.suffix == ".onnx")
+        raise DassEdgeError(f"device profile {profile.name!r} uses the {profile.backend} backend, which does not "
+                            f"run ONNX; measure with an {onnx_backends} profile")
     settings = profile.backend_settings()
     settings["warmup_s"] = profile.warmup_s if warmup_s is None else float(warmup_s)
     settings["iterations"] = profile.iterations if iterations is None else int(iterations)

@@ -25,13 +25,14 @@ from typing import Any
 from dass_edge import __version__
 from dass_edge.errors import DassEdgeError
 from dass_edge.io import atomic_write_json, ensure_writable_dir
-from dass_edge.latency.artifacts import EntryArtifact, OverheadArtifact, StudentArtifact
+from dass_edge.latency.artifacts import MODEL_FORMATS, EntryArtifact, OverheadArtifact, StudentArtifact
 from dass_edge.latency.entries import entry_params, space_entries
 from dass_edge.latency.fidelity import fit_correction
 from dass_edge.latency.graphs import OPSET
 from dass_edge.latency.profiles import DeviceProfile, resolve_device
+from dass_edge.latency.provenance import backend_version, measured_on
 from dass_edge.latency.remote import SshTarget
-from dass_edge.latency.runners import BackendUnavailable, RunnerError, make_runner
+from dass_edge.latency.runners import BackendUnavailable, RunnerError, get_backend, make_runner
 from dass_edge.latency.runners.sysinfo import device_info
 from dass_edge.latency.runners.timing import run_job
 from dass_edge.latency.stats import summarize_rounds
@@ -86,7 +87,8 @@ class _Plan:
         for i, arch in enumerate(self.students):
             art = StudentArtifact(self.space.to_spec(arch), profile.batch, b, prec)
             self.items.append(_Item(f"student/{i}", f"{len(self.items):04d}{art.suffix}", art, art.input_shape, many))
-        ident = {"profile": {k: v for k, v in profile.to_dict().items() if k not in ("description", "source")},
+        skip = ("description", "source", "backend_version")  # labels, not measurement settings
+        ident = {"profile": {k: v for k, v in profile.to_dict().items() if k not in skip},
                  "teacher": teacher.to_dict(), "fixed_last_stage": fixed_last_stage, "host": host, "opset": OPSET,
                  "items": [it.id for it in self.items], "students": [a.key() for a in self.students]}
         self.fingerprint = hashlib.sha256(json.dumps(ident, sort_keys=True).encode()).hexdigest()[:16]
@@ -129,20 +131,6 @@ def _now() -> str:
     return _dt.datetime.now(_dt.timezone.utc).replace(microsecond=0).isoformat()
 
 
-def _measured_on(info: dict, profile: DeviceProfile) -> str:
-    if info.get("jetson"):
-        mode = (info["jetson"].get("nvpmodel") or {}).get("mode")
-        return info["jetson"]["model"] + (f", nvpmodel {mode}" if mode else "")
-    on_gpu = (profile.backend == "tensorrt" or profile.device.startswith("cuda")
-              or any(p != "CPUExecutionProvider" for p in profile.providers))
-    if on_gpu and info.get("gpu"):
-        return info["gpu"]["name"]
-    cpu = info["cpu"]
-    cores = cpu.get("usable_cores") or cpu.get("logical_cores")
-    ident = f"family {cpu['family']} model {cpu['model_id']}, " if cpu.get("family") and cpu.get("model_id") else ""
-    return f"{cpu['model']} ({ident}{cores} cores{', VM' if cpu.get('hypervisor') else ''})"
-
-
 def _clocks(info: dict, profile: DeviceProfile, where: str) -> dict[str, Any]:
     jetson = info.get("jetson") or {}
     found = {"nvpmodel": jetson.get("nvpmodel"), "jetson_clocks": jetson.get("jetson_clocks"),
@@ -155,13 +143,6 @@ def _clocks(info: dict, profile: DeviceProfile, where: str) -> dict[str, Any]:
                                 f"read on {where}; is this the right device, and are the NVIDIA tools installed?")
         out[item] = found.get(item)
     return out
-
-
-def _backend_version(info: dict, backend: str) -> str:
-    v = (info.get("backends") or {}).get(backend)
-    if isinstance(v, dict):
-        v = v.get("version")
-    return str(v) if v else "unknown"
 
 
 def profile_device(
@@ -268,8 +249,8 @@ def _measure(plan: _Plan, work: Path, journal: _Journal, target: SshTarget | Non
         """Clocks the profile requires must be readable; a resumed run must be on the same device."""
         clocks.update(_clocks(info, profile, target.label if target else "this machine"))
         if info_path.exists():
-            first = _measured_on(json.loads(info_path.read_text()), profile)
-            if first != _measured_on(info, profile):
+            first = measured_on(json.loads(info_path.read_text()), profile)
+            if first != measured_on(info, profile):
                 raise DassEdgeError(f"this run would resume measurements taken on another device ({first}); "
                                     f"delete {work} to start over")
         else:
@@ -318,12 +299,12 @@ def _assemble(plan: _Plan, journal: _Journal, info: dict, clocks: dict, target: 
         entries[e.key] = {**e.to_dict(), **net, "std_ms": s["std_ms"], "count": s["count"], "sessions": s["sessions"],
                           "raw_p50_ms": s["p50_ms"], "params": entry_params(e)}
     prov = {
-        "measured_on": _measured_on(info, profile),
+        "measured_on": measured_on(info, profile),
         "date": _now(),
         "host": target.label if target else "local",
         "profile": {k: v for k, v in profile.to_dict().items() if k != "source"},
         "backend": profile.backend,
-        "backend_version": _backend_version(info, profile.backend),
+        "backend_version": backend_version(info, profile.backend),
         "precision": profile.precision,
         "threads": profile.threads,
         "batch": profile.batch,
@@ -340,8 +321,7 @@ def _assemble(plan: _Plan, journal: _Journal, info: dict, clocks: dict, target: 
                                  "statistic and added once per model",
                      "lut_statistic": "entries are added up by their p25; the correction maps that sum to the "
                                       "end-to-end median",
-                     "models": f"ONNX opset {OPSET}, batch norm folded" if profile.backend != "torch"
-                     else "torch.export programs"},
+                     "models": MODEL_FORMATS[get_backend(profile.backend).suffix].format(opset=OPSET)},
         "elapsed_s": round(elapsed, 1),
         "load_average_end": list(os.getloadavg()) if target is None and hasattr(os, "getloadavg") else None,
         "resumed_pairs": reused,

@@ -17,7 +17,7 @@ import yaml
 
 from dass_edge.errors import DassEdgeError
 from dass_edge.latency.graphs import PRECISIONS
-from dass_edge.latency.runners import BACKENDS
+from dass_edge.latency.runners import backend_names, get_backend
 from dass_edge.latency.runners.sysinfo import jetson_model
 from dass_edge.resources import profiles_dir
 
@@ -40,7 +40,7 @@ class DeviceProfile:
     Args:
         name: the ``--device`` name.
         description: one line for ``dass-edge devices``.
-        backend: ``onnxruntime``, ``torch`` or ``tensorrt``.
+        backend: a registered backend (``onnxruntime``, ``torch``, ``tensorrt``, ...).
         precision: ``fp32``, ``fp16`` or ``int8`` (Q/DQ models).
         batch, threads: batch size and intra-op threads, pinned during measurement.
         resolutions: input sides this profile may be measured at.
@@ -57,6 +57,9 @@ class DeviceProfile:
         clocks: what must be recorded about clocks, ``{item: "required" | "recorded"}``.
         detect: substring of the Jetson model name (``/proc/device-tree/model``) for ``--device jetson``.
         remote_python: interpreter the agent uses over ``--host``.
+        backend_version: the backend release the device ships (e.g. ``"8.5"``: TensorRT on JetPack 5), for
+            what must be known before anything runs there (the engine build commands an export prints);
+            empty when any release will do. The version that measured a table is recorded from the device.
         source: the file the profile came from.
     """
 
@@ -80,6 +83,7 @@ class DeviceProfile:
     clocks: dict[str, str] = field(default_factory=dict)
     detect: str = ""
     remote_python: str = "python3"
+    backend_version: str = ""
     source: str = ""
 
     def backend_settings(self) -> dict[str, Any]:
@@ -120,7 +124,8 @@ def profile_from_dict(d: Any, src: str) -> DeviceProfile:
     if not isinstance(d, dict):
         raise _fail(src, "expected a mapping at the top level")
     allowed = {"name", "description", "backend", "precision", "batch", "threads", "resolutions", "providers",
-               "device", "cuda_graph", "workspace_mb", "measurement", "clocks", "detect", "remote_python"}
+               "device", "cuda_graph", "workspace_mb", "measurement", "clocks", "detect", "remote_python",
+               "backend_version"}
     unknown = sorted(set(d) - allowed)
     if unknown:
         raise _fail(src, f"unknown keys {unknown}; allowed: {sorted(allowed)}")
@@ -128,7 +133,7 @@ def profile_from_dict(d: Any, src: str) -> DeviceProfile:
         if key not in d:
             raise _fail(src, f"missing key {key!r}")
     kw: dict[str, Any] = {"source": src}
-    for key in ("name", "description", "backend", "precision", "device", "detect", "remote_python"):
+    for key in ("name", "description", "backend", "precision", "device", "detect", "remote_python", "backend_version"):
         if key in d:
             kw[key] = _check_type(src, key, d[key], str)
     for key in ("batch", "threads", "workspace_mb"):
@@ -138,12 +143,15 @@ def profile_from_dict(d: Any, src: str) -> DeviceProfile:
                 raise _fail(src, f"{key} must be >= 1")
     if "cuda_graph" in d:
         kw["cuda_graph"] = _check_type(src, "cuda_graph", d["cuda_graph"], bool)
-    if kw["backend"] not in BACKENDS:
-        raise _fail(src, f"backend {kw['backend']!r} is not one of {', '.join(BACKENDS)}")
+    if kw["backend"] not in backend_names():
+        raise _fail(src, f"backend {kw['backend']!r} is not one of {', '.join(backend_names())}")
+    backend = get_backend(kw["backend"])
     if kw["precision"] not in PRECISIONS:
         raise _fail(src, f"precision {kw['precision']!r} is not one of {', '.join(PRECISIONS)}")
-    if kw["backend"] == "torch" and kw["precision"] == "int8":
-        raise _fail(src, "the torch backend measures fp32 or fp16; use onnxruntime or tensorrt for int8")
+    if kw["precision"] not in backend.precisions:
+        others = ", ".join(b for b in backend_names() if kw["precision"] in get_backend(b).precisions)
+        raise _fail(src, f"the {backend.name} backend measures {' or '.join(backend.precisions)}; "
+                         f"use {others} for {kw['precision']}")
     res = d["resolutions"]
     if not isinstance(res, list) or not res or not all(isinstance(r, int) and 8 <= r <= 1024 for r in res):
         raise _fail(src, "resolutions must be a non-empty list of integers in 8..1024")
@@ -151,9 +159,11 @@ def profile_from_dict(d: Any, src: str) -> DeviceProfile:
     prov = d.get("providers", [])
     if not isinstance(prov, list) or not all(isinstance(p, str) for p in prov):
         raise _fail(src, "providers must be a list of onnxruntime execution provider names")
-    if prov and kw["backend"] != "onnxruntime":
-        raise _fail(src, "providers only apply to the onnxruntime backend")
-    kw["providers"] = tuple(prov) or (("CPUExecutionProvider",) if kw["backend"] == "onnxruntime" else ())
+    takes_providers = "providers" in backend.options
+    if prov and not takes_providers:
+        users = " or ".join(b for b in backend_names() if "providers" in get_backend(b).options)
+        raise _fail(src, f"providers only apply to the {users} backend")
+    kw["providers"] = tuple(prov) or (("CPUExecutionProvider",) if takes_providers else ())
     m = d["measurement"]
     if not isinstance(m, dict) or set(m) - set(_MEASUREMENT_KEYS):
         raise _fail(src, f"measurement must be a mapping with keys among {sorted(_MEASUREMENT_KEYS)}")

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from dass_edge.errors import DassEdgeError
 from dass_edge.latency.profiles import resolve_device
+from dass_edge.latency.provenance import this_machine_label
 from dass_edge.latency.table import LatencyTable
 from dass_edge.resources import tables_dir
 from dass_edge.spec import ModelSpec
@@ -55,14 +56,6 @@ def find_tables(device: str | None = None) -> list[tuple[LatencyTable, str]]:
         found.sort(key=lambda t: t.provenance["date"], reverse=True)
         out += [(t, source) for t in found]
     return out
-
-
-def this_machine_label(profile) -> str:
-    """How a table measured with ``profile`` on this machine names the machine (its ``measured_on``)."""
-    from dass_edge.latency.profiler import _measured_on
-    from dass_edge.latency.runners.sysinfo import device_info
-
-    return _measured_on(device_info(profile.backend), profile)
 
 
 def load_table(device: str, resolution: int, teacher_spec: ModelSpec | None = None,

@@ -413,28 +413,17 @@ def flops() -> Baseline:
     return TaskAttributeBaseline("flops")
 
 
-@register_baseline
-def synflow(**kwargs) -> Baseline:
-    """Synaptic flow of the remapped student (Tanaka et al. 2020; Abdelfattah et al. 2021)."""
-    return ProxyBaseline("synflow", **kwargs)
+def _proxy_baseline(proxy: str) -> BaselineFactory:
+    def factory(**kwargs) -> Baseline:
+        return ProxyBaseline(proxy, **kwargs)
+
+    factory.__name__ = proxy
+    factory.__doc__ = f"Zero-cost proxy {proxy} of the remapped student on the context batch: {PROXIES[proxy].__doc__}"
+    return factory
 
 
-@register_baseline
-def snip(**kwargs) -> Baseline:
-    """SNIP connection sensitivity of the remapped student on the context batch."""
-    return ProxyBaseline("snip", **kwargs)
-
-
-@register_baseline
-def grad_norm(**kwargs) -> Baseline:
-    """Gradient norm of the remapped student's loss on the context batch."""
-    return ProxyBaseline("grad_norm", **kwargs)
-
-
-@register_baseline
-def jacov(**kwargs) -> Baseline:
-    """Jacobian covariance (NASWOT v1) of the remapped student on the context batch."""
-    return ProxyBaseline("jacov", **kwargs)
+for _proxy in PROXIES:  # every registered proxy is a baseline: proxies are listed once, in proxies.py
+    register_baseline(_proxy_baseline(_proxy))
 
 
 @register_baseline

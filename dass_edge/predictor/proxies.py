@@ -23,6 +23,9 @@ PROXIES: dict[str, Proxy] = {}
 
 
 def register_proxy(fn: Proxy) -> Proxy:
+    """Register ``fn`` under its name; a name registered twice is a bug, so it raises ``ValueError``."""
+    if fn.__name__ in PROXIES:
+        raise ValueError(f"proxy {fn.__name__!r} registered twice")
     PROXIES[fn.__name__] = fn
     return fn
 

@@ -26,7 +26,6 @@ import math
 import os
 import random
 import shlex
-import shutil
 import tempfile
 import time
 from collections.abc import Callable, Sequence
@@ -38,7 +37,8 @@ import numpy as np
 
 from dass_edge import __version__
 from dass_edge.errors import DassEdgeError
-from dass_edge.io import file_sha256
+from dass_edge.io import StagedOutput, file_sha256
+from dass_edge.latency.runners import backend_names, get_backend
 from dass_edge.latency.table import LatencyTable
 from dass_edge.search.algorithms import ALGORITHMS, run_algorithm
 from dass_edge.search.pareto import pareto_front
@@ -480,8 +480,9 @@ def _picks(archs: list[Arch], accs: list[float], lats: list[float], front: list[
 def next_steps(run_dir: str | Path, device: str, backend: str | None = None, precision: str | None = None) -> dict:
     """The commands that continue from a run folder: distill the best pick, then export it."""
     run = shlex.quote(str(run_dir))
-    if backend == "tensorrt":
-        export = f"dass-edge export {run} --format tensorrt --device {device} --host user@device"
+    spec = get_backend(backend) if backend in backend_names() else None
+    if spec is not None and spec.builds_on_device:
+        export = f"dass-edge export {run} --format {spec.export_format} --device {device} --host user@device"
     else:
         fmt = "onnx-fp16" if precision == "fp16" else "onnx-int8"
         export = f"dass-edge export {run} --format {fmt}" + ("" if device == "cpu" else f" --device {device}")
@@ -568,15 +569,8 @@ def _write_run(plan: SearchPlan, record: dict, rows: list[dict]) -> None:
         plan.out, plan.run_id, _ = _pick_out(None, plan.out.parent, plan.run_id)
         record.update(id=plan.run_id, run_dir=str(plan.out),
                       next_steps=next_steps(plan.out, plan.device, plan.table.backend, plan.table.precision))
-    out = plan.out
-    created = [p for p in [out.parent, *out.parent.parents] if not p.exists()]
-    try:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        stage = Path(tempfile.mkdtemp(prefix=f".{out.name}.staging-", dir=out.parent))
-    except OSError as e:
-        _remove_empty(created)
-        raise DassEdgeError(f"cannot write the run folder {out}: {e.strerror}; choose another --out") from None
-    try:
+    with StagedOutput(plan.out, whole=True, what="run folder") as staged:
+        stage = staged.path("")
         files = ["search.json", "report.md", "pareto.png", "candidates.csv"]
         for pick in record["top"]:
             (stage / f"rank{pick['rank']}").mkdir()
@@ -590,16 +584,7 @@ def _write_run(plan: SearchPlan, record: dict, rows: list[dict]) -> None:
         write_report(stage, record, rows)
         record["files"] = files
         (stage / "search.json").write_text(json.dumps(record, indent=2, sort_keys=True) + "\n")
-        os.chmod(stage, 0o777 & ~_umask())  # mkdtemp makes it 0700; give the folder the usual permissions
-        try:
-            os.rename(stage, out)  # also replaces an empty folder of that name
-        except OSError as e:
-            raise DassEdgeError(f"cannot write the run folder {out}: {e.strerror or e} (did it appear during the "
-                                "search?); choose another --out") from None
-    except BaseException:
-        shutil.rmtree(stage, ignore_errors=True)
-        _remove_empty(created)
-        raise
+        staged.commit_folder()
 
 
 def _config(plan: SearchPlan, record: dict, pick: dict) -> dict:
@@ -618,17 +603,3 @@ def _config(plan: SearchPlan, record: dict, pick: dict) -> dict:
 def _plain(info: dict) -> dict:
     """Provenance as plain JSON data (paths and numpy numbers become strings/numbers)."""
     return json.loads(json.dumps(dict(info), default=lambda v: v.item() if hasattr(v, "item") else str(v)))
-
-
-def _remove_empty(folders: list[Path]) -> None:
-    for folder in folders:  # deepest first
-        try:
-            folder.rmdir()
-        except OSError:
-            break
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask

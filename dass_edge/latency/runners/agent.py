@@ -18,6 +18,7 @@ import sys
 from typing import Any
 
 from .base import BackendUnavailable, RunnerError
+from .registry import get_backend
 from .sysinfo import device_info
 from .timing import run_job
 
@@ -30,10 +31,7 @@ def _say(obj: dict[str, Any]) -> None:
 
 
 def _check_backend(settings: dict[str, Any]) -> None:
-    backend = settings.get("backend")
-    module = {"onnxruntime": "onnxruntime", "torch": "torch", "tensorrt": "tensorrt"}.get(str(backend))
-    if module is None:
-        raise RunnerError(f"unknown backend {backend!r}")
+    module = get_backend(str(settings.get("backend"))).module  # RunnerError for an unknown one
     try:
         __import__(module)
     except ImportError as e:

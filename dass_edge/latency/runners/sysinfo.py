@@ -110,18 +110,13 @@ def _gpu(backend: str) -> dict[str, Any] | None:
 
 
 def _backend_versions(backend: str) -> dict[str, Any]:
-    from .onnxrt import ort_version
-    from .tensorrt import trt_version
-    from .torch_runner import torch_version
+    """Versions of the registered backends: the measuring one, those marked cheap to probe, and any whose
+    module is already imported (so probing never imports torch just to report it)."""
+    from .registry import list_backends
 
     out: dict[str, Any] = {}
-    v = ort_version()
-    if v:
-        import onnxruntime
-
-        out["onnxruntime"] = {"version": v, "providers": onnxruntime.get_available_providers()}
-    out["torch"] = torch_version() if backend == "torch" or "torch" in sys.modules else None
-    out["tensorrt"] = trt_version()
+    for b in list_backends():
+        out[b.name] = b.version() if b.name == backend or b.probe_always or b.module in sys.modules else None
     return out
 
 

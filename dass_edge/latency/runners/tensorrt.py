@@ -1,19 +1,21 @@
-"""TensorRT runner: builds a strongly typed engine from ONNX on this device and times ``execute_async_v3``.
+"""TensorRT runner: runs an engine (built here from ONNX, or a serialized one) with ``execute_async_v3``.
 
-Strongly typed networks take their precision from the ONNX model itself: an FP16 model gives an FP16
-engine and a Q/DQ model an INT8 one (TensorRT 10.1+), so no builder precision flags are set. Buffers
-come from cuda-python (``cuda.bindings.runtime`` / ``cuda.cudart``) or, failing that, pycuda; timing
-uses CUDA events on the runner's own stream. ``tensorrt`` and the CUDA binding are imported lazily.
+The same runner times LUT entries and verifies exported engines (``infer`` on task images). Engines
+come from :mod:`.trt_build`, the one builder (strongly typed on TensorRT 9+, precision flags on 8.5).
+Buffers come from cuda-python (``cuda.bindings.runtime`` / ``cuda.cudart``) or, failing that, pycuda;
+timing uses CUDA events on the runner's own stream. ``tensorrt`` and the CUDA binding are imported lazily.
 """
 
 from __future__ import annotations
 
 import importlib
 import os
+from typing import Any
 
 import numpy as np
 
 from .base import BackendUnavailable, LatencyRunner, RunnerError
+from .trt_build import TrtBuildError, build_serialized
 
 __all__ = ["TrtRunner", "build_engine", "trt_version"]
 
@@ -63,6 +65,9 @@ class _CudaRt:
     def h2d(self, ptr: int, host: np.ndarray) -> None:
         self._ok(self.rt.cudaMemcpy(ptr, host.ctypes.data, host.nbytes, self.rt.cudaMemcpyKind.cudaMemcpyHostToDevice))
 
+    def d2h(self, host: np.ndarray, ptr: int) -> None:
+        self._ok(self.rt.cudaMemcpy(host.ctypes.data, ptr, host.nbytes, self.rt.cudaMemcpyKind.cudaMemcpyDeviceToHost))
+
     def stream(self):
         return self._ok(self.rt.cudaStreamCreate())
 
@@ -111,6 +116,9 @@ class _PyCuda:
     def h2d(self, ptr: int, host: np.ndarray) -> None:
         self.cuda.memcpy_htod(ptr, host)
 
+    def d2h(self, host: np.ndarray, ptr: int) -> None:
+        self.cuda.memcpy_dtoh(host, ptr)
+
     def stream(self):
         return self.cuda.Stream()
 
@@ -153,74 +161,58 @@ def _cuda_api():
 
 
 def build_engine(onnx_path: str, precision: str = "fp16", workspace_mb: int = 1024, batch: int = 1) -> bytes:
-    """Build a serialized engine from an ONNX file, on the device that will run it.
+    """A serialized engine for ``onnx_path`` with a dynamic batch fixed at ``batch`` (the latency tables' build).
 
-    TensorRT 9+ builds a strongly typed network (the ONNX types decide the precision). Older releases
-    (JetPack 5 ships 8.5) have no strongly typed mode, so the builder flag matching ``precision`` is set.
-    A dynamic batch dimension (exported models have one) gets an optimization profile fixed at ``batch``.
+    Raises:
+        RunnerError: parse or build failure; BackendUnavailable: no TensorRT.
     """
-    trt = _trt()
-    logger = trt.Logger(trt.Logger.WARNING)
-    builder = trt.Builder(logger)
-    flags = trt.NetworkDefinitionCreationFlag
-    strongly_typed = getattr(flags, "STRONGLY_TYPED", None)
-    if strongly_typed is not None:
-        network = builder.create_network(1 << int(strongly_typed))
-    else:
-        network = builder.create_network(1 << int(flags.EXPLICIT_BATCH))
-    parser = trt.OnnxParser(network, logger)
-    with open(onnx_path, "rb") as f:
-        if not parser.parse(f.read()):
-            errors = "; ".join(str(parser.get_error(i)) for i in range(parser.num_errors))
-            raise RunnerError(f"TensorRT cannot parse {onnx_path}: {errors}")
-    config = builder.create_builder_config()
-    config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, workspace_mb << 20)
-    inputs = [network.get_input(i) for i in range(network.num_inputs)]
-    dynamic = [t for t in inputs if any(d < 0 for d in tuple(t.shape))]
-    if dynamic:
-        profile = builder.create_optimization_profile()
-        for t in dynamic:
-            dims = tuple(t.shape)
-            if any(d < 0 for d in dims[1:]):
-                raise RunnerError(f"{onnx_path}: input {t.name} has dynamic dims beyond the batch: {dims}")
-            shape = (batch, *dims[1:])
-            profile.set_shape(t.name, shape, shape, shape)
-        config.add_optimization_profile(profile)
-    if strongly_typed is None and precision in ("fp16", "int8"):
-        config.set_flag(trt.BuilderFlag.FP16)
-        if precision == "int8":
-            config.set_flag(trt.BuilderFlag.INT8)
-    serialized = builder.build_serialized_network(network, config)
-    if serialized is None:
-        raise RunnerError(f"TensorRT failed to build an engine for {onnx_path}")
-    return bytes(serialized)
+    _trt()
+    try:
+        return build_serialized(onnx_path, precision, workspace_mb, (batch, batch, batch))
+    except TrtBuildError as e:
+        raise RunnerError(str(e)) from None
 
 
 class TrtRunner(LatencyRunner):
-    """Times one TensorRT engine built from an ONNX file.
+    """Runs one TensorRT engine: timed on random inputs, or on given images for parity.
 
     Args:
-        onnx_path: the model; the engine is built once and cached next to it (``<path>.engine``) so each
-            fresh session only deserializes it.
-        precision: what the model holds (used only by TensorRT < 9, which has no strongly typed mode).
-        batch: value for dynamic leading dimensions.
+        model: an ONNX file (the engine is built once and cached next to it, ``<path>.engine``, so each
+            fresh session only deserializes it) or a serialized engine file (any other suffix).
+        precision: what the ONNX model holds (builder flags on TensorRT < 9 only).
+        batch: value for dynamic leading dimensions (of the build and of the timed input).
         workspace_mb: builder workspace limit.
+        name: label in errors and comparisons.
     """
 
-    def __init__(self, onnx_path: str, precision: str = "fp16", batch: int = 1, workspace_mb: int = 1024,
-                 seed: int = 0) -> None:
-        super().__init__(onnx_path)
-        self.onnx_path, self.precision, self.batch = onnx_path, precision, batch
+    def __init__(self, model: Any, precision: str = "fp16", batch: int = 1, workspace_mb: int = 1024,
+                 seed: int = 0, name: str | None = None) -> None:
+        super().__init__(name or str(model))
+        self.path, self.precision, self.batch = str(model), precision, batch
         self.workspace_mb, self.seed = workspace_mb, seed
         self._cuda = self._runtime = self._engine = self._context = self._stream = self._events = None
         self._ptrs: list[int] = []
+        self._bound: dict[str, tuple[tuple[int, ...], int]] = {}  # prepared shape and buffer of each I/O tensor
+
+    @property
+    def onnx_path(self) -> str:
+        return self.path
+
+    @classmethod
+    def from_settings(cls, artifact: str, settings: dict[str, Any],
+                      input_shape: tuple[int, ...] | None = None) -> TrtRunner:
+        return cls(artifact, precision=str(settings.get("precision", "fp16")), batch=int(settings.get("batch", 1)),
+                   workspace_mb=int(settings.get("workspace_mb", 1024)))
 
     def _serialized(self) -> bytes:
-        cache = self.onnx_path + ".engine"
-        if os.path.exists(cache) and os.path.getmtime(cache) >= os.path.getmtime(self.onnx_path):
+        if not self.path.endswith(".onnx"):
+            with open(self.path, "rb") as f:
+                return f.read()
+        cache = self.path + ".engine"
+        if os.path.exists(cache) and os.path.getmtime(cache) >= os.path.getmtime(self.path):
             with open(cache, "rb") as f:
                 return f.read()
-        data = build_engine(self.onnx_path, self.precision, self.workspace_mb, self.batch)
+        data = build_engine(self.path, self.precision, self.workspace_mb, self.batch)
         tmp = cache + ".tmp"
         with open(tmp, "wb") as f:
             f.write(data)
@@ -234,37 +226,82 @@ class TrtRunner(LatencyRunner):
         self._runtime = trt.Runtime(logger)  # must outlive the engine
         self._engine = self._runtime.deserialize_cuda_engine(self._serialized())
         if self._engine is None:
-            raise RunnerError(f"TensorRT could not deserialize the engine for {self.onnx_path}")
+            raise RunnerError(f"TensorRT could not deserialize the engine for {self.path} "
+                              "(built with another TensorRT version or GPU?)")
         self._context = self._engine.create_execution_context()
+        self._names = [self._engine.get_tensor_name(i) for i in range(self._engine.num_io_tensors)]
+        self._inputs = [n for n in self._names if self._engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT]
+        self._dtypes = {n: np.dtype(trt.nptype(self._engine.get_tensor_dtype(n))) for n in self._names}
         rng = np.random.default_rng(self.seed)
-        for i in range(self._engine.num_io_tensors):
-            name = self._engine.get_tensor_name(i)
-            shape = tuple(d if d > 0 else self.batch for d in self._engine.get_tensor_shape(name))
-            dtype = np.dtype(trt.nptype(self._engine.get_tensor_dtype(name)))
-            is_input = self._engine.get_tensor_mode(name) == trt.TensorIOMode.INPUT
-            if is_input:
-                self._context.set_input_shape(name, shape)
-            else:
-                shape = tuple(self._context.get_tensor_shape(name))
-            nbytes = int(np.prod(shape)) * dtype.itemsize
-            ptr = self._cuda.malloc(nbytes)
-            self._ptrs.append(ptr)
-            if is_input:
-                self._cuda.h2d(ptr, np.ascontiguousarray(rng.standard_normal(shape).astype(dtype)))
-            self._context.set_tensor_address(name, ptr)
+        shapes = {n: tuple(d if d > 0 else self.batch for d in self._engine.get_tensor_shape(n)) for n in self._inputs}
+        host = {n: rng.standard_normal(shapes[n]).astype(self._dtypes[n]) for n in self._inputs}
+        self._bound = self._bind(host)
+        self._ptrs = [ptr for _, ptr in self._bound.values()]
         self._stream = self._cuda.stream()
         self._events = (self._cuda.event(), self._cuda.event())
 
-    def infer_impl(self) -> None:
+    def _bind(self, host: dict[str, np.ndarray]) -> dict[str, tuple[tuple[int, ...], int]]:
+        """Set input shapes, allocate a buffer per I/O tensor, copy ``host`` inputs in, set the addresses."""
+        bound: dict[str, tuple[tuple[int, ...], int]] = {}
+        for name in self._inputs:
+            self._context.set_input_shape(name, host[name].shape)
+        for name in self._names:
+            shape = host[name].shape if name in host else tuple(self._context.get_tensor_shape(name))
+            ptr = self._cuda.malloc(int(np.prod(shape)) * self._dtypes[name].itemsize)
+            bound[name] = (tuple(shape), ptr)
+            if name in host:
+                self._cuda.h2d(ptr, np.ascontiguousarray(host[name]))
+            self._context.set_tensor_address(name, ptr)
+        return bound
+
+    def _rebind_prepared(self) -> None:
+        for name, (shape, ptr) in self._bound.items():
+            if name in self._inputs:
+                self._context.set_input_shape(name, shape)
+            self._context.set_tensor_address(name, ptr)
+
+    def _execute(self) -> None:
         if not self._context.execute_async_v3(self._cuda.stream_handle(self._stream)):
-            raise RunnerError(f"TensorRT execution failed for {self.onnx_path}")
+            raise RunnerError(f"TensorRT execution failed for {self.path}")
+
+    def run_impl(self) -> None:
+        self._execute()
         self._cuda.sync_stream(self._stream)
+
+    def _max_batch(self, name: str) -> int:
+        """The largest batch the engine takes for input ``name`` (its profile's max, or its static batch)."""
+        dims = tuple(self._engine.get_tensor_shape(name))
+        if dims[0] > 0:
+            return dims[0]
+        return int(tuple(self._engine.get_tensor_profile_shape(name, 0)[2])[0])
+
+    def infer_impl(self, x: Any) -> np.ndarray:
+        (name,) = self._inputs  # image classifiers have one input
+        x = np.asarray(x)
+        step = self._max_batch(name)
+        outputs = [n for n in self._names if n not in self._inputs]
+        chunks = []
+        try:
+            for i in range(0, len(x), step):
+                bound = self._bind({name: x[i : i + step].astype(self._dtypes[name])})
+                try:
+                    self._execute()
+                    shape, ptr = bound[outputs[0]]
+                    out = np.empty(shape, dtype=self._dtypes[outputs[0]])
+                    self._cuda.sync_stream(self._stream)
+                    self._cuda.d2h(out, ptr)
+                    chunks.append(out.astype(np.float32))
+                finally:
+                    for _, p in bound.values():
+                        self._cuda.free(p)
+        finally:
+            self._rebind_prepared()
+        return np.concatenate(chunks)
 
     def time_impl(self) -> float:
         start, end = self._events
         self._cuda.record(start, self._stream)
-        if not self._context.execute_async_v3(self._cuda.stream_handle(self._stream)):
-            raise RunnerError(f"TensorRT execution failed for {self.onnx_path}")
+        self._execute()
         self._cuda.record(end, self._stream)
         self._cuda.sync_event(end)
         return self._cuda.elapsed_s(start, end)
@@ -278,6 +315,6 @@ class TrtRunner(LatencyRunner):
                     self._cuda.destroy_stream(self._stream)
                 self._cuda.close()
         finally:
-            self._ptrs = []
+            self._ptrs, self._bound = [], {}
             self._context = self._engine = self._runtime = None
             self._cuda = self._stream = self._events = None

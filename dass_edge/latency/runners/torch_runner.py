@@ -1,4 +1,7 @@
-"""torch runner: eager CPU, or CUDA timed with events and optionally replayed as a CUDA graph."""
+"""torch runner: eager CPU, or CUDA timed with events and optionally replayed as a CUDA graph.
+
+The same runner is the PyTorch reference of an export's parity check (``infer`` on task images).
+"""
 
 from __future__ import annotations
 
@@ -26,24 +29,36 @@ def torch_version() -> str | None:
 
 
 class TorchRunner(LatencyRunner):
-    """Times a torch module on a random input.
+    """Runs a torch module: timed on a random input, or on given images (the export's reference).
 
     Args:
         model: path to a ``torch.export`` program (``.pt2``), an ``nn.Module``, or a callable returning one.
-        input_shape: shape of the single input.
+        input_shape: shape of the single input, for timing; ``None`` when the runner only infers.
         device: ``"cpu"`` or ``"cuda"``.
         precision: ``"fp32"`` or ``"fp16"`` (fp16 casts module and input).
-        threads: torch intra-op threads (CPU).
+        threads: torch intra-op threads (CPU) while active; ``None`` leaves torch's setting alone.
         cuda_graph: capture one call as a CUDA graph and time its replay (removes launch overhead).
+        name: label in errors and comparisons.
     """
 
-    def __init__(self, model: str | Any | Callable[[], Any], input_shape: tuple[int, ...], device: str = "cpu",
-                 precision: str = "fp32", threads: int = 1, cuda_graph: bool = False, seed: int = 0) -> None:
-        super().__init__(model if isinstance(model, str) else type(model).__name__)
-        self.model, self.input_shape, self.device, self.precision = model, tuple(input_shape), device, precision
+    def __init__(self, model: str | Any | Callable[[], Any], input_shape: tuple[int, ...] | None = None,
+                 device: str = "cpu", precision: str = "fp32", threads: int | None = 1, cuda_graph: bool = False,
+                 seed: int = 0, name: str | None = None) -> None:
+        super().__init__(name or (model if isinstance(model, str) else type(model).__name__))
+        self.model, self.device, self.precision = model, device, precision
+        self.input_shape = tuple(input_shape) if input_shape is not None else None
         self.threads, self.cuda_graph, self.seed = threads, cuda_graph, seed
         self._module = self._x = self._graph = self._events = None
-        self._no_grad = None
+        self._no_grad = self._old_threads = None
+
+    @classmethod
+    def from_settings(cls, artifact: str, settings: dict[str, Any],
+                      input_shape: tuple[int, ...] | None = None) -> TorchRunner:
+        if input_shape is None:
+            raise RunnerError("the torch runner needs the input shape of each model")
+        return cls(artifact, tuple(input_shape), device=str(settings.get("device", "cpu")),
+                   precision=str(settings.get("precision", "fp32")), threads=int(settings.get("threads", 1)),
+                   cuda_graph=bool(settings.get("cuda_graph", False)))
 
     def activate_impl(self) -> None:
         torch = _torch()
@@ -51,7 +66,9 @@ class TorchRunner(LatencyRunner):
             raise BackendUnavailable("torch here has no CUDA device")
         if self.precision not in ("fp32", "fp16"):
             raise RunnerError(f"the torch runner measures fp32 or fp16, not {self.precision}")
-        torch.set_num_threads(self.threads)
+        if self.threads is not None:
+            self._old_threads = torch.get_num_threads()
+            torch.set_num_threads(self.threads)
         if isinstance(self.model, str):
             try:
                 module = torch.export.load(self.model).module()
@@ -63,10 +80,12 @@ class TorchRunner(LatencyRunner):
         dtype = torch.float16 if self.precision == "fp16" else torch.float32
         gen = torch.Generator().manual_seed(self.seed)
         self._module = module.to(self.device, dtype)
-        self._x = torch.randn(self.input_shape, generator=gen).to(self.device, dtype)
+        if self.input_shape is not None:
+            self._x = torch.randn(self.input_shape, generator=gen).to(self.device, dtype)
+        self._dtype = dtype
         self._no_grad = torch.inference_mode()
         self._no_grad.__enter__()
-        if self.device.startswith("cuda"):
+        if self.device.startswith("cuda") and self._x is not None:
             self._events = (torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True))
             if self.cuda_graph:
                 stream = torch.cuda.Stream()
@@ -79,13 +98,20 @@ class TorchRunner(LatencyRunner):
                 with torch.cuda.graph(self._graph):
                     self._module(self._x)
 
-    def infer_impl(self) -> None:
+    def run_impl(self) -> None:
+        if self._x is None:
+            raise RunnerError(f"runner {self.name} has no input shape to time")
         if self._graph is not None:
             self._graph.replay()
         else:
             self._module(self._x)
         if self._events is not None:
             _torch().cuda.synchronize()
+
+    def infer_impl(self, x: Any) -> Any:
+        torch = _torch()
+        out = self._module(torch.as_tensor(x).to(self.device, self._dtype))
+        return out.float().cpu().numpy()
 
     def time_impl(self) -> float:
         if self._events is None:
@@ -103,4 +129,6 @@ class TorchRunner(LatencyRunner):
     def deactivate_impl(self) -> None:
         if self._no_grad is not None:
             self._no_grad.__exit__(None, None, None)
-        self._module = self._x = self._graph = self._events = self._no_grad = None
+        if self._old_threads is not None:
+            _torch().set_num_threads(self._old_threads)
+        self._module = self._x = self._graph = self._events = self._no_grad = self._old_threads = None
