@@ -7,8 +7,8 @@ import os
 
 import pytest
 
-from dass_edge.latency.estimate import entry_macs, profiling_estimate_s
 from dass_edge.latency.entries import Entry, spec_entries
+from dass_edge.latency.estimate import entry_macs, profiling_estimate_s
 from dass_edge.latency.table import LatencyTable
 from dass_edge.models.resnet import model_spec
 from dass_edge.space import SearchSpace, spec_flops

@@ -8,6 +8,7 @@ import random
 
 import numpy as np
 import pytest
+from conftest import run_cli
 
 from dass_edge.commands.meta import parse_tasks
 from dass_edge.data import frozen
@@ -15,8 +16,6 @@ from dass_edge.errors import DassEdgeError
 from dass_edge.metadb.sampling import band_centers, sample_band_students, shape_descriptor
 from dass_edge.models.resnet import model_spec
 from dass_edge.space import SearchSpace
-
-from conftest import run_cli
 
 
 @pytest.fixture(scope="module")
