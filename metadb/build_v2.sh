@@ -7,6 +7,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PY:-$(command -v dass-edge || echo .venv/bin/dass-edge)}
+read -ra PY <<< "$PY"  # PY may be a command with arguments, e.g. PY="python -m dass_edge.cli"
 WORKERS=${WORKERS:-1}
 DEVICE=${DEVICE:-cpu}
 PHASES=${PHASES:-0 1 2}
@@ -25,11 +26,11 @@ for phase in $PHASES; do
   echo "phase $phase started $(date -Is)"
   case $phase in
     # Phase 0 - freeze the task images once (uint8 .npz + SHA256SUMS in metadb/tasks).
-    0) "$PY" meta freeze "$(names "$HELDOUT"),$(names "$META_TRAIN")" --dir metadb/tasks ;;
+    0) "${PY[@]}" meta freeze "$(names "$HELDOUT"),$(names "$META_TRAIN")" --dir metadb/tasks ;;
     # Phase 1 - held-out pairs, every student with 2 seeds (within-band label quality).
-    1) "$PY" meta build-db "${COMMON[@]}" --tasks "$HELDOUT" --heldout "$(names "$HELDOUT")" --seeds 0,1 ;;
+    1) "${PY[@]}" meta build-db "${COMMON[@]}" --tasks "$HELDOUT" --heldout "$(names "$HELDOUT")" --seeds 0,1 ;;
     # Phase 2 - meta-training pairs, one seed.
-    2) "$PY" meta build-db "${COMMON[@]}" --tasks "$META_TRAIN" --seeds 0 ;;
+    2) "${PY[@]}" meta build-db "${COMMON[@]}" --tasks "$META_TRAIN" --seeds 0 ;;
   esac
 done
 echo "build finished $(date -Is)"
