@@ -2,13 +2,16 @@
 # Meta-database v2 (issues 12 and 19), in the background and resumably: rerun after a kill or in a later
 # session and it continues (frozen tasks and teachers are kept; rows are keyed).
 #   nohup setsid metadb/build_v2.sh > metadb/build_v2.out 2>&1 &
-# WORKERS=2 uses both cores; DEVICE=cuda WORKERS=14 on a GPU machine (copy metadb/tasks along: it is in git).
+# On a CPU, LANES=2 runs two pairs side by side, each pair's teacher then its rows (1 worker each), so rows
+# arrive while other teachers still train. DEVICE=cuda WORKERS=14 on a GPU machine (LANES=1: every pair at
+# once, teachers in parallel, then rows).
 # Rows go to metadb/metadb_v2.jsonl until predictor v2 is trained on v1 + v2.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PY:-$(command -v dass-edge || echo .venv/bin/dass-edge)}
 read -ra PY <<< "$PY"  # PY may be a command with arguments, e.g. PY="python -m dass_edge.cli"
 WORKERS=${WORKERS:-1}
+LANES=${LANES:-1}
 DEVICE=${DEVICE:-cpu}
 PHASES=${PHASES:-0 1 2}
 # Band sampling: 8 bands of near-equal FLOPs (+-5%), 8 students each, shapes as different as the band allows.
@@ -22,15 +25,34 @@ HELDOUT=emoji-faces:resnet_edge_d3@16,photo-crops:resnet34_edge@16,emoji-animals
 META_TRAIN=emoji-food:resnet18_in64@64,emoji-transport:resnet34_in64@64,emoji-people:resnet_edge_d3@16,emoji-activities:resnet34_edge@16
 names() { echo "$1" | sed -E 's/:[^,]*//g'; }
 
+# build PAIRS ARGS...: one build-db over all PAIRS (LANES=1), or LANES background lanes that each build
+# their share of the pairs one pair at a time (rows are appended under a file lock, so lanes share the DB).
+build() {
+  local pairs=$1; shift
+  if [ "$LANES" -le 1 ]; then "${PY[@]}" meta build-db "${COMMON[@]}" --tasks "$pairs" "$@"; return; fi
+  IFS=, read -ra list <<< "$pairs"
+  local pids=() lane i
+  for ((lane = 0; lane < LANES; lane++)); do
+    (for ((i = lane; i < ${#list[@]}; i += LANES)); do
+       local p=${list[$i]} held=()
+       [[ ",$HELD," == *",${p%%:*},"* ]] && held=(--heldout "${p%%:*}")
+       "${PY[@]}" meta build-db "${COMMON[@]}" --tasks "$p" "${held[@]}" "$@" --workers 1
+     done) &
+    pids+=($!)
+  done
+  local rc=0; for pid in "${pids[@]}"; do wait "$pid" || rc=1; done; return $rc
+}
+
 for phase in $PHASES; do
   echo "phase $phase started $(date -Is)"
   case $phase in
     # Phase 0 - freeze the task images once (uint8 .npz + SHA256SUMS in metadb/tasks).
     0) "${PY[@]}" meta freeze "$(names "$HELDOUT"),$(names "$META_TRAIN")" --dir metadb/tasks ;;
     # Phase 1 - held-out pairs, every student with 2 seeds (within-band label quality).
-    1) "${PY[@]}" meta build-db "${COMMON[@]}" --tasks "$HELDOUT" --heldout "$(names "$HELDOUT")" --seeds 0,1 ;;
+    1) HELD=$(names "$HELDOUT")
+       if [ "$LANES" -le 1 ]; then build "$HELDOUT" --heldout "$HELD" --seeds 0,1; else build "$HELDOUT" --seeds 0,1; fi ;;
     # Phase 2 - meta-training pairs, one seed.
-    2) "${PY[@]}" meta build-db "${COMMON[@]}" --tasks "$META_TRAIN" --seeds 0 ;;
+    2) HELD="" build "$META_TRAIN" --seeds 0 ;;
   esac
 done
 echo "build finished $(date -Is)"
