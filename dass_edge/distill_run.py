@@ -22,7 +22,7 @@ from dass_edge.models.checkpoint import save_checkpoint
 from dass_edge.models.resnet import ResNet
 from dass_edge.space import Arch, SearchSpace, spec_flops, spec_params
 from dass_edge.train import ProgressFn
-from dass_edge.validate import finite_or_none
+from dass_edge.validate import check_output_dir, finite_or_none
 
 __all__ = ["DistillTarget", "target_from_run", "target_from_args", "run_distill", "check_replaceable", "STUDENT_FILE",
            "LOG_FILE"]
@@ -92,12 +92,13 @@ def target_from_args(arch: str, out: str | Path, teacher: str | Path | None = No
                      data_dir: str | Path | None = None, resolution: int | None = None) -> DistillTarget:
     """An explicit student (JSON or arch key) of ``teacher`` (default: the demo teacher) on a task or folder."""
     a = parse_arch(arch)
+    check_output_dir(out, "--out folder")  # output problems first, before the teacher and data are loaded
+    check_replaceable(Path(out), a)
     model, tmeta, tpath, sha = _load_teacher(teacher)
     if task is None and data_dir is None:
         task = tmeta.get("task")  # the built-in task the teacher was trained on, if it says
     data = _load_data(model, task, data_dir, resolution)
     check_compatible(model, data, a)
-    check_replaceable(Path(out), a)
     return DistillTarget(model, tpath, sha, data, data.name if data_dir is None else None,
                          str(data_dir) if data_dir is not None else None, a, Path(out))
 

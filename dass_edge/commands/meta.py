@@ -165,7 +165,8 @@ def info_cmd(
         print_json(info)
         return
     if skipped:
-        err_console.print(f"note: skipped {skipped} corrupt lines of {path}", markup=False, highlight=False)
+        err_console.print(f"note: skipped {skipped} corrupt lines of {path}", markup=False, highlight=False,
+                          soft_wrap=True)
     console.print(f"{path}: {info['rows']} rows, {info['tasks']} tasks, >= {info['students_per_task']} students per "
                   f"task, held out: {', '.join(info['heldout_tasks']) or 'none'}")
     console.print(f"seed Spearman {info['seed_spearman']}, gap/spread {info['seed_gap_over_spread']}, "
