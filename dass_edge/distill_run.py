@@ -92,7 +92,7 @@ def target_from_args(arch: str, out: str | Path, teacher: str | Path | None = No
                      data_dir: str | Path | None = None, resolution: int | None = None) -> DistillTarget:
     """An explicit student (JSON or arch key) of ``teacher`` (default: the demo teacher) on a task or folder."""
     a = parse_arch(arch)
-    check_output_dir(out, "--out folder")  # output problems first, before the teacher and data are loaded
+    check_output_dir(out)  # output problems first, before the teacher and data are loaded
     check_replaceable(Path(out), a)
     model, tmeta, tpath, sha = _load_teacher(teacher)
     if task is None and data_dir is None:

@@ -91,14 +91,18 @@ def check_output_dir(path: str | Path, what: str = "output folder") -> Path:
         raise DassEdgeError(f"cannot create {what} {path}: {p} is a file; choose another location")
     made: list[Path] = []
     try:
-        for d in reversed(missing):
-            d.mkdir()
-            made.append(d)
-        fd, scratch = tempfile.mkstemp(prefix=".dass-edge-probe-", dir=path)
-        os.close(fd)
-        os.unlink(scratch)
-    except OSError as e:
-        raise DassEdgeError(f"cannot write to {what} {path}: {e.strerror or e}; choose another location") from None
+        try:
+            for d in reversed(missing):
+                d.mkdir()
+                made.append(d)
+        except OSError as e:
+            raise DassEdgeError(f"cannot create {what} {path}: {e.strerror or e}; choose another location") from None
+        try:
+            fd, scratch = tempfile.mkstemp(prefix=".dass-edge-probe-", dir=path)
+            os.close(fd)
+            os.unlink(scratch)
+        except OSError as e:
+            raise DassEdgeError(f"{what} {path} is not writable ({e.strerror or e}); choose another location") from None
     finally:
         for d in reversed(made):
             with contextlib.suppress(OSError):
@@ -115,5 +119,5 @@ def check_output_file(path: str | Path, what: str = "output file", suffix: str |
         raise DassEdgeError(f"{what} {path} is a folder; give a file name")
     if path.exists() and not os.access(path, os.W_OK):
         raise DassEdgeError(f"{what} {path} is not writable; choose another location")
-    check_output_dir(path.parent if str(path.parent) else Path("."), f"folder of {what}")
+    check_output_dir(path.parent if str(path.parent) else Path("."))
     return path

@@ -66,7 +66,7 @@ def check_appendable(path: str | Path) -> Path:
             raise DassEdgeError(f"{path} holds no database rows ({skipped} other lines); give a .jsonl database "
                                 "or a new file")
     else:
-        check_output_dir(parent, "database folder")
+        check_output_dir(parent)
     return path
 
 
