@@ -354,6 +354,16 @@ def test_2_writers_refuse_non_finite(tmp_path):
     append_row(tmp_path / "db.jsonl", row)
     with pytest.raises(DassEdgeError, match="val_acc"):
         append_row(tmp_path / "db.jsonl", {**row, "seed": 1, "val_acc": math.nan})
+    from dass_edge.predictor.model import DaSSPredictor
+    from dass_edge.predictor.store import save_predictor
+
+    predictor = DaSSPredictor(embed_channels=4, arch_dim=6, hidden=8)
+    with pytest.raises(DassEdgeError, match="heldout.spearman"):
+        save_predictor(tmp_path / "p.safetensors", [predictor], {"heldout": {"spearman": math.nan}})
+    with torch.no_grad():
+        next(predictor.parameters()).view(-1)[0] = math.nan
+    with pytest.raises(DassEdgeError, match="1 predictor weights are NaN"):
+        save_predictor(tmp_path / "p.safetensors", [predictor], {})
     assert sorted(p.name for p in tmp_path.iterdir()) == ["db.jsonl", "ok.safetensors"]
     assert read_rows(tmp_path / "db.jsonl") == [row]
     assert load_checkpoint(tmp_path / "ok.safetensors")[1] == {"val_acc": 50.0}
