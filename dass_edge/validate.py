@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import contextlib
 import math
+import numbers
+import operator
 import os
 import tempfile
 from collections.abc import Iterator
@@ -24,9 +26,11 @@ def whole(value: object, what: str) -> int:
     """``value`` as an int, refusing fractions, non-finite floats, bools and non-numbers (``8.7`` is not 8)."""
     if isinstance(value, bool):
         raise DassEdgeError(f"{what} must be a whole number, got {value!r}")
-    if isinstance(value, int):
-        return value
-    if isinstance(value, float) and math.isfinite(value) and value.is_integer():
+    try:
+        return operator.index(value)  # int, numpy integers
+    except TypeError:
+        pass
+    if isinstance(value, numbers.Real) and math.isfinite(value) and float(value).is_integer():
         return int(value)
     if isinstance(value, str):
         try:
