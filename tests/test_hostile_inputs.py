@@ -529,10 +529,9 @@ def test_9_teacher_cache_is_capped_and_leaves_no_locks(tmp_path, monkeypatch):
     monkeypatch.setenv(CACHE_LIMIT_ENV, str(1.5 * size / (1 << 20)))  # room for one file, not two
     again, hit = load_or_build_cache(teacher, "sha", data, tmp_path, seed=0, **kwargs)
     assert hit and torch.equal(again.logits, first.logits)
-    load_or_build_cache(teacher, "sha", data, tmp_path, seed=1, **kwargs)
-    kept = files()
-    assert len(kept) == 1 and kept[0].name.endswith(f"{again.key}.pt") is False  # the older one was evicted
-    assert all(p.suffix == ".pt" for p in kept)
+    newer, hit = load_or_build_cache(teacher, "sha", data, tmp_path, seed=1, **kwargs)
+    assert not hit and newer.key != first.key
+    assert [p.name for p in files()] == [f"tiny-{newer.key}.pt"]  # the least recently used one was evicted
     monkeypatch.setenv(CACHE_LIMIT_ENV, "lots")
     with pytest.raises(DassEdgeError, match=CACHE_LIMIT_ENV):
         load_or_build_cache(teacher, "sha", data, tmp_path, seed=2, **kwargs)
