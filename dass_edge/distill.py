@@ -26,6 +26,7 @@ from dass_edge.models.resnet import ResNet
 from dass_edge.space import Arch, SearchSpace
 from dass_edge.teacher_cache import TeacherCache, load_or_build_cache
 from dass_edge.train import ProgressFn, Recipe, evaluate, train
+from dass_edge.validate import finite
 
 __all__ = ["LOSSES", "KDConfig", "KDBox", "DistillResult", "register_loss", "get_loss", "kd_loss", "distill",
            "loss_needs_teacher", "parse_arch", "DB_RECIPE"]
@@ -67,9 +68,9 @@ def get_loss(key: str, **kwargs: float) -> KDLoss:
 @register_loss("kd")
 def kd_loss(alpha: float = 0.5, temperature: float = 6.0) -> KDLoss:
     """Hinton et al. 2015 as used by DaSS: ``α·CE(s, y) + (1−α)·T²·KL(softmax(t/T) ‖ softmax(s/T))``."""
-    if not 0.0 <= alpha <= 1.0:
+    if not 0.0 <= finite(alpha, "alpha") <= 1.0:
         raise DassEdgeError(f"alpha must be in [0, 1], got {alpha}")
-    if temperature <= 0:
+    if finite(temperature, "temperature") <= 0:
         raise DassEdgeError(f"temperature must be > 0, got {temperature}")
 
     def loss(s: torch.Tensor, t: torch.Tensor | None, y: torch.Tensor) -> torch.Tensor:
@@ -109,6 +110,8 @@ class KDConfig:
 
     def validate(self) -> KDConfig:
         self.recipe.validate()
+        finite(self.alpha, "alpha")
+        finite(self.temperature, "temperature")  # checked even for losses that ignore them: they are recorded
         get_loss(self.loss, alpha=self.alpha, temperature=self.temperature)
         if self.remap not in REMAP_MODES:
             raise DassEdgeError(f"unknown remap mode {self.remap!r}; choose one of {', '.join(REMAP_MODES)}")

@@ -22,8 +22,10 @@ from dass_edge.models.checkpoint import save_checkpoint
 from dass_edge.models.resnet import ResNet
 from dass_edge.space import Arch, SearchSpace, spec_flops, spec_params
 from dass_edge.train import ProgressFn
+from dass_edge.validate import check_output_dir, finite_or_none
 
-__all__ = ["DistillTarget", "target_from_run", "target_from_args", "run_distill", "STUDENT_FILE", "LOG_FILE"]
+__all__ = ["DistillTarget", "target_from_run", "target_from_args", "run_distill", "check_replaceable", "STUDENT_FILE",
+           "LOG_FILE"]
 
 STUDENT_FILE = "student.safetensors"
 LOG_FILE = "distill.json"
@@ -81,6 +83,7 @@ def target_from_run(run_dir: str | Path, rank: int = 1) -> DistillTarget:
     data = _load_data(teacher, meta.get("task"), meta.get("data_dir"), meta.get("resolution"))
     arch = Arch.from_dict(top[rank - 1]["arch"])
     check_compatible(teacher, data, arch)
+    check_replaceable(run_dir / f"rank{rank}", arch)
     return DistillTarget(teacher, tpath, sha, data, meta.get("task") if not meta.get("data_dir") else None,
                          meta.get("data_dir"), arch, run_dir / f"rank{rank}", rank)
 
@@ -89,6 +92,8 @@ def target_from_args(arch: str, out: str | Path, teacher: str | Path | None = No
                      data_dir: str | Path | None = None, resolution: int | None = None) -> DistillTarget:
     """An explicit student (JSON or arch key) of ``teacher`` (default: the demo teacher) on a task or folder."""
     a = parse_arch(arch)
+    check_output_dir(out)  # output problems first, before the teacher and data are loaded
+    check_replaceable(Path(out), a)
     model, tmeta, tpath, sha = _load_teacher(teacher)
     if task is None and data_dir is None:
         task = tmeta.get("task")  # the built-in task the teacher was trained on, if it says
@@ -96,6 +101,29 @@ def target_from_args(arch: str, out: str | Path, teacher: str | Path | None = No
     check_compatible(model, data, a)
     return DistillTarget(model, tpath, sha, data, data.name if data_dir is None else None,
                          str(data_dir) if data_dir is not None else None, a, Path(out))
+
+
+def check_replaceable(out: Path, arch: Arch) -> None:
+    """Refuse to overwrite a folder that holds the finished student of another arch.
+
+    Rerunning the same arch into its own folder is how a run resumes (and refreshes), so that is allowed;
+    silently replacing a different student would lose it.
+    """
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise DassEdgeError(f"output {out} is a file, not a folder; choose another --out")
+    log = out / LOG_FILE
+    if not log.is_file():
+        return
+    try:
+        recorded = json.loads(log.read_text(encoding="utf-8")).get("arch")
+        other = Arch.from_dict(recorded) if recorded is not None else None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, AttributeError, DassEdgeError):
+        raise DassEdgeError(f"{out} already holds a {LOG_FILE} that is not readable; choose another --out or "
+                            "delete the folder") from None
+    if other is not None and other != arch:
+        raise DassEdgeError(f"{out} already holds student {other.key()}; choose another --out or delete the folder "
+                            f"to replace it with {arch.key()}")
 
 
 def run_distill(target: DistillTarget, config: KDConfig, *, cache_dir: str | Path | None,
@@ -106,6 +134,7 @@ def run_distill(target: DistillTarget, config: KDConfig, *, cache_dir: str | Pat
     Returns the JSON log.
     """
     config.validate()
+    check_replaceable(target.out, target.arch)
     out = ensure_writable_dir(target.out)
     t0 = time.time()
     result: DistillResult = distill(target.teacher, target.arch, target.data, config,
@@ -116,7 +145,7 @@ def run_distill(target: DistillTarget, config: KDConfig, *, cache_dir: str | Pat
     meta = {
         "kind": "student", "task": target.task, "data_dir": target.data_dir, "teacher_sha256": target.teacher_sha256,
         "arch": target.arch.to_dict(), "val_acc": round(result.val_acc, 3),
-        "final_val_acc": round(result.final_val_acc, 3), "test_acc": round(result.test_acc, 3),
+        "final_val_acc": round(result.final_val_acc, 3), "test_acc": finite_or_none(round(result.test_acc, 3)),
         "best_epoch": result.best_epoch, "recipe": config.to_dict(), "dass_edge_version": __version__,
     }
     save_checkpoint(out / STUDENT_FILE, result.student, meta)

@@ -12,6 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from dass_edge.errors import DassEdgeError
+from dass_edge.validate import check_finite_record
 
 __all__ = ["StagedOutput", "atomic_write", "atomic_write_json", "file_sha256", "ensure_writable_dir", "umask"]
 
@@ -30,6 +31,8 @@ def ensure_writable_dir(path: Path) -> Path:
 def atomic_write(path: str | Path, write: Callable[[Path], None]) -> Path:
     """Call ``write(tmp)`` on a temporary file next to ``path``, then rename it into place."""
     path = Path(path)
+    if path.is_dir():
+        raise DassEdgeError(f"{path} is a folder; give a file name to write")
     ensure_writable_dir(path.parent if str(path.parent) else Path("."))
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
@@ -51,7 +54,10 @@ def umask() -> int:
 
 
 def atomic_write_json(path: str | Path, data: object) -> Path:
-    return atomic_write(path, lambda p: p.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n"))
+    """Write ``data`` as JSON; NaN/infinity are refused (they are not JSON, and mean a run went wrong)."""
+    check_finite_record(data, str(path))
+    text = json.dumps(data, indent=2, sort_keys=True, allow_nan=False) + "\n"
+    return atomic_write(path, lambda p: p.write_text(text))
 
 
 def file_sha256(path: str | Path) -> str:

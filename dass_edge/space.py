@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 from dass_edge.errors import DassEdgeError
 from dass_edge.spec import ModelSpec, block_layout, conv_out
+from dass_edge.validate import whole
 
 __all__ = ["Arch", "SearchSpace", "WIDTH_MULTIPLIERS", "spec_params", "spec_flops"]
 
@@ -31,8 +32,8 @@ class Arch:
     widths: tuple[tuple[int, ...], ...]
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "depths", tuple(int(d) for d in self.depths))
-        object.__setattr__(self, "widths", tuple(tuple(int(w) for w in s) for s in self.widths))
+        object.__setattr__(self, "depths", tuple(whole(d, "an arch depth") for d in self.depths))
+        object.__setattr__(self, "widths", tuple(tuple(whole(w, "an arch width") for w in s) for s in self.widths))
         if len(self.depths) != len(self.widths):
             raise DassEdgeError(f"arch has {len(self.depths)} depths but {len(self.widths)} width lists")
         for s, (d, ws) in enumerate(zip(self.depths, self.widths)):

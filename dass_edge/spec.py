@@ -11,11 +11,15 @@ import math
 from dataclasses import asdict, dataclass, field
 
 from dass_edge.errors import DassEdgeError
+from dass_edge.validate import finite, whole
 
-__all__ = ["FAMILY", "STEMS", "ModelSpec", "block_layout", "conv_out"]
+__all__ = ["FAMILY", "STEMS", "LIMITS", "ModelSpec", "block_layout", "conv_out"]
 
 FAMILY = "resnet-basic"
 STEMS = ("small", "imagenet")
+#: Sane bounds on a spec. A checkpoint's spec is read before its weights, and a spec claiming, say, a
+#: stage width of 10,000,000 would otherwise allocate gigabytes before its tensors are compared.
+LIMITS = {"width": 8192, "depth": 64, "num_classes": 100_000, "resolution": 4096, "in_chans": 16}
 
 
 @dataclass(frozen=True)
@@ -45,10 +49,18 @@ class ModelSpec:
     family: str = FAMILY
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "stages", tuple(tuple(int(w) for w in s) for s in self.stages))
-        object.__setattr__(self, "mean", tuple(float(v) for v in self.mean))
-        object.__setattr__(self, "std", tuple(float(v) for v in self.std))
+        if not isinstance(self.stages, (list, tuple)) or not all(isinstance(s, (list, tuple)) for s in self.stages):
+            raise DassEdgeError("model spec stages must be a list of per-stage width lists")
+        if len(self.stages) != 4:
+            raise DassEdgeError(f"a ResNet of this family has 4 stages, got {len(self.stages)}")
+        if any(len(s) > LIMITS["depth"] for s in self.stages):  # before converting a hostile, huge list
+            raise DassEdgeError(f"a stage has more than {LIMITS['depth']} blocks; the model spec is not plausible")
+        object.__setattr__(self, "stages", tuple(tuple(whole(w, "a block width") for w in s) for s in self.stages))
+        object.__setattr__(self, "mean", tuple(finite(v, "mean") for v in self.mean))
+        object.__setattr__(self, "std", tuple(finite(v, "std") for v in self.std))
         object.__setattr__(self, "class_names", tuple(str(c) for c in self.class_names))
+        for name in ("num_classes", "resolution", "in_chans", "stem_width"):
+            object.__setattr__(self, name, whole(getattr(self, name), name))
         if self.stem_width == 0 and self.stages and self.stages[0]:
             object.__setattr__(self, "stem_width", self.stages[0][0])
         self.validate()
@@ -83,16 +95,22 @@ class ModelSpec:
         for s, blocks in enumerate(self.stages):
             if len(blocks) < 1:
                 raise DassEdgeError(f"stage {s + 1} has no blocks; every stage needs depth >= 1")
-            if any(w < 1 for w in blocks):
-                raise DassEdgeError(f"stage {s + 1} has a block width < 1: {blocks}")
+            if any(not 1 <= w <= LIMITS["width"] for w in blocks):
+                raise DassEdgeError(f"stage {s + 1} has a block width outside 1..{LIMITS['width']}: {list(blocks)}")
+        if not 1 <= self.stem_width <= LIMITS["width"]:
+            raise DassEdgeError(f"stem_width must be in 1..{LIMITS['width']}, got {self.stem_width}")
         if self.stem not in STEMS:
             raise DassEdgeError(f"unknown stem {self.stem!r}; choose one of {', '.join(STEMS)}")
-        if self.num_classes < 2:
-            raise DassEdgeError(f"num_classes must be >= 2, got {self.num_classes}")
-        if self.resolution < 8:
-            raise DassEdgeError(f"resolution must be >= 8 pixels, got {self.resolution}")
+        if not 2 <= self.num_classes <= LIMITS["num_classes"]:
+            raise DassEdgeError(f"num_classes must be in 2..{LIMITS['num_classes']}, got {self.num_classes}")
+        if not 8 <= self.resolution <= LIMITS["resolution"]:
+            raise DassEdgeError(f"resolution must be in 8..{LIMITS['resolution']} pixels, got {self.resolution}")
+        if not 1 <= self.in_chans <= LIMITS["in_chans"]:
+            raise DassEdgeError(f"in_chans must be in 1..{LIMITS['in_chans']}, got {self.in_chans}")
         if len(self.mean) != self.in_chans or len(self.std) != self.in_chans:
             raise DassEdgeError("mean and std need one value per input channel")
+        if any(v <= 0 for v in self.std):
+            raise DassEdgeError(f"std must be > 0 for every channel (inputs are divided by it), got {list(self.std)}")
         if self.class_names and len(self.class_names) != self.num_classes:
             raise DassEdgeError(
                 f"{len(self.class_names)} class names for {self.num_classes} classes; give one name per class"

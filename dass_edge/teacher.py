@@ -11,6 +11,7 @@ from dass_edge.models.checkpoint import load_checkpoint, save_checkpoint
 from dass_edge.models.resnet import ResNet, build_model
 from dass_edge.spec import ModelSpec
 from dass_edge.train import ProgressFn, Recipe, evaluate, train
+from dass_edge.validate import check_output_file, finite_or_none
 
 __all__ = ["DEMO_TEACHER_WIDTHS", "DEMO_TEACHER_DEPTHS", "teacher_spec_for", "train_teacher", "load_teacher"]
 
@@ -33,9 +34,8 @@ def train_teacher(data: TaskData, out: str | Path, recipe: Recipe, spec: ModelSp
     Resumable: a ``<out>.partial.pt`` file holds the state after each epoch.
     Returns the metadata written into the checkpoint.
     """
-    out = Path(out)
-    if out.suffix != ".safetensors":
-        raise DassEdgeError(f"teacher output {out} must end in .safetensors")
+    out = check_output_file(out, "teacher output", suffix=".safetensors")  # before an epoch is spent
+    recipe.validate()
     spec = spec or teacher_spec_for(data)
     if spec.num_classes != data.num_classes:
         raise DassEdgeError(f"teacher has {spec.num_classes} classes but task {data.name} has {data.num_classes}")
@@ -49,7 +49,7 @@ def train_teacher(data: TaskData, out: str | Path, recipe: Recipe, spec: ModelSp
     meta = {
         "kind": "teacher", "task": data.name if data.source == "builtin" else None,
         "data_dir": None if data.source == "builtin" else data.source, "val_acc": round(result.best_val_acc, 3),
-        "final_val_acc": round(result.final_val_acc, 3), "test_acc": round(test_acc, 3),
+        "final_val_acc": round(result.final_val_acc, 3), "test_acc": finite_or_none(round(test_acc, 3)),
         "best_epoch": result.best_epoch, "recipe": recipe.__dict__, "history": result.history,
         "train_seconds": round(result.seconds, 1), "images_per_second": round(result.images_per_second, 1),
         "dass_edge_version": __version__,

@@ -10,6 +10,9 @@ plain cross-entropy costs.
 Each entry also stores the sum of its input pixels; a lookup checks it against the batch the
 student actually got, so a stream that drifted (a changed loop, other data) falls back to running
 the teacher instead of training on wrong targets.
+
+The folder is capped at ``$DASS_EDGE_TEACHER_CACHE_MB`` megabytes (least recently used files are
+deleted first), and lock files are removed by their holder, so the cache does not grow without bound.
 """
 
 from __future__ import annotations
@@ -18,6 +21,8 @@ import contextlib
 import fcntl
 import hashlib
 import json
+import math
+import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,9 +34,13 @@ from dass_edge.data.task import TaskData, iterate_batches
 from dass_edge.errors import DassEdgeError
 from dass_edge.io import atomic_write
 
-__all__ = ["TeacherCache", "cache_key", "build_teacher_cache", "load_or_build_cache", "data_fingerprint"]
+__all__ = ["CACHE_LIMIT_ENV", "TeacherCache", "cache_key", "build_teacher_cache", "cache_limit_bytes",
+           "data_fingerprint", "evict", "load_or_build_cache"]
 
 _VERSION = 1
+#: Environment variable capping the cache folder's size in megabytes (least recently used files go first).
+CACHE_LIMIT_ENV = "DASS_EDGE_TEACHER_CACHE_MB"
+DEFAULT_CACHE_MB = 2048
 #: Relative tolerance of the input checksum (sums of the same float32 batch agree bit for bit).
 _CHECK_RTOL = 1e-5
 
@@ -107,19 +116,67 @@ def build_teacher_cache(teacher: nn.Module, data: TaskData, *, key: str, seed: i
 @contextlib.contextmanager
 def _locked(path: Path) -> Iterator[None]:
     """An exclusive lock, so parallel jobs of one task build a cache once and the others wait for it.
+
+    The lock file is removed by its holder when done, so none pile up: a waiter that then finds its
+    file unlinked (another inode at the path, or none) takes the lock again on the current file.
     Where no lock file can be made (read-only cache dir), go on unlocked: the cache is then in memory only."""
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fh = open(path, "a+")  # noqa: SIM115 - closed below
-    except OSError:
-        yield
-        return
-    with fh:
+    while True:
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fh = open(path, "a+")  # noqa: SIM115 - closed below
+        except OSError:
+            yield
+            return
         fcntl.flock(fh, fcntl.LOCK_EX)
         try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
+            same = os.fstat(fh.fileno()).st_ino == os.stat(path).st_ino
+        except FileNotFoundError:
+            same = False
+        if same:
+            break
+        fh.close()  # the holder removed this lock file meanwhile; lock the current one
+    try:
+        yield
+    finally:
+        with contextlib.suppress(OSError):
+            path.unlink()
+        fh.close()  # releases the lock
+
+
+def cache_limit_bytes() -> int:
+    """The cache folder's size cap: ``$DASS_EDGE_TEACHER_CACHE_MB`` megabytes (default 2048; 0: keep none)."""
+    raw = os.environ.get(CACHE_LIMIT_ENV, "").strip()
+    if not raw:
+        return DEFAULT_CACHE_MB << 20
+    try:
+        mb = float(raw)
+    except ValueError:
+        mb = float("nan")
+    if not math.isfinite(mb) or mb < 0:
+        raise DassEdgeError(f"${CACHE_LIMIT_ENV} must be a size in megabytes >= 0, got {raw!r}")
+    return int(mb * (1 << 20))
+
+
+def evict(folder: Path, limit: int, keep: Path | None = None) -> list[Path]:
+    """Delete least recently used cache files until the folder holds at most ``limit`` bytes.
+
+    ``keep`` (the file just written) goes last; a hit refreshes a file's time, so the caches in use stay.
+    """
+    entries = []
+    for f in folder.glob("*.pt"):
+        with contextlib.suppress(OSError):
+            st = f.stat()
+            entries.append((f != keep, st.st_mtime, f, st.st_size))
+    total = sum(e[3] for e in entries)
+    removed = []
+    for _, _, f, size in sorted(entries, key=lambda e: (not e[0], e[1])):
+        if total <= limit:
+            break
+        with contextlib.suppress(OSError):
+            f.unlink()
+            removed.append(f)
+        total -= size
+    return removed
 
 
 def _read(path: Path, key: str) -> TeacherCache | None:
@@ -132,6 +189,10 @@ def _read(path: Path, key: str) -> TeacherCache | None:
     return TeacherCache(key=key, logits=state["logits"], checks=state["checks"])
 
 
+def _nbytes(cache: TeacherCache) -> int:
+    return cache.logits.numel() * cache.logits.element_size() + cache.checks.numel() * cache.checks.element_size()
+
+
 def load_or_build_cache(teacher: nn.Module, teacher_sha256: str, data: TaskData, cache_dir: str | Path, *,
                         seed: int, batch_size: int, epochs: int, augment: bool, mean: tuple[float, ...],
                         std: tuple[float, ...]) -> tuple[TeacherCache, bool]:
@@ -142,8 +203,11 @@ def load_or_build_cache(teacher: nn.Module, teacher_sha256: str, data: TaskData,
     key = cache_key(teacher_sha256, data, seed=seed, batch_size=batch_size, epochs=epochs, augment=augment,
                     mean=mean, std=std)
     path = Path(cache_dir) / "teacher_logits" / f"{data.name}-{key}.pt"
+    limit = cache_limit_bytes()
     cached = _read(path, key) if path.is_file() else None
     if cached is not None:
+        with contextlib.suppress(OSError):
+            os.utime(path)  # recently used: evicted last
         return cached, True
     with _locked(path.with_name(path.name + ".lock")):
         cached = _read(path, key) if path.is_file() else None  # another process may have built it meanwhile
@@ -151,8 +215,10 @@ def load_or_build_cache(teacher: nn.Module, teacher_sha256: str, data: TaskData,
             return cached, True
         cache = build_teacher_cache(teacher, data, key=key, seed=seed, batch_size=batch_size, epochs=epochs,
                                     augment=augment, mean=mean, std=std)
-        try:
-            atomic_write(path, lambda p: torch.save(cache.to_state(), p))
-        except (OSError, DassEdgeError):
-            pass  # a read-only cache dir only costs the reuse
+        if _nbytes(cache) <= limit:
+            try:
+                atomic_write(path, lambda p: torch.save(cache.to_state(), p))
+                evict(path.parent, limit, keep=path)
+            except (OSError, DassEdgeError):
+                pass  # a read-only cache dir only costs the reuse
     return cache, False

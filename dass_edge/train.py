@@ -24,6 +24,7 @@ from torch import nn
 from dass_edge.data.task import Split, TaskData, iterate_batches
 from dass_edge.errors import DassEdgeError
 from dass_edge.io import atomic_write
+from dass_edge.validate import finite, whole
 
 __all__ = ["Recipe", "TrainResult", "LossFn", "evaluate", "train", "cross_entropy_loss", "model_device",
            "resolve_device"]
@@ -49,12 +50,22 @@ class Recipe:
     seed: int = 0
 
     def validate(self) -> Recipe:
-        if self.epochs < 1:
+        """Refuse settings that cannot train (NaN or infinite numbers included); returns ``self``."""
+        if whole(self.epochs, "epochs") < 1:
             raise DassEdgeError(f"epochs must be >= 1, got {self.epochs}")
-        if self.batch_size < 1:
+        if whole(self.batch_size, "batch size") < 1:
             raise DassEdgeError(f"batch size must be >= 1, got {self.batch_size}")
-        if self.lr <= 0:
+        whole(self.seed, "seed")
+        if finite(self.lr, "learning rate") <= 0:
             raise DassEdgeError(f"learning rate must be > 0, got {self.lr}")
+        if not 0 <= finite(self.momentum, "momentum") < 1:
+            raise DassEdgeError(f"momentum must be in [0, 1), got {self.momentum}")
+        if finite(self.weight_decay, "weight decay") < 0:
+            raise DassEdgeError(f"weight decay must be >= 0, got {self.weight_decay}")
+        if finite(self.warmup_epochs, "warm-up epochs") < 0:
+            raise DassEdgeError(f"warm-up epochs must be >= 0, got {self.warmup_epochs}")
+        if not 0 <= finite(self.label_smoothing, "label smoothing") < 1:
+            raise DassEdgeError(f"label smoothing must be in [0, 1), got {self.label_smoothing}")
         return self
 
 
@@ -132,6 +143,14 @@ def _fingerprint(model: nn.Module, data: TaskData, recipe: Recipe, extra: dict) 
     return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
+def _diverged(resume_path: Path | None, epoch: int, what: str, recipe: Recipe) -> None:
+    """Stop a run that went non-finite: nothing of it is kept (its resume file included), nothing is written."""
+    if resume_path is not None:
+        resume_path.unlink(missing_ok=True)
+    raise DassEdgeError(f"training diverged in epoch {epoch + 1}: {what}; lower the learning rate "
+                        f"(it was {recipe.lr}) and run again")
+
+
 def train(
     model: nn.Module,
     data: TaskData,
@@ -194,6 +213,8 @@ def train(
             for group in optimizer.param_groups:
                 group["lr"] = _lr_at(recipe, epoch * steps_per_epoch + b, steps_per_epoch)
             loss = loss_fn(model, x, y, idx, epoch)
+            if not torch.isfinite(loss.detach()):
+                _diverged(resume_path, epoch, f"the loss became {float(loss.detach())}", recipe)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
@@ -203,6 +224,8 @@ def train(
             if progress:
                 progress("step", {"epoch": epoch + 1, "loss": float(loss.detach())})
         t_train += time.perf_counter() - t0
+        if not all(bool(torch.isfinite(v).all()) for v in model.state_dict().values() if v.is_floating_point()):
+            _diverged(resume_path, epoch, "a weight became NaN or infinite", recipe)
         val_acc = evaluate(model, data.val, mean, std)
         elapsed += time.perf_counter() - t0
         history.append({"epoch": epoch + 1, "loss": total_loss / max(1, n_batches), "val_acc": val_acc})

@@ -50,6 +50,10 @@ def _find_checkpoint(path: Path, rank: int) -> tuple[Path, Path | None, int | No
     if candidate.is_file():
         return candidate, path, rank
     if (path / SEARCH_FILE).is_file():
+        top = _read_json(path / SEARCH_FILE).get("top") or []
+        if not isinstance(top, list) or rank > len(top):  # a hint to distill that rank would fail too
+            count = len(top) if isinstance(top, list) else 0
+            raise DassEdgeError(f"--rank {rank} is outside 1..{count} (the run's top students)")
         raise DassEdgeError(
             f"{path} has no distilled student for rank {rank} ({candidate} is missing); "
             f"run 'dass-edge distill {path} --rank {rank}' first"

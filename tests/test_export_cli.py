@@ -186,7 +186,8 @@ def test_unwritable_output_folder(tmp_path, capsys):
 def test_missing_source_and_rank(tmp_path, capsys):
     _assert_one_line_error(*run_cli(["export", str(tmp_path / "nope")], capsys), "does not exist")
     run = make_run(tmp_path, ranks=(1,))
-    _assert_one_line_error(*run_cli(["export", str(run), "--rank", "3"], capsys), "rank 3", "dass-edge distill")
+    # the run has one top student: the hint is the valid range, not 'dass-edge distill RUN --rank 3' (issue 16)
+    _assert_one_line_error(*run_cli(["export", str(run), "--rank", "3"], capsys), "--rank 3 is outside 1..1")
 
 
 @pytest.mark.parametrize("args,needle", [(["--calib", "0"], "--calib"), (["--calib-method", "kl"], "kl"),

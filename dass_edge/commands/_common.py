@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import json
+import math
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-__all__ = ["console", "err_console", "print_json", "progress_bar"]
+__all__ = ["console", "err_console", "finite_option", "print_json", "progress_bar"]
 
 console = Console()
 err_console = Console(stderr=True)
@@ -24,15 +26,34 @@ def print_json(data: object) -> None:
 
 @contextmanager
 def progress_bar(transient: bool = False) -> Iterator[Progress]:
-    """A rich progress bar on stderr, so ``--json`` stdout stays clean."""
-    with Progress(
-        TextColumn("[bold]{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("{task.fields[status]}"),
-        TimeElapsedColumn(),
-        TimeRemainingColumn(),
-        console=err_console,
-        transient=transient,
-    ) as progress:
-        yield progress
+    """A rich progress bar on stderr, so ``--json`` stdout stays clean.
+
+    If the block raises, the bar is dropped instead of printed, so an error still ends in its one line.
+    """
+    quiet = err_console.quiet
+    try:
+        with Progress(
+            TextColumn("[bold]{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("{task.fields[status]}"),
+            TimeElapsedColumn(),
+            TimeRemainingColumn(),
+            console=err_console,
+            transient=transient,
+        ) as progress:
+            try:
+                yield progress
+            except BaseException:
+                progress.live.transient = True  # a terminal erases the bar
+                err_console.quiet = quiet or not err_console.is_terminal  # elsewhere it is never printed
+                raise
+    finally:
+        err_console.quiet = quiet
+
+
+def finite_option(value: float | None) -> float | None:
+    """Callback of every float option: NaN and infinity are refused where they are parsed."""
+    if value is not None and not math.isfinite(value):
+        raise typer.BadParameter(f"{value} is not a finite number")
+    return value

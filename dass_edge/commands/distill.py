@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from dass_edge.commands._common import console, print_json, progress_bar
+from dass_edge.commands._common import console, finite_option, print_json, progress_bar
 from dass_edge.commands.teacher import rich_training_progress
 from dass_edge.errors import DassEdgeError
 from dass_edge.io import ensure_writable_dir
@@ -24,13 +24,14 @@ def distill_command(
     out: Path = typer.Option(None, "--out", help="Output folder (with --arch)."),
     resolution: int = typer.Option(None, help="Input resolution (default: the teacher's)."),
     epochs: int = typer.Option(30, help="KD epochs."),
-    lr: float = typer.Option(0.01, help="Peak learning rate (SGD Nesterov, 1 warm-up epoch, cosine)."),
+    lr: float = typer.Option(0.01, help="Peak learning rate (SGD Nesterov, 1 warm-up epoch, cosine).",
+                             callback=finite_option),
     batch_size: int = typer.Option(128, help="Batch size."),
-    weight_decay: float = typer.Option(3e-5, help="Weight decay (DaSS: 3e-5)."),
+    weight_decay: float = typer.Option(3e-5, help="Weight decay (DaSS: 3e-5).", callback=finite_option),
     seed: int = typer.Option(0, help="Seed of the data order and augmentation."),
     loss: str = typer.Option("kd", help="Loss key: kd (alpha*CE + (1-alpha)*T^2*KL) or ce (no teacher)."),
-    alpha: float = typer.Option(0.5, help="Weight of the cross-entropy term."),
-    temperature: float = typer.Option(6.0, help="KD temperature T."),
+    alpha: float = typer.Option(0.5, help="Weight of the cross-entropy term.", callback=finite_option),
+    temperature: float = typer.Option(6.0, help="KD temperature T.", callback=finite_option),
     remap_mode: str = typer.Option("first", "--remap", help="Teacher->student remapping: first, last or uniform."),
     no_cache: bool = typer.Option(False, "--no-cache", help="Run the teacher live instead of caching its outputs."),
     device: str = typer.Option("cpu", "--device", help="Train on cpu or cuda[:N]."),

@@ -10,8 +10,9 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
-from dass_edge.commands._common import console, err_console, print_json, progress_bar
+from dass_edge.commands._common import console, err_console, finite_option, print_json, progress_bar
 from dass_edge.errors import DassEdgeError
+from dass_edge.validate import check_output_dir, check_output_file
 
 __all__ = ["app", "parse_tasks", "SHIPPED_DB"]
 
@@ -84,7 +85,7 @@ def build_db_cmd(
                                             help="Only the first N students of a task get every seed (others: the "
                                                  "first seed)."),
     epochs: int = typer.Option(10, "--epochs", help="KD epochs per student."),
-    lr: float = typer.Option(0.01, "--lr", help="KD peak learning rate."),
+    lr: float = typer.Option(0.01, "--lr", help="KD peak learning rate.", callback=finite_option),
     resolution: int = typer.Option(16, "--resolution", help="Input resolution of tasks and teachers."),
     teacher_model: str = typer.Option("resnet_edge_s", "--teacher-model", help="Teacher shape for tasks without one."),
     sampling: str = typer.Option("even", "--sampling", help="even (spread in log-params) or bands (groups of "
@@ -187,18 +188,22 @@ def info_cmd(
     json_out: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
     """What a meta-database holds: tasks, students, held-out tasks, label noise (seed Spearman), spread."""
-    from dass_edge.metadb import db_info, read_rows
+    from dass_edge.metadb import db_info, scan_rows
     from dass_edge.resources import asset_path
 
     path = db or asset_path(SHIPPED_DB)
     if not Path(path).is_file():
         raise DassEdgeError(f"no database at {path}" + ("" if db else "; this installation ships none"))
-    info = db_info(read_rows(path))
-    info["path"] = str(path)
+    rows, skipped = scan_rows(path)
+    info = db_info(rows)
+    info["path"], info["skipped_lines"] = str(path), skipped
     info["predictor"] = _shipped_predictor_info()
     if json_out:
         print_json(info)
         return
+    if skipped:
+        err_console.print(f"note: skipped {skipped} corrupt lines of {path}", markup=False, highlight=False,
+                          soft_wrap=True)
     console.print(f"{path}: {info['rows']} rows, {info['tasks']} tasks, >= {info['students_per_task']} students per "
                   f"task, held out: {', '.join(info['heldout_tasks']) or 'none'}")
     console.print(f"seed Spearman {info['seed_spearman']}, gap/spread {info['seed_gap_over_spread']}, "
@@ -272,7 +277,6 @@ def train_cmd(
     """Meta-train the DaSS predictor on the database's meta-training tasks; report on its held-out tasks."""
     from dataclasses import replace
 
-    from dass_edge.io import ensure_writable_dir
     from dass_edge.predictor.evaluation import evaluate_heldout
     from dass_edge.predictor.pipeline import load_db, predictor_metadata, train_ensemble
     from dass_edge.predictor.store import save_predictor
@@ -281,12 +285,12 @@ def train_cmd(
     inputs = tuple(u for u in use.replace(" ", "").split(",") if u)
     if not inputs or set(inputs) - {"student", "arch", "teacher"}:
         raise DassEdgeError(f"--use takes a comma-separated subset of student,arch,teacher (got {use!r})")
-    if out.suffix != ".safetensors":
-        raise DassEdgeError(f"--out {out} must end in .safetensors")
-    ensure_writable_dir(out.parent if str(out.parent) else Path("."))
+    check_output_file(out, "--out", suffix=".safetensors")
     cfg = replace(TrainConfig(), seed=seed, adapt=not no_adapt, use=inputs, **({"steps": steps} if steps else {}))
     if cfg.steps < 1:
         raise DassEdgeError(f"--steps must be >= 1, got {cfg.steps}")
+    if members < 1:  # checked again by train_ensemble, but only after the database is embedded
+        raise DassEdgeError(f"--members must be >= 1, got {members}")
     db_path, teachers_dir = _db_and_teachers(db, teachers)
     t0 = time.time()
     with progress_bar() as progress:
@@ -325,7 +329,6 @@ def eval_cmd(
     json_out: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
     """Held-out evaluation: DaSS vs params, FLOPs, zero-cost proxies, arch-only, MetaD2A and the seed ceiling."""
-    from dass_edge.io import ensure_writable_dir
     from dass_edge.predictor.evaluation import evaluate_heldout
     from dass_edge.predictor.pipeline import load_db
     from dass_edge.predictor.store import load_predictor
@@ -334,7 +337,7 @@ def eval_cmd(
         raise DassEdgeError(f"--k-shot must be >= 0, got {k_shot}")
     models, meta = load_predictor(predictor)
     db_path, teachers_dir = _db_and_teachers(db, teachers)
-    ensure_writable_dir(plots)
+    check_output_dir(plots, "--plots folder")  # made when the first plot is written
     with progress_bar(transient=True) as progress:
         task_id = progress.add_task("embedding students", total=None, status=str(db_path.name))
         rows, tasks = load_db(db_path, teachers_dir)

@@ -7,7 +7,7 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
-from dass_edge.commands._common import console, print_json, progress_bar
+from dass_edge.commands._common import console, finite_option, print_json, progress_bar
 from dass_edge.data import load_task
 from dass_edge.errors import DassEdgeError
 from dass_edge.models.checkpoint import load_checkpoint
@@ -53,9 +53,9 @@ def train_cmd(
     depths: str = typer.Option(",".join(map(str, DEMO_TEACHER_DEPTHS)), help="Blocks per stage, e.g. 2,2,2,2."),
     stem: str = typer.Option("small", help="small (3x3, small images) or imagenet (7x7 + max-pool)."),
     resolution: int = typer.Option(32, help="Input resolution."),
-    lr: float = typer.Option(0.1, help="Peak learning rate (SGD Nesterov, cosine)."),
+    lr: float = typer.Option(0.1, help="Peak learning rate (SGD Nesterov, cosine).", callback=finite_option),
     batch_size: int = typer.Option(128, help="Batch size."),
-    label_smoothing: float = typer.Option(0.1, help="Label smoothing."),
+    label_smoothing: float = typer.Option(0.1, help="Label smoothing.", callback=finite_option),
     seed: int = typer.Option(0, help="Random seed."),
     json_out: bool = typer.Option(False, "--json", help="Print the checkpoint metadata as JSON."),
 ) -> None:

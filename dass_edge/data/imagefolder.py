@@ -7,6 +7,7 @@ permutation, so the split is the same on every run and machine.
 
 from __future__ import annotations
 
+import warnings
 import zlib
 from pathlib import Path
 
@@ -40,15 +41,34 @@ def _images_in(folder: Path) -> list[Path]:
 
 def _decode(path: Path, resolution: int) -> np.ndarray:
     try:
-        with Image.open(path) as im:
-            im = im.convert("RGB")
-            w, h = im.size
-            side = min(w, h)
-            im = im.crop(((w - side) // 2, (h - side) // 2, (w - side) // 2 + side, (h - side) // 2 + side))
-            im = im.resize((resolution, resolution), Image.Resampling.BILINEAR)
-            return np.asarray(im, dtype=np.uint8).transpose(2, 0, 1)
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)  # over MAX_IMAGE_PIXELS: refuse
+            with Image.open(path) as im:
+                im = _to_rgb(im, path)
+                w, h = im.size
+                side = min(w, h)
+                im = im.crop(((w - side) // 2, (h - side) // 2, (w - side) // 2 + side, (h - side) // 2 + side))
+                im = im.resize((resolution, resolution), Image.Resampling.BILINEAR)
+                return np.asarray(im, dtype=np.uint8).transpose(2, 0, 1)
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        raise DassEdgeError(f"image {path} has more than {Image.MAX_IMAGE_PIXELS} pixels (a decompression-bomb "
+                            "guard); shrink it or remove it") from None
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError):
         raise DassEdgeError(f"cannot read image {path}; remove or replace it") from None
+
+
+def _to_rgb(im: Image.Image, path: Path) -> Image.Image:
+    """8-bit RGB. 16-bit images are scaled to 8 bits (PIL's own ``convert`` clips them at 255)."""
+    if im.mode in ("I;16", "I;16L", "I;16B", "I;16N", "I"):
+        values = np.asarray(im).astype(np.int64)
+        if values.min(initial=0) < 0 or values.max(initial=0) > 65535:
+            raise DassEdgeError(f"image {path} has 32-bit integer pixels outside 0..65535; save it as 8 or 16 bit")
+        if im.mode != "I" or values.max(initial=0) > 255:  # 16-bit (a mode "I" image within 0..255 is 8-bit)
+            values = (values * 255 + 32767) // 65535  # round to nearest
+        return Image.fromarray(values.astype(np.uint8)).convert("RGB")
+    if im.mode == "F":
+        raise DassEdgeError(f"image {path} has floating-point pixels; save it as an 8- or 16-bit image")
+    return im.convert("RGB")
 
 
 def _to_split(items: list[tuple[Path, int]], resolution: int) -> Split:

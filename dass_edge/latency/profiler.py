@@ -39,6 +39,7 @@ from dass_edge.latency.stats import summarize_rounds
 from dass_edge.latency.store import table_filename, user_tables_dir
 from dass_edge.latency.table import FORMAT, LUT_STATISTIC, VERSION, LatencyTable
 from dass_edge.spec import ModelSpec
+from dass_edge.validate import check_output_file
 
 __all__ = ["ProfileResult", "profile_device"]
 
@@ -176,9 +177,9 @@ def profile_device(
     t0 = time.perf_counter()
     progress = progress or (lambda phase, done, total: None)
     plan = _plan(device, teacher, resolution, target, fixed_last_stage, students, seed)
+    if out is not None:  # checked before the work folder exists, so a bad --out leaves nothing behind
+        check_output_file(out, "--out")
     work = ensure_writable_dir(user_tables_dir() / ".work" / plan.fingerprint)
-    if out is not None:
-        ensure_writable_dir(Path(out).parent if str(Path(out).parent) else Path("."))
     _write_models(plan, ensure_writable_dir(work / "models"), target, progress)
     journal = _Journal(work / "records.jsonl")
     reused = journal.size
@@ -206,7 +207,7 @@ def _plan(device: str | Path | DeviceProfile, teacher: ModelSpec, resolution: in
           fixed_last_stage: bool, students: int | None, seed: int) -> _Plan:
     """Check every input (and reach the device) before anything is written."""
     profile = resolve_device(device, target)
-    resolution = profile.check_resolution(int(resolution or teacher.resolution))
+    resolution = profile.check_resolution(teacher.resolution if resolution is None else resolution)
     n_students = profile.fidelity_students if students is None else int(students)
     if n_students < 0:
         raise DassEdgeError("--students must be >= 0")

@@ -24,7 +24,10 @@ def _spec_from_safetensors(path: Path) -> ModelSpec:
         raise DassEdgeError(f"{path} is not a readable safetensors file ({type(e).__name__})") from None
     if "dass_edge.spec" not in meta:
         raise DassEdgeError(f"{path} has no dass-edge model spec in its metadata; was it written by dass-edge?")
-    return ModelSpec.from_json(meta["dass_edge.spec"])
+    try:
+        return ModelSpec.from_json(meta["dass_edge.spec"])
+    except DassEdgeError as e:
+        raise DassEdgeError(f"{path}: {e}") from None
 
 
 def default_teacher_spec() -> ModelSpec:

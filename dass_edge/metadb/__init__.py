@@ -10,6 +10,6 @@ from __future__ import annotations
 
 from dass_edge.metadb.info import db_info
 from dass_edge.metadb.schema import SCHEMA_VERSION, row_key
-from dass_edge.metadb.store import append_row, read_rows
+from dass_edge.metadb.store import append_row, read_rows, scan_rows
 
-__all__ = ["SCHEMA_VERSION", "append_row", "db_info", "read_rows", "row_key"]
+__all__ = ["SCHEMA_VERSION", "append_row", "db_info", "read_rows", "row_key", "scan_rows"]

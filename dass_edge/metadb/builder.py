@@ -23,6 +23,7 @@ from dass_edge.metadb.schema import row_key
 from dass_edge.metadb.store import append_row, check_appendable, read_rows
 from dass_edge.models.resnet import is_model, list_models
 from dass_edge.train import Recipe
+from dass_edge.validate import check_output_dir
 
 __all__ = ["TEACHER_RECIPE", "TaskPlan", "BuildPlan", "plan_jobs", "build_db"]
 
@@ -119,7 +120,7 @@ def validate_plan(plan: BuildPlan, out: Path) -> None:
         else:
             missing = True
     if missing:
-        ensure_writable_dir(plan.teachers_dir)
+        check_output_dir(plan.teachers_dir, "teacher folder")  # made by the first teacher written
 
 
 def _check_teacher(path: Path, num_classes: int, resolution: int, task: str) -> None:

@@ -17,6 +17,7 @@ import torch
 from dass_edge import __version__
 from dass_edge.errors import DassEdgeError
 from dass_edge.io import file_sha256
+from dass_edge.validate import finite_or_none
 
 __all__ = ["teacher_job", "kd_job", "pin_threads", "device_label"]
 
@@ -102,7 +103,7 @@ def kd_job(job: dict) -> dict:
         "arch": arch.to_dict(), "arch_key": arch.key(), "fixed_last_stage": space.fixed_last_stage,
         "seed": job["seed"], "recipe": config.to_dict(), "recipe_hash": config.recipe_hash(),
         "val_acc": round(result.val_acc, 4), "final_val_acc": round(result.final_val_acc, 4),
-        "test_acc": round(result.test_acc, 4), "best_epoch": result.best_epoch,
+        "test_acc": finite_or_none(round(result.test_acc, 4)), "best_epoch": result.best_epoch,
         "val_curve": [round(h["val_acc"], 3) for h in result.history],
         "params": spec_params(sspec), "flops": spec_flops(sspec),
         "seconds": round(time.perf_counter() - t0, 2), "images_per_second": round(result.images_per_second, 1),

@@ -3,6 +3,13 @@
 A row is one KD run. Its identity — the de-duplication key of a resumed build — is (task, teacher
 checksum, student arch, seed, recipe hash); everything else (accuracies, timings, versions) is what
 that run measured.
+
+Why the key holds the teacher *file's* checksum and not a checksum of its weights (decided, issue 16):
+the file's metadata records timings, so two builds of the same teacher give different keys. That is
+accepted. A key names the exact file the labels were distilled from, which ships beside the database
+and is checked against it before a job runs (``kd_job``); the teacher-output cache is keyed the same
+way. Keying on the weights instead would re-key, and so orphan, the 803 rows shipped in
+``dass_edge/assets/metadb.jsonl``, for no gain: a retrained teacher is a new teacher (new labels).
 """
 
 from __future__ import annotations

@@ -10,9 +10,12 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import torch
+
 from dass_edge.errors import DassEdgeError
 from dass_edge.io import atomic_write
 from dass_edge.predictor.model import DaSSPredictor
+from dass_edge.validate import check_finite_record
 
 __all__ = ["PREDICTOR_FORMAT", "default_predictor_path", "save_predictor", "load_predictor", "read_predictor_meta"]
 
@@ -34,9 +37,14 @@ def save_predictor(path: str | Path, models: list[DaSSPredictor], meta: dict) ->
         raise ValueError("nothing to save")
     tensors = {f"m{i}.{k}": v.detach().contiguous().clone() for i, m in enumerate(models)
                for k, v in m.state_dict().items()}
+    bad = sum(int((~torch.isfinite(v)).sum()) for v in tensors.values() if v.is_floating_point())
+    if bad:
+        raise DassEdgeError(f"refusing to write {path}: {bad} predictor weights are NaN or infinite (it diverged)")
     ctor = {k: models[0].config[k] for k in _CTOR_KEYS}
     full = {**meta, "format": PREDICTOR_FORMAT, "members": len(models), "model": ctor}
-    return atomic_write(path, lambda p: save_file(tensors, str(p), metadata={"dass_edge": json.dumps(full)}))
+    check_finite_record(full, f"{path} metadata")
+    text = json.dumps(full, allow_nan=False)
+    return atomic_write(path, lambda p: save_file(tensors, str(p), metadata={"dass_edge": text}))
 
 
 def read_predictor_meta(path: str | Path) -> dict:
