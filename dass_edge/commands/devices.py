@@ -6,7 +6,6 @@ import typer
 from rich.table import Table
 
 from dass_edge.commands._common import console, print_json
-from dass_edge.latency import device_summaries
 
 __all__ = ["devices_command"]
 
@@ -15,6 +14,8 @@ def devices_command(
     json_out: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
 ) -> None:
     """List device profiles, their measured tables (provenance, fidelity) and how to make a missing one."""
+    from dass_edge.latency import device_summaries
+
     rows = device_summaries()
     if json_out:
         print_json(rows)

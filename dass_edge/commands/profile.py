@@ -8,7 +8,6 @@ from pathlib import Path
 import typer
 
 from dass_edge.commands._common import console, err_console, print_json, progress_bar
-from dass_edge.latency import SshTarget, profile_device, teacher_spec
 
 __all__ = ["profile_command"]
 
@@ -39,6 +38,8 @@ def profile_command(
 
     A killed run resumes: rerunning the same command measures only what is missing.
     """
+    from dass_edge.latency import SshTarget, profile_device, teacher_spec
+
     target = None
     if host is not None:
         target = SshTarget.parse(host, identity_file=str(ssh_key) if ssh_key else None,
