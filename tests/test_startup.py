@@ -22,8 +22,9 @@ try:
     main(sys.argv[1:])
 except SystemExit as e:
     code = e.code
-sys.stderr.write("\\nPROBE " + json.dumps({"code": code, "heavy": [m for m in %r if m in sys.modules]}) + "\\n")
-""" % (HEAVY,)
+heavy = [m for m in HEAVY if m in sys.modules]
+sys.stderr.write("\\nPROBE " + json.dumps({"code": code, "heavy": heavy}) + "\\n")
+""".replace("HEAVY", repr(HEAVY))
 
 
 def _run(args: list[str]) -> tuple[dict, str, str]:
@@ -40,6 +41,8 @@ def test_help_imports_nothing_heavy(args):
     probe, out, _ = _run(args)
     assert probe["code"] == 0 and "Usage" in out
     assert probe["heavy"] == []
+    if args[0] in ("search", "distill", "export", "teacher"):
+        assert "--threads" in out
 
 
 @pytest.mark.parametrize("args, message", [

@@ -54,7 +54,8 @@ def profile_command(
 
         def progress(phase: str, done: int, total: int) -> None:
             if not bars:
-                bars.append(stack.enter_context(progress_bar()))
+                # transient: a failure (e.g. no CUDA provider) ends as one error line, not a stale bar above it
+                bars.append(stack.enter_context(progress_bar(transient=True)))
             if phase not in tasks:
                 tasks[phase] = bars[0].add_task(_PHASES.get(phase, phase), total=total, status="")
             bars[0].update(tasks[phase], completed=done, total=total)
