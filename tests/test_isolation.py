@@ -23,7 +23,7 @@ from dass_edge.latency.store import this_machine_label
 from dass_edge.resources import tables_dir
 
 ROOT = Path(__file__).resolve().parent.parent
-TABLE_SENSITIVE = ["tests/test_search_run.py", "tests/test_search_cli.py"]
+TABLE_SENSITIVE = ["tests/test_search_run.py", "tests/test_search_cli.py", "tests/test_search_budget.py"]
 
 
 def _hostile_store(folder: Path) -> Path:

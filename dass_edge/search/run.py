@@ -400,8 +400,10 @@ def prepare_search(
         resolve_device(device)  # an unknown device fails before anything is loaded
     out_path, rid, default_out = _pick_out(out, runs_dir, run_id)
     _check_out(out_path, explicit=out is not None, replace=replace)
-    inputs = {"latency_ms": latency_ms if isinstance(latency_ms, (int, float, str, type(None))) else budget.text,
-              "speedup": speedup, "device": device, "teacher": str(teacher) if teacher is not None else None,
+    if isinstance(latency_ms, Budget):  # recorded as the flags that give it
+        latency_ms, speedup = (None, round(1 / budget.value, 6)) if budget.text.endswith("x") else (budget.text, None)
+    inputs = {"latency_ms": latency_ms, "speedup": speedup, "device": device,
+              "teacher": str(teacher) if teacher is not None else None,
               "task": task, "data_dir": str(data_dir) if data_dir is not None else None, "top_k": top_k,
               "params_max": params_max, "algo": algo, "budget_evals": budget_evals, "seed": seed,
               "out": str(out) if out is not None else None,
