@@ -613,7 +613,8 @@ def run_search(plan: SearchPlan, scorer: Scorer, progress: Progress | None = Non
 
     notes = list(plan.notes)
     if plan.algo != "exhaustive" and len(archs) < plan.budget_evals:
-        why = ("the population converged (its children were all scored already)" if plan.algo == "evolution"
+        why = ("the population converged: its children were all scored already, and random draws found no new "
+               "student under the budget (few fit it)" if plan.algo == "evolution"
                else "few distinct students fit the constraints")
         notes.append(f"the search stopped after {len(archs)} distinct students (of --budget-evals "
                      f"{plan.budget_evals}): {why}")
