@@ -110,6 +110,7 @@ def export(
         step("verifying parity and top-1 against PyTorch")
         reference_top1 = _verify(job, rows, images, labels)
         predicted = _latency(job, rows) if measure else None
+        job.notes += speed_notes(rows, target.device)
         for row in rows:
             row["bytes"] = stage.path(row["file"]).stat().st_size
             row["sha256"] = file_sha256(stage.path(row["file"]))
@@ -131,6 +132,7 @@ def export(
             "notes": job.notes,
         }
         names = [r["file"] for r in rows] + list(chain.files)
+        record["earlier_artifacts"] = earlier_artifacts(out_dir, names)
         stage.path("export.json").write_text(json.dumps(record, indent=2, sort_keys=True) + "\n")
         stage.commit([*names, "export.json"])
     return record
@@ -317,3 +319,37 @@ def _tensorrt(job: ExportJob, ready: dict) -> dict:
                                         precision=precision, trt_version=version or None)
     return record
 
+
+def speed_notes(rows: list[dict], device: str) -> list[str]:
+    """Say so when a reduced-precision artifact is not faster than FP32 on the device (tiny students often
+    are not: quantize/dequantize overhead), and which one to ship then."""
+    fp32 = next((r for r in rows if r["format"] == "onnx"), None)
+    if fp32 is None or fp32.get("latency_ms") is None:
+        return []
+    notes = []
+    for r in rows:
+        if r is fp32 or r.get("latency_ms") is None or r.get("runtime") == "tensorrt":
+            continue
+        if r["latency_ms"] >= fp32["latency_ms"]:
+            notes.append(f"{r['file']} ({r['precision'].upper()}) is not faster than FP32 on {device} "
+                         f"({r['latency_ms']:.3f} vs {fp32['latency_ms']:.3f} ms p50): for speed, ship {fp32['file']} "
+                         f"on this device (the {r['precision'].upper()} one is only smaller)")
+    return notes
+
+
+def earlier_artifacts(out_dir: Path, names: list[str]) -> list[dict]:
+    """The artifacts an earlier ``export.json`` in ``out_dir`` recorded that this export does not replace
+    and that are still there (with their checks), so exporting another format never loses their record."""
+    try:
+        old = json.loads((Path(out_dir) / "export.json").read_text())
+    except (OSError, ValueError):
+        return []
+    kept = [*(old.get("earlier_artifacts") or []), *({**a, "export_format": old.get("format"),
+                                                      "exported": old.get("created")}
+                                                     for a in old.get("artifacts") or [])]
+    out, seen = [], set(names)
+    for a in kept:
+        if isinstance(a, dict) and a.get("file") not in seen and (Path(out_dir) / str(a.get("file"))).is_file():
+            seen.add(a["file"])
+            out.append(a)
+    return out

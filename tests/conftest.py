@@ -1,15 +1,33 @@
-"""Shared fixtures: an isolated task cache and a small teacher."""
+"""Shared fixtures: isolated user folders, a small teacher, the CLI runner.
+
+Tests never read or write the user's own folders (latency tables, device profiles, caches), whatever
+ran before them: every one is pointed at a folder of this session here, at import time, before any
+fixture runs or any test module is collected (``skipif`` conditions and module-scoped fixtures
+included). ``tests/test_isolation.py`` proves it against a populated user table store.
+"""
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
+import tempfile
 
 import pytest
 import torch
 
-# Tasks are generated deterministically; share one cache across the test session (fast reruns),
-# separate from the user's own cache.
-os.environ.setdefault("DASS_EDGE_CACHE", os.path.join(os.path.dirname(__file__), "..", ".pytest_cache", "dass-edge"))
+_SESSION_DIR = tempfile.mkdtemp(prefix="dass-edge-tests-")
+atexit.register(shutil.rmtree, _SESSION_DIR, ignore_errors=True)
+# Always overridden (not setdefault): a user's own DASS_EDGE_TABLES/PROFILES must not leak in either.
+os.environ["DASS_EDGE_TABLES"] = os.path.join(_SESSION_DIR, "latency_tables")
+os.environ["DASS_EDGE_PROFILES"] = os.path.join(_SESSION_DIR, "profiles")
+# Built-in tasks are generated deterministically; share one cache across test sessions (fast reruns),
+# kept in the checkout, never the user's cache dir.
+os.environ["DASS_EDGE_CACHE"] = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", ".pytest_cache",
+                                             "dass-edge")
+# platformdirs' fallbacks (anything that ignores the variables above lands here, not in $HOME)
+for _var in ("XDG_DATA_HOME", "XDG_CONFIG_HOME", "XDG_CACHE_HOME", "XDG_STATE_HOME"):
+    os.environ[_var] = os.path.join(_SESSION_DIR, _var.lower())
 
 
 def perturbed_teacher(num_classes: int = 10, resolution: int = 32, model_name: str = "resnet_edge_s", seed: int = 0):

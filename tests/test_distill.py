@@ -187,6 +187,20 @@ def test_cli_distill_arch(teacher_file, tmp_path, capsys):
     assert (out / "student.safetensors").is_file() and not (out / "distill.partial.pt").exists()
 
 
+def test_cli_short_distill_says_it_is_a_smoke_run(teacher_file, tmp_path, capsys):
+    from dass_edge.commands.distill import _predicted
+
+    out = tmp_path / "student"
+    code, stdout, err = run_cli(["distill", "--arch", STUDENT.key(), "--teacher", str(teacher_file), "--out",
+                                 str(out), "--epochs", "1"], capsys)
+    assert code == 0, err
+    assert "note: 1 epoch is a smoke run" in stdout and "run without --epochs (30)" in stdout
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "search.json").write_text(json.dumps({"top": [{"predicted_acc": 86.35}, {"predicted_acc": 85.0}]}))
+    assert _predicted(run, 2) == 85.0 and _predicted(run, 3) is None and _predicted(tmp_path, 1) is None
+
+
 @pytest.mark.parametrize("args, message", [
     (["--task", "no-such-task"], "unknown task"),
     (["--task", "textures"], "the teacher has 8 classes but task textures has 12"),

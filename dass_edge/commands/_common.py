@@ -12,10 +12,29 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-__all__ = ["console", "err_console", "finite_option", "print_json", "progress_bar"]
+__all__ = ["console", "err_console", "print_json", "finite_option", "progress_bar", "set_threads", "threads_option",
+           "DEFAULT_THREADS"]
+
+#: torch intra-op threads for training, scoring and verification. One: the students are tiny, and on a
+#: shared machine a second OpenMP thread spin-waits for a busy core; measured 1 vs 2 threads under load in
+#: BENCHMARKS.md ("threads").
+DEFAULT_THREADS = 1
 
 console = Console()
 err_console = Console(stderr=True)
+
+
+def threads_option():
+    """``--threads N``: the same option on every command that runs torch."""
+    return typer.Option(DEFAULT_THREADS, "--threads", min=1, help="torch CPU threads (1 measured fastest on a "
+                        "busy machine; see BENCHMARKS.md).")
+
+
+def set_threads(n: int) -> None:
+    """Pin torch's intra-op threads (imports torch: call once the arguments are checked)."""
+    import torch
+
+    torch.set_num_threads(int(n))
 
 
 def print_json(data: object) -> None:

@@ -8,8 +8,6 @@ import typer
 from rich.table import Table
 
 from dass_edge.commands._common import console, print_json
-from dass_edge.data import load_task, task_summaries
-from dass_edge.data.preview import save_sample_grid
 
 app = typer.Typer(help="Built-in tasks and image folders.", no_args_is_help=True)
 
@@ -20,6 +18,8 @@ def list_tasks(
     json_out: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
 ) -> None:
     """List the built-in offline tasks."""
+    from dass_edge.data import task_summaries
+
     rows = task_summaries(resolution)
     if json_out:
         print_json(rows)
@@ -43,6 +43,9 @@ def show(
     resolution: int = typer.Option(32, help="Resolution."),
 ) -> None:
     """Save a grid of samples per class as a PNG."""
+    from dass_edge.data import load_task
+    from dass_edge.data.preview import save_sample_grid
+
     task_data = load_task(task, data, resolution)
     path = save_sample_grid(task_data, out, per_class=per_class, split=split)
     console.print(f"wrote {path} ({task_data.num_classes} classes x {per_class} samples of {task_data.name})")

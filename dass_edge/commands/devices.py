@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import typer
+from rich import box
 from rich.table import Table
 
 from dass_edge.commands._common import console, print_json
-from dass_edge.latency import device_summaries
 
 __all__ = ["devices_command"]
 
@@ -15,25 +15,33 @@ def devices_command(
     json_out: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
 ) -> None:
     """List device profiles, their measured tables (provenance, fidelity) and how to make a missing one."""
+    from dass_edge.latency import device_summaries
+
     rows = device_summaries()
     if json_out:
         print_json(rows)
         return
-    table = Table(title="Devices")
-    for col in ("device", "backend", "precision", "measured on", "date", "px", "entries", "±10%", "Spearman"):
-        table.add_column(col, justify="right" if col in ("px", "entries", "±10%", "Spearman") else "left")
-    missing = []
+    # Names and numbers never wrap or get cut (they are what users type and compare); where each table
+    # was measured is long, so it goes on its own line below the table, which then fits 80 columns.
+    table = Table(title="Devices", box=box.SIMPLE_HEAD)
+    for col in ("device", "backend", "precision", "px", "entries", "±10%", "Spearman"):
+        table.add_column(col, justify="left" if col in ("device", "backend", "precision") else "right", no_wrap=True)
+    missing, where = [], []
     for r in rows:
         t = r["table"]
         if t is None:
             missing.append(r["name"])
-            table.add_row(r["name"], r["backend"], r["precision"], "no table", "", "", "", "", "")
+            table.add_row(r["name"], r["backend"], r["precision"], "-", "no table", "", "")
             continue
         spearman = "" if t["spearman"] is None else f"{t['spearman']:.3f}"
         within = "" if t["within_10pct"] is None else f"{100 * t['within_10pct']:.0f}%"
-        table.add_row(r["name"], r["backend"], r["precision"], f"{t['measured_on']} ({t['source']})", t["date"][:10],
-                      str(t["resolution"]), str(t["entries"]), within, spearman)
+        table.add_row(r["name"], r["backend"], r["precision"], str(t["resolution"]), str(t["entries"]), within,
+                      spearman)
+        where.append(f"{r['name']}: measured on {t['measured_on']}, {t['date'][:10]} ({t['source']})")
     console.print(table)
+    plain = {"soft_wrap": False, "markup": False, "highlight": False}
+    for line in where:
+        console.print(line, **plain)
     if missing:
         console.print(f"No table for {', '.join(missing)}: measure one with "
-                      "dass-edge profile --device NAME [--host user@device]")
+                      "dass-edge profile --device NAME [--host user@device]", **plain)

@@ -6,12 +6,15 @@ from pathlib import Path
 
 import typer
 
-from dass_edge.commands._common import console, finite_option, print_json, progress_bar
+from dass_edge.commands._common import console, finite_option, print_json, progress_bar, set_threads, threads_option
 from dass_edge.commands.teacher import rich_training_progress
 from dass_edge.errors import DassEdgeError
 from dass_edge.io import ensure_writable_dir
 
 __all__ = ["distill_command"]
+
+#: ``--epochs`` default: a full run (what the search's predicted accuracy is an estimate of).
+FULL_EPOCHS = 30
 
 
 def distill_command(
@@ -23,7 +26,7 @@ def distill_command(
     data: Path = typer.Option(None, "--data", help="Image folder: one sub-folder per class."),
     out: Path = typer.Option(None, "--out", help="Output folder (with --arch)."),
     resolution: int = typer.Option(None, help="Input resolution (default: the teacher's)."),
-    epochs: int = typer.Option(30, help="KD epochs."),
+    epochs: int = typer.Option(FULL_EPOCHS, help="KD epochs (fewer make a quick smoke run)."),
     lr: float = typer.Option(0.01, help="Peak learning rate (SGD Nesterov, 1 warm-up epoch, cosine).",
                              callback=finite_option),
     batch_size: int = typer.Option(128, help="Batch size."),
@@ -35,6 +38,7 @@ def distill_command(
     remap_mode: str = typer.Option("first", "--remap", help="Teacher->student remapping: first, last or uniform."),
     no_cache: bool = typer.Option(False, "--no-cache", help="Run the teacher live instead of caching its outputs."),
     device: str = typer.Option("cpu", "--device", help="Train on cpu or cuda[:N]."),
+    threads: int = threads_option(),
     json_out: bool = typer.Option(False, "--json", help="Print the JSON log (without history)."),
 ) -> None:
     """KD-train a student remapped from the teacher; resumable (rerun the same command after a kill)."""
@@ -57,6 +61,7 @@ def distill_command(
             raise DassEdgeError("give a search run folder (dass-edge distill runs/<id> --rank 1) or --arch and --out")
         target = target_from_args(arch, out, teacher, task, data, resolution)
     ensure_writable_dir(target.out)  # fail before the progress bar starts
+    set_threads(threads)
     with progress_bar() as progress:
         log = run_distill(target, config, cache_dir=None if no_cache else cache_dir(),
                           progress=rich_training_progress(progress, f"distill {target.arch.key()}"),
@@ -67,3 +72,20 @@ def distill_command(
     console.print(f"wrote {target.out}/student.safetensors: val {log['val_acc']:.2f}% (best epoch "
                   f"{log['best_epoch']}), final {log['final_val_acc']:.2f}%, test {log['test_acc']:.2f}%  "
                   f"({log['params'] / 1e6:.2f}M params, {log['images_per_second']:.0f} img/s)")
+    predicted = _predicted(run_dir, rank) if run_dir is not None else None
+    if epochs < FULL_EPOCHS:
+        what = (f"the search's predicted {predicted:.2f}% estimates this student after a full distillation "
+                "(the predictor learned from complete KD runs and is anchored on the teacher's accuracy), "
+                "not after a short one" if predicted is not None else "the accuracy above is not what it reaches")
+        console.print(f"note: {epochs} epoch{'s' * (epochs != 1)} is a smoke run: {what}; run without --epochs "
+                      f"({FULL_EPOCHS}) to approach it", soft_wrap=True, markup=False, highlight=False)
+
+
+def _predicted(run_dir: Path, rank: int) -> float | None:
+    """The rank's predicted accuracy from the run's search.json (already read and checked by distill)."""
+    import json
+
+    try:
+        return float(json.loads((run_dir / "search.json").read_text())["top"][rank - 1]["predicted_acc"])
+    except (OSError, ValueError, KeyError, IndexError, TypeError):
+        return None

@@ -7,18 +7,19 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
-from dass_edge.commands._common import console, err_console, print_json
-from dass_edge.export import DEFAULT_CALIB, FORMATS, export
+from dass_edge.commands._common import console, err_console, print_json, set_threads, threads_option
 
 __all__ = ["export_command"]
 
 
 def export_command(
     source: Path = typer.Argument(..., help="A run folder (runs/<id>), a rank folder, or a student checkpoint."),
-    fmt: str = typer.Option("onnx", "--format", "-f", help=f"One of: {', '.join(FORMATS)}."),
+    fmt: str = typer.Option("onnx", "--format", "-f", help="onnx (FP32, the default), onnx-fp16, onnx-int8 (Q/DQ, "
+                            "FP32 beside it) or tensorrt. Artifacts of other formats already in the output folder are "
+                            "kept, and so is their record (export.json: earlier_artifacts)."),
     device: str = typer.Option("cpu", "--device", help="Device profile: latency backend and INT8 flavour."),
     host: str = typer.Option(None, "--host", help="user@device: build the engine and measure on the device (SSH)."),
-    calib: int = typer.Option(DEFAULT_CALIB, "--calib", help="INT8 calibration images (from the train split)."),
+    calib: int = typer.Option(None, "--calib", help="INT8 calibration images from the train split (default 512)."),
     calib_method: str = typer.Option("minmax", "--calib-method", help="minmax, entropy or percentile."),
     out: Path = typer.Option(None, "--out", help="Output folder (default: export/ next to the checkpoint)."),
     rank: int = typer.Option(1, "--rank", help="Which ranked student of a run folder."),
@@ -27,11 +28,16 @@ def export_command(
     precision: str = typer.Option(None, "--precision", help="TensorRT engine precision: int8 or fp16."),
     fp16_io: bool = typer.Option(False, "--fp16-io", help="FP16 model with float16 inputs/outputs (default float32)."),
     no_latency: bool = typer.Option(False, "--no-latency", help="Skip latency measurement (quick checks)."),
+    threads: int = threads_option(),
     json_out: bool = typer.Option(False, "--json", help="Print export.json instead of a table."),
 ) -> None:
     """Export a distilled student to ONNX (FP32/FP16/INT8 Q/DQ) or a TensorRT engine, verified and measured."""
+    set_threads(threads)
+    from dass_edge.export import export
+
+    extra = {} if calib is None else {"calib": calib}
     with err_console.status("exporting") as status:
-        record = export(source, fmt, device=device, host=host, calib=calib, calib_method=calib_method, out=out,
+        record = export(source, fmt, device=device, host=host, **extra, calib_method=calib_method, out=out,
                         rank=rank, task=task, data_dir=data, trt_precision=precision, fp16_io=fp16_io,
                         measure=not no_latency,
                         on_step=lambda msg: status.update(msg))
@@ -68,5 +74,9 @@ def _print(record: dict) -> None:
         console.print(f"  {trt['commands']['python']}", **plain)
     for note in record["notes"]:
         console.print(f"note: {note}", **plain)
+    earlier = record.get("earlier_artifacts") or []
+    if earlier:
+        console.print("kept from earlier exports (recorded in export.json): "
+                      + ", ".join(f"{a['file']} ({a.get('export_format')})" for a in earlier), **plain)
     files = ", ".join([a["file"] for a in record["artifacts"]] + (["trt_build.py"] if trt else []))
     console.print(f"wrote {files} and export.json to {out_dir}", **plain)

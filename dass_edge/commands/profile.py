@@ -8,7 +8,6 @@ from pathlib import Path
 import typer
 
 from dass_edge.commands._common import console, err_console, print_json, progress_bar
-from dass_edge.latency import SshTarget, profile_device, teacher_spec
 
 __all__ = ["profile_command"]
 
@@ -39,6 +38,8 @@ def profile_command(
 
     A killed run resumes: rerunning the same command measures only what is missing.
     """
+    from dass_edge.latency import SshTarget, profile_device, teacher_spec
+
     target = None
     if host is not None:
         target = SshTarget.parse(host, identity_file=str(ssh_key) if ssh_key else None,
@@ -53,7 +54,8 @@ def profile_command(
 
         def progress(phase: str, done: int, total: int) -> None:
             if not bars:
-                bars.append(stack.enter_context(progress_bar()))
+                # transient: a failure (e.g. no CUDA provider) ends as one error line, not a stale bar above it
+                bars.append(stack.enter_context(progress_bar(transient=True)))
             if phase not in tasks:
                 tasks[phase] = bars[0].add_task(_PHASES.get(phase, phase), total=total, status="")
             bars[0].update(tasks[phase], completed=done, total=total)

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 import typer
 from rich.table import Table
 
-from dass_edge.commands._common import console, err_console, print_json, progress_bar
+from dass_edge.commands._common import console, err_console, print_json, progress_bar, set_threads, threads_option
 
 if TYPE_CHECKING:
     from dass_edge.search.run import Scorer, SearchPlan
@@ -20,7 +20,10 @@ _PHASES = {"export": "write models", "measure": "profile this CPU", "search": "s
 
 
 def search_command(
-    latency_ms: float = typer.Option(..., "--latency-ms", help="Latency budget in ms (median on the device)."),
+    latency_ms: str = typer.Option(None, "--latency-ms", help="Latency budget (median on the device): ms (0.35) or "
+                                   "a share of the teacher's latency there (50%), which fits any CPU."),
+    speedup: float = typer.Option(None, "--speedup", help="Instead of --latency-ms: how many times faster than the "
+                                  "teacher (2 = half its latency)."),
     device: str = typer.Option(None, "--device", help="Device profile with a measured table (see 'dass-edge "
                                "devices'); default: this machine's CPU, profiled first if it has no table."),
     teacher: Path = typer.Option(None, "--teacher", help="Teacher checkpoint (default: the shipped demo teacher)."),
@@ -34,9 +37,15 @@ def search_command(
     out: Path = typer.Option(None, "--out", help="Run folder (default: runs/search-YYYYmmdd-HHMMSS)."),
     predictor: Path = typer.Option(None, "--predictor", help="Accuracy predictor checkpoint (default: the shipped "
                                    "one)."),
+    replace: bool = typer.Option(False, "--replace", help="Replace --out if it holds an earlier search run."),
+    threads: int = threads_option(),
     json_out: bool = typer.Option(False, "--json", help="Print search.json instead of a table."),
 ) -> None:
     """Find the students most accurate after distillation that meet a latency budget; write runs/<id>/."""
+    from dass_edge.search.budget import parse_budget
+
+    budget = parse_budget(latency_ms, speedup)  # a bad budget fails before anything heavy is loaded
+    set_threads(threads)
     from dass_edge.search.run import prepare_search, run_search
 
     with contextlib.ExitStack() as stack:
@@ -50,10 +59,10 @@ def search_command(
                 tasks[phase] = bars[0].add_task(_PHASES.get(phase, phase), total=total, status="")
             bars[0].update(tasks[phase], completed=done, total=total)
 
-        plan = prepare_search(latency_ms, device=device, teacher=teacher, task=task, data_dir=data, top_k=top_k,
+        plan = prepare_search(budget, device=device, teacher=teacher, task=task, data_dir=data, top_k=top_k,
                               params_max=params_max, algo=algo, budget_evals=budget_evals, seed=seed, out=out,
                               predictor=predictor, on_note=lambda msg: err_console.print(msg, markup=False),
-                              profile_progress=progress)
+                              profile_progress=progress, replace=replace)
         scorer = _load_scorer(plan, predictor)
         record = run_search(plan, scorer, progress=progress)
     if json_out:
@@ -72,7 +81,7 @@ def _load_scorer(plan: SearchPlan, predictor: Path | None) -> Scorer:
 
 def _print(record: dict) -> None:
     plain = {"soft_wrap": True, "markup": False, "highlight": False}
-    table = Table(title=f"Best students under {record['budget_ms']:g} ms on {record['device']} "
+    table = Table(title=f"Best students under {record['budget']['text']} on {record['device']} "
                         f"({record['evaluated']:,} scored in {record['seconds']:.1f} s, {record['algo']})")
     for col in ("rank", "arch", "pred. acc %", "p50 ms", "p90 ms", "params", "MFLOPs"):
         if col == "arch":

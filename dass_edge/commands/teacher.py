@@ -7,13 +7,9 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
-from dass_edge.commands._common import console, finite_option, print_json, progress_bar
-from dass_edge.data import load_task
+from dass_edge.commands._common import console, finite_option, print_json, progress_bar, set_threads, threads_option
 from dass_edge.errors import DassEdgeError
-from dass_edge.models.checkpoint import load_checkpoint
 from dass_edge.space import SearchSpace, spec_flops, spec_params
-from dass_edge.teacher import DEMO_TEACHER_DEPTHS, DEMO_TEACHER_WIDTHS, teacher_spec_for, train_teacher
-from dass_edge.train import Recipe
 
 app = typer.Typer(help="Train and inspect teachers.", no_args_is_help=True)
 
@@ -49,22 +45,29 @@ def train_cmd(
     task: str = typer.Option(None, "--task", help="Built-in task (see 'dass-edge data list')."),
     data: Path = typer.Option(None, "--data", help="Image folder: one sub-folder per class."),
     epochs: int = typer.Option(30, help="Training epochs."),
-    widths: str = typer.Option(",".join(map(str, DEMO_TEACHER_WIDTHS)), help="Stage widths, e.g. 16,32,64,128."),
-    depths: str = typer.Option(",".join(map(str, DEMO_TEACHER_DEPTHS)), help="Blocks per stage, e.g. 2,2,2,2."),
+    widths: str = typer.Option(None, help="Stage widths, e.g. 16,32,64,128 (default: the demo teacher's)."),
+    depths: str = typer.Option(None, help="Blocks per stage, e.g. 2,2,2,2 (default: the demo teacher's)."),
     stem: str = typer.Option("small", help="small (3x3, small images) or imagenet (7x7 + max-pool)."),
     resolution: int = typer.Option(32, help="Input resolution."),
     lr: float = typer.Option(0.1, help="Peak learning rate (SGD Nesterov, cosine).", callback=finite_option),
     batch_size: int = typer.Option(128, help="Batch size."),
     label_smoothing: float = typer.Option(0.1, help="Label smoothing.", callback=finite_option),
     seed: int = typer.Option(0, help="Random seed."),
+    threads: int = threads_option(),
     json_out: bool = typer.Option(False, "--json", help="Print the checkpoint metadata as JSON."),
 ) -> None:
     """Train a teacher (resumable: rerun the same command after a kill)."""
     if task is None and data is None:
         raise DassEdgeError("give --task NAME (see 'dass-edge data list') or --data DIR")
+    from dass_edge.data import load_task
+    from dass_edge.teacher import DEMO_TEACHER_DEPTHS, DEMO_TEACHER_WIDTHS, teacher_spec_for, train_teacher
+    from dass_edge.train import Recipe
+
     recipe = Recipe(epochs=epochs, lr=lr, batch_size=batch_size, label_smoothing=label_smoothing, seed=seed)
     recipe.validate()
-    w, d = parse_ints(widths, "--widths"), parse_ints(depths, "--depths")
+    w = parse_ints(widths, "--widths") if widths is not None else DEMO_TEACHER_WIDTHS
+    d = parse_ints(depths, "--depths") if depths is not None else DEMO_TEACHER_DEPTHS
+    set_threads(threads)
     task_data = load_task(task, data, resolution)
     spec = teacher_spec_for(task_data, w, d, stem)
     with progress_bar() as progress:
@@ -82,6 +85,7 @@ def info_cmd(
     json_out: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
     """Show a teacher's shape, size, accuracy and the size of its student space."""
+    from dass_edge.models.checkpoint import load_checkpoint
     from dass_edge.teacher import load_teacher
 
     model, meta = load_teacher(checkpoint) if checkpoint is None else load_checkpoint(checkpoint)

@@ -3,8 +3,10 @@
 Every algorithm gets the same two callables — ``score(archs) -> accuracies`` (batched, so the
 predictor can embed many students at once) and ``latency(arch) -> ms`` (a table lookup) — and
 returns every distinct candidate it scored, so the caller can draw the Pareto front and pick the
-top-k. Candidates over the budget are never scored: sampling and mutation retry until they fit,
-as in OFA's evolutionary search.
+top-k. Candidates over the budget are never scored: sampling, mutation and crossover retry a few
+times (as in OFA's evolutionary search), then shrink the last draw until it fits (:func:`shrink`), so
+a budget close to the fastest student costs a few table lookups per student, not thousands of
+rejected draws.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from dataclasses import dataclass, field
 from dass_edge.errors import DassEdgeError
 from dass_edge.space import Arch, SearchSpace
 
-__all__ = ["ALGORITHMS", "Candidate", "SearchLog", "run_algorithm"]
+__all__ = ["ALGORITHMS", "Candidate", "SearchLog", "run_algorithm", "shrink"]
 
 ScoreFn = Callable[[Sequence[Arch]], Sequence[float]]
 LatencyFn = Callable[[Arch], float]
@@ -44,33 +46,59 @@ class SearchLog:
         return [self.candidates[a] for a in archs]
 
 
+def shrink(space: SearchSpace, arch: Arch, rng: random.Random) -> Arch | None:
+    """One random step down: drop one block of a stage deeper than 1, or narrow one block to a smaller width
+    of its stage; ``None`` for the smallest student. Repeated, it reaches the smallest student."""
+    moves = []
+    for s, (d, ws) in enumerate(zip(arch.depths, arch.widths)):
+        lowest = space.width_options[s][0]
+        moves += [("drop", s, b) for b in range(d) if d > 1]
+        moves += [("narrow", s, b) for b, w in enumerate(ws) if w > lowest]
+    if not moves:
+        return None
+    kind, s, b = rng.choice(moves)
+    widths = [list(ws) for ws in arch.widths]
+    if kind == "drop":
+        del widths[s][b]
+    else:
+        widths[s][b] = rng.choice([w for w in space.width_options[s] if w < widths[s][b]])
+    return Arch(tuple(len(ws) for ws in widths), tuple(tuple(ws) for ws in widths))
+
+
 class _Feasible:
-    """Draws students under the budget, retrying a bounded number of times."""
+    """Draws students under the budget: ``tries`` draws, then the last one shrunk until it fits.
+
+    The retries keep a loose budget's draws (nearly) uniform over the feasible students; shrinking makes a
+    tight budget as cheap as a loose one (it lands just under the budget, where the best students are).
+    """
 
     def __init__(self, space: SearchSpace, latency: LatencyFn, budget_ms: float, rng: random.Random,
-                 max_tries: int = 1000) -> None:
-        self.space, self.latency, self.budget, self.rng, self.max_tries = space, latency, budget_ms, rng, max_tries
+                 tries: int = 10) -> None:
+        self.space, self.latency, self.budget, self.rng, self.tries = space, latency, budget_ms, rng, tries
+
+    def fit(self, arch: Arch) -> Arch | None:
+        """``arch``, shrunk step by step until it meets the budget; ``None`` if even the smallest does not."""
+        a: Arch | None = arch
+        while a is not None and self.latency(a) > self.budget:
+            a = shrink(self.space, a, self.rng)
+        return a
+
+    def _draw(self, make: Callable[[], Arch]) -> Arch | None:
+        a = make()
+        for _ in range(self.tries - 1):
+            if self.latency(a) <= self.budget:
+                return a
+            a = make()
+        return self.fit(a)
 
     def sample(self) -> Arch | None:
-        for _ in range(self.max_tries):
-            a = self.space.sample(self.rng)
-            if self.latency(a) <= self.budget:
-                return a
-        return None
+        return self._draw(lambda: self.space.sample(self.rng))
 
     def mutate(self, parent: Arch, prob: float) -> Arch:
-        for _ in range(self.max_tries):
-            a = self.space.mutate(parent, self.rng, prob)
-            if self.latency(a) <= self.budget:
-                return a
-        return parent
+        return self._draw(lambda: self.space.mutate(parent, self.rng, prob)) or parent
 
     def crossover(self, a: Arch, b: Arch) -> Arch:
-        for _ in range(self.max_tries):
-            c = self.space.crossover(a, b, self.rng)
-            if self.latency(c) <= self.budget:
-                return c
-        return a
+        return self._draw(lambda: self.space.crossover(a, b, self.rng)) or a
 
 
 def _initial(feasible: _Feasible, n: int) -> list[Arch]:

@@ -29,12 +29,33 @@ def write_report(folder: str | Path, record: dict, candidates: Sequence[dict]) -
     return [md, png]
 
 
+def _budget(record: dict) -> str:
+    budget = record.get("budget") or {}
+    return budget.get("text") or f"{record['budget_ms']:g} ms"
+
+
 def _fmt_params(n: int) -> str:
     return f"{n / 1e6:.2f}M" if n >= 1e6 else f"{n / 1e3:.0f}K"
 
 
 def _pct(v: float | None) -> str:
     return "-" if v is None else f"{100 * v:.0f}%"
+
+
+def _db_text(db: object) -> str:
+    """The predictor's meta-database in words (``search.json`` keeps the full record)."""
+    if not isinstance(db, dict):
+        return f"the meta-database {db}"
+    parts = []
+    if db.get("rows") is not None:
+        parts.append(f"{db['rows']:,} KD runs")
+    for key, what in (("train_tasks", "meta-training tasks"), ("heldout_tasks", "held-out tasks")):
+        if db.get(key):
+            parts.append(f"{len(db[key])} {what} ({', '.join(map(str, db[key]))})")
+    if db.get("sha256"):
+        parts.append(f"sha256 {str(db['sha256'])[:12]}…")
+    name = f"`{db['file']}`" if db.get("file") else "its meta-database"
+    return name + (f": {'; '.join(parts)}" if parts else "")
 
 
 def render_markdown(record: dict) -> str:
@@ -46,7 +67,7 @@ def render_markdown(record: dict) -> str:
         f"# dass-edge search `{record['id']}`",
         "",
         f"The {len(record['top'])} best students of the {who}"
-        f" for `{what}` under **{record['budget_ms']:g} ms** (p50) on **{record['device']}**, by predicted "
+        f" for `{what}` under **{_budget(record)}** (p50) on **{record['device']}**, by predicted "
         "accuracy after knowledge distillation.",
         "",
         "| rank | arch | predicted acc (%) | p50 ms | p90 ms | params | MFLOPs | on front |",
@@ -87,8 +108,11 @@ def render_markdown(record: dict) -> str:
     if fid.get("students"):
         lines.append(f"  Fidelity on {fid['students']} whole students: {_pct(fid.get('within_10pct'))} within ±10%, "
                      f"RMSPE {_pct(fid.get('rmspe'))}, Spearman {fid.get('spearman') or 0:.3f}.")
-    pinfo = ", ".join(f"{k} {pred[k]}" for k in ("version", "path", "db") if pred.get(k) is not None)
+    pinfo = ", ".join(f"{k} `{pred[k]}`" if k == "path" else f"{k} {pred[k]}"
+                      for k in ("version", "path") if pred.get(k) is not None)
     lines.append(f"- Accuracy: predictor {pinfo or '(no provenance given)'}.")
+    if pred.get("db") is not None:
+        lines.append(f"  Learned from {_db_text(pred['db'])}.")
     held = pred.get("heldout_metrics")
     if isinstance(held, dict) and held:
         lines.append("  Held-out: " + ", ".join(f"{k} {v:.3f}" if isinstance(v, float) else f"{k} {v}"
@@ -131,7 +155,7 @@ def plot_pareto(path: str | Path, record: dict, candidates: Sequence[dict]) -> P
         ax.step([c["latency_ms"] for c in front], [c["predicted_acc"] for c in front], where="post",
                 color="#d62728", lw=1.4, marker="o", ms=3, label=f"Pareto front ({len(front)})")
     budget = record["budget_ms"]
-    ax.axvline(budget, color="#1f77b4", ls="--", lw=1.2, label=f"budget {budget:g} ms")
+    ax.axvline(budget, color="#1f77b4", ls="--", lw=1.2, label=f"budget {budget:.3g} ms")
     t_ms = record["teacher"]["latency_ms"]
     if t_ms <= max([budget, *lat]) * 1.5:
         ax.axvline(t_ms, color="#555555", ls=":", lw=1.0, label=f"teacher {t_ms:.3f} ms")

@@ -26,6 +26,7 @@ import math
 import os
 import random
 import shlex
+import shutil
 import tempfile
 import time
 from collections.abc import Callable, Sequence
@@ -41,6 +42,7 @@ from dass_edge.io import StagedOutput, file_sha256
 from dass_edge.latency.runners import backend_names, get_backend
 from dass_edge.latency.table import LatencyTable
 from dass_edge.search.algorithms import ALGORITHMS, run_algorithm
+from dass_edge.search.budget import Budget, parse_budget
 from dass_edge.search.pareto import pareto_front
 from dass_edge.space import Arch, SearchSpace, spec_flops, spec_params
 from dass_edge.spec import ModelSpec
@@ -50,7 +52,7 @@ if TYPE_CHECKING:
     from dass_edge.models.resnet import ResNet
 
 __all__ = ["FORMAT", "VERSION", "DEFAULT_DEVICE", "Scorer", "SearchPlan", "prepare_search", "run_search",
-           "default_run_id", "next_steps"]
+           "default_run_id", "next_steps", "profile_command"]
 
 FORMAT, VERSION = "dass-edge/search", 1
 #: The device searched for when none is named: the CPU this runs on.
@@ -74,6 +76,7 @@ class SearchPlan:
     """Everything one search needs, resolved and checked; nothing is written yet."""
 
     budget_ms: float
+    budget: Budget  # as given (absolute or relative to the teacher); budget_ms is what it resolved to
     device: str
     table: LatencyTable
     table_info: dict
@@ -98,6 +101,7 @@ class SearchPlan:
     fastest: dict
     teacher_cost: dict
     budget_binds: bool
+    replace: bool = False  # an existing search run folder at ``out`` is replaced at the end
     notes: list[str] = field(default_factory=list)
 
 
@@ -179,10 +183,8 @@ def default_run_id(now: _dt.datetime | None = None) -> str:
     return f"search-{(now or _dt.datetime.now()).strftime('%Y%m%d-%H%M%S')}"
 
 
-def _check_scalars(latency_ms: float, top_k: int, algo: str, budget_evals: int, params_max: int | None,
+def _check_scalars(top_k: int, algo: str, budget_evals: int, params_max: int | None,
                    task: str | None, data_dir: str | Path | None) -> None:
-    if not isinstance(latency_ms, (int, float)) or not math.isfinite(latency_ms) or latency_ms <= 0:
-        raise DassEdgeError(f"--latency-ms must be a positive number of milliseconds, got {latency_ms}")
     if top_k < 1:
         raise DassEdgeError(f"--top-k must be >= 1, got {top_k}")
     if algo not in ALGORITHMS:
@@ -195,14 +197,26 @@ def _check_scalars(latency_ms: float, top_k: int, algo: str, budget_evals: int, 
         raise DassEdgeError("give either --task or --data, not both")
 
 
-def _check_out(out: Path, explicit: bool) -> None:
+def _is_search_run(folder: Path) -> bool:
+    try:
+        return json.loads((folder / "search.json").read_text()).get("format") == FORMAT
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
+def _check_out(out: Path, explicit: bool, replace: bool = False) -> None:
     """Fail now (creating nothing) if the run folder cannot be written at the end."""
     flag = "--out" if explicit else "the run folder"
     if out.exists():
         if not out.is_dir():
             raise DassEdgeError(f"{flag} {out} is a file; choose a folder that does not exist yet")
         if any(out.iterdir()):
-            raise DassEdgeError(f"{flag} {out} already exists and is not empty; choose another --out")
+            if not replace:
+                raise DassEdgeError(f"{flag} {out} already exists and is not empty; choose another --out, or add "
+                                    "--replace to replace that search run")
+            if not _is_search_run(out):
+                raise DassEdgeError(f"--replace only replaces a search run folder, and {out} has no search.json "
+                                    "of one; choose another --out")
     parent = next((p for p in out.absolute().parents if p.exists()), None)
     if parent is None or not parent.is_dir():
         raise DassEdgeError(f"cannot create {flag} {out}: {parent} is not a folder; choose another location")
@@ -282,8 +296,8 @@ def _table_info(table: LatencyTable, source: str) -> dict:
 
 
 def _resolve_table(device: str | None, spec: ModelSpec, fixed_last_stage: bool, table: LatencyTable | str | Path | None,
-                   this_machine: bool, on_note: Callable[[str], None],
-                   profile_progress: Progress | None) -> tuple[str, LatencyTable, str]:
+                   this_machine: bool, on_note: Callable[[str], None], profile_progress: Progress | None,
+                   teacher_path: str | None = None) -> tuple[str, LatencyTable, str]:
     """The device's measured table: given, found, or (default device only) measured here now."""
     from dass_edge.latency import find_tables, load_table, profile_device, resolve_device
 
@@ -304,7 +318,14 @@ def _resolve_table(device: str | None, spec: ModelSpec, fixed_last_stage: bool, 
         return t.device, t, "given"
     profile = resolve_device(device or DEFAULT_DEVICE)  # an unknown device fails here
     if device is not None:  # a named device without a table: the error names the profile command
-        return profile.name, load_table(profile.name, spec.resolution, spec, fixed_last_stage, this_machine), ""
+        try:
+            return profile.name, load_table(profile.name, spec.resolution, spec, fixed_last_stage, this_machine), ""
+        except DassEdgeError as e:
+            head, sep, _ = str(e).partition("; build one with: ")
+            if not sep:
+                raise
+            command = profile_command(profile.name, teacher_path, fixed_last_stage, remote=profile.detect is not None)
+            raise DassEdgeError(f"{head}; build one with: {command}") from None
     find_tables(profile.name)  # a malformed table file is an error, not a reason to re-measure
     try:
         return profile.name, load_table(profile.name, spec.resolution, spec, fixed_last_stage, this_machine), ""
@@ -318,7 +339,7 @@ def _resolve_table(device: str | None, spec: ModelSpec, fixed_last_stage: bool, 
 
 
 def prepare_search(
-    latency_ms: float,
+    latency_ms: float | str | Budget | None,
     *,
     device: str | None = None,
     teacher: str | Path | None = None,
@@ -338,11 +359,14 @@ def prepare_search(
     fixed_last_stage: bool = True,
     on_note: Callable[[str], None] | None = None,
     profile_progress: Progress | None = None,
+    speedup: float | None = None,
+    replace: bool = False,
 ) -> SearchPlan:
     """Check every input and resolve it into objects; write nothing (except a table profiled here).
 
     Args:
-        latency_ms: the budget on the corrected median (p50) latency of the device's table.
+        latency_ms: the budget on the corrected median (p50) latency of the device's table: ms (``0.35``),
+            a share of the teacher's latency there (``"50%"``) or a :class:`Budget`.
         device: device profile name; ``None``: this machine's CPU (``cpu``), profiled first if it has
             no table here. A named device without a table is an error naming ``dass-edge profile``.
         teacher: teacher checkpoint; ``None``: the shipped demo teacher.
@@ -359,6 +383,8 @@ def prepare_search(
         fixed_last_stage: keep the last stage at the teacher's width (DaSS; the default tables cover this).
         on_note: called with one-line notes (e.g. "profiling this machine first").
         profile_progress: ``progress(phase, done, total)`` while profiling.
+        speedup: instead of ``latency_ms``: ``2`` means half the teacher's latency on the device.
+        replace: replace ``out`` at the end if it is a search run folder already (rerunning a command).
 
     Raises:
         DassEdgeError: bad input (budget, top-k, algorithm, task/teacher mismatch, --task with --data,
@@ -367,14 +393,18 @@ def prepare_search(
     """
     notes: list[str] = []
 
-    _check_scalars(latency_ms, top_k, algo, budget_evals, params_max, task, data_dir)
+    budget = parse_budget(latency_ms, speedup)
+    _check_scalars(top_k, algo, budget_evals, params_max, task, data_dir)
     if device is not None and table is None:
         from dass_edge.latency import resolve_device
 
         resolve_device(device)  # an unknown device fails before anything is loaded
     out_path, rid, default_out = _pick_out(out, runs_dir, run_id)
-    _check_out(out_path, explicit=out is not None)
-    inputs = {"latency_ms": latency_ms, "device": device, "teacher": str(teacher) if teacher is not None else None,
+    _check_out(out_path, explicit=out is not None, replace=replace)
+    if isinstance(latency_ms, Budget):  # recorded as the flags that give it
+        latency_ms, speedup = (None, round(1 / budget.value, 6)) if budget.text.endswith("x") else (budget.text, None)
+    inputs = {"latency_ms": latency_ms, "speedup": speedup, "device": device,
+              "teacher": str(teacher) if teacher is not None else None,
               "task": task, "data_dir": str(data_dir) if data_dir is not None else None, "top_k": top_k,
               "params_max": params_max, "algo": algo, "budget_evals": budget_evals, "seed": seed,
               "out": str(out) if out is not None else None,
@@ -392,36 +422,79 @@ def prepare_search(
     check_compatible(model, data, space.smallest_arch(), fixed_last_stage=fixed_last_stage)
 
     dev, tab, source = _resolve_table(device, model.spec, fixed_last_stage, table, this_machine,
-                                      on_note or (lambda _msg: None), profile_progress)
+                                      on_note or (lambda _msg: None), profile_progress, tpath)
     if source == "profiled here":
         notes.append(f"this machine's CPU had no latency table for this teacher; it was profiled first ({tab.path})")
     costs = _Costs(space, tab)
-    fastest = _fastest(space, costs, params_max, latency_ms, dev, seed)
     t_arch = space.teacher_arch()
     t50, t90, tparams, tflops = costs.get(t_arch)
     teacher_cost = {"arch": t_arch.to_dict(), "arch_key": t_arch.key(), "latency_ms": t50, "latency_p90_ms": t90,
                     "params": tparams, "flops": tflops}
+    latency_ms = budget.resolve(t50)
+    fastest = _fastest(space, costs, params_max, budget, t50, dev, seed)
     binds = latency_ms < t50
-    if fastest["random_fit"] < 0.01:
-        notes.append(f"only {fastest['random_fit']:.1%} of random students fit the budget: the search draws "
-                     "students slowly this close to the fastest one")
     if not binds:
-        notes.append(f"the budget ({latency_ms:g} ms) is above the teacher's own latency on {dev} ({t50:.3f} ms), "
-                     "so it does not bind: the teacher itself fits")
+        notes.append(f"the budget, {budget.describe(t50)}, is not below the teacher's own latency on {dev} "
+                     f"({t50:.3f} ms), so it does not bind: the teacher itself fits, and its own shape is a candidate")
+    notes += _table_notes(tab, dev, profile_command(dev, tpath, fixed_last_stage))
     return SearchPlan(
-        budget_ms=float(latency_ms), device=dev, table=tab, table_info=_table_info(tab, source or "found"),
+        budget_ms=float(latency_ms), budget=budget, device=dev, table=tab,
+        table_info=_table_info(tab, source or "found"),
         teacher=model, teacher_meta=tmeta, teacher_path=tpath, teacher_sha256=sha, data=data,
         task=task if data_dir is None else None, data_dir=data_dir, space=space, algo=algo,
         budget_evals=int(budget_evals), seed=int(seed), top_k=int(top_k),
         params_max=int(params_max) if params_max is not None else None, out=out_path, run_id=rid,
         default_out=default_out, inputs=inputs, costs=costs, fastest=fastest, teacher_cost=teacher_cost,
-        budget_binds=binds, notes=notes,
+        budget_binds=binds, replace=replace, notes=notes,
     )
 
 
-def _fastest(space: SearchSpace, costs: _Costs, params_max: int | None, budget_ms: float, device: str,
-             seed: int) -> dict:
+#: A table whose profiling sessions of the same student differ by more than this (median ratio) was
+#: measured while other jobs ran (``profile`` prints the same warning).
+DISTURBED_SPREAD = 1.15
+
+
+#: Below this share of fidelity students within ±10%, the table's latencies are flagged as unreliable.
+WEAK_FIDELITY = 0.8
+
+
+def _table_notes(table: LatencyTable, device: str, command: str) -> list[str]:
+    """A warning when the table's own fidelity check was weak (and why, when its sessions were disturbed).
+
+    A shared machine disturbs every table a little; only a table whose whole-student check failed to
+    withstand it is worth a word (the shipped one was measured under load and passed it)."""
+    fid = table.fidelity or {}
+    within, students = fid.get("within_10pct"), fid.get("students")
+    if within is None or not students or within >= WEAK_FIDELITY:
+        return []
+    spread = fid.get("session_spread")
+    why = ""
+    if spread and spread > DISTURBED_SPREAD:
+        why = (f"; it was measured while other jobs ran (sessions of the same student differed by "
+               f"{100 * (spread - 1):.0f}%)")
+    return [f"the {device} latency table is unreliable: only {100 * within:.0f}% of the {students} whole students "
+            f"checked when profiling were within 10% of its predictions{why}. Latencies near the budget may be "
+            f"off; re-measure it on a quiet machine: {command}"]
+
+
+def profile_command(device: str, teacher_path: str | None, fixed_last_stage: bool = True,
+                    remote: bool = False) -> str:
+    """The ``dass-edge profile`` command that measures ``device``'s table for this teacher, runnable as is
+    (no placeholder: the demo teacher needs no ``--teacher``, and the resolution is the teacher's)."""
+    cmd = f"dass-edge profile --device {shlex.quote(device)}"
+    if teacher_path is not None:
+        cmd += f" --teacher {shlex.quote(teacher_path)}"
+    if not fixed_last_stage:
+        cmd += " --free-last-stage"
+    if remote:
+        cmd += " (on the device, or from this machine with --host user@device)"
+    return cmd
+
+
+def _fastest(space: SearchSpace, costs: _Costs, params_max: int | None, budget: Budget, teacher_ms: float,
+             device: str, seed: int) -> dict:
     """The fastest student found (the smallest plus a seeded sample); raise if even it misses the budget."""
+    budget_ms = budget.resolve(teacher_ms)
     smallest = space.smallest_arch()
     if params_max is not None and costs.size(smallest)[0] > params_max:
         raise DassEdgeError(f"--params-max {params_max:,} is below the smallest student of this teacher "
@@ -433,8 +506,8 @@ def _fastest(space: SearchSpace, costs: _Costs, params_max: int | None, budget_m
     best = min(archs, key=lambda a: (costs.latency(a), a.key()))
     ms = costs.latency(best)
     if ms > budget_ms:
-        raise DassEdgeError(f"no student fits {budget_ms:g} ms on {device}: the fastest is {ms:.3f} ms "
-                            f"({best.key()}); raise --latency-ms to at least {math.ceil(ms * 1000) / 1000:g}")
+        raise DassEdgeError(f"no student fits {budget.describe(teacher_ms)} on {device}: the fastest is {ms:.3f} ms "
+                            f"({best.key()}); {budget.raise_to(ms, teacher_ms)}")
     fit = sum(costs.latency(a) <= budget_ms for a in archs[1:])
     return {"arch": best.to_dict(), "arch_key": best.key(), "latency_ms": ms,
             "random_fit": fit / FEASIBILITY_SAMPLE}  # the share of random students that fit
@@ -463,18 +536,32 @@ def _row(arch: Arch, acc: float, costs: _Costs) -> dict:
             "latency_p90_ms": p90, "params": params, "flops": flops}
 
 
-def _picks(archs: list[Arch], accs: list[float], lats: list[float], front: list[int], k: int) -> list[int]:
+def _picks(archs: list[Arch], accs: list[float], lats: list[float], front: list[int], k: int,
+           teacher: int | None = None, tolerance: float = 0.0) -> list[int]:
     """The ``k`` most accurate students of the Pareto front (a student another beats on both latency and
-    accuracy is never worth shipping), topped up with the best of the rest when the front is shorter."""
+    accuracy is never worth shipping), topped up with the best of the rest when the front is shorter.
+
+    ``teacher``: the index of the teacher's own shape when it fits the budget. Distilled, it gives back
+    the teacher itself, so no slower student is worth picking, and it ranks first unless a student is
+    predicted more accurate by more than ``tolerance`` (the predictor's error, in points)."""
 
     def order(i: int) -> tuple:
         return (-accs[i], lats[i], archs[i].key())
 
-    picks = sorted(front, key=order)[:k]
+    everyone = range(len(archs))
+    keep = list(everyone) if teacher is None else [i for i in everyone if lats[i] < lats[teacher]]
+    first: list[int] = []
+    if teacher is not None:
+        if max((accs[i] for i in keep), default=-math.inf) - accs[teacher] <= tolerance:
+            first, k = [teacher], k - 1
+        else:
+            keep.append(teacher)
+    kept = set(keep)
+    picks = sorted((i for i in front if i in kept), key=order)[:k]
     if len(picks) < k:
-        on_front = set(front)
-        picks += sorted((i for i in range(len(archs)) if i not in on_front), key=order)[: k - len(picks)]
-    return sorted(picks, key=order)
+        chosen = set(picks)
+        picks += sorted((i for i in kept if i not in chosen), key=order)[: k - len(picks)]
+    return first + sorted(picks, key=order)
 
 
 def next_steps(run_dir: str | Path, device: str, backend: str | None = None, precision: str | None = None) -> dict:
@@ -512,22 +599,33 @@ def run_search(plan: SearchPlan, scorer: Scorer, progress: Progress | None = Non
     log = run_algorithm(plan.algo, plan.space, score, latency, plan.budget_ms, plan.budget_evals, plan.seed)
     if not log.candidates:  # a budget that random draws almost never meet: start from the fastest student
         log.score_new([Arch.from_dict(plan.fastest["arch"])], score, latency)
+    t_arch = plan.space.teacher_arch()
+    if latency(t_arch) <= plan.budget_ms:  # the teacher's own shape fits: it is a candidate, whatever was drawn
+        log.score_new([t_arch], score, latency)
+    progress("search", counter[0], counter[0])  # done: the bar ends full even when the search stopped early
     archs = list(log.candidates)
     accs = [log.candidates[a].score for a in archs]
     lats = [costs.latency(a) for a in archs]
     front = pareto_front(lats, accs)
-    picks = _picks(archs, accs, lats, front, plan.top_k)
+    t_index = archs.index(t_arch) if t_arch in log.candidates else None
+    tolerance = float(((getattr(scorer, "info", None) or {}).get("heldout_metrics") or {}).get("mae") or 0.0)
+    picks = _picks(archs, accs, lats, front, plan.top_k, t_index, tolerance)
     seconds = time.perf_counter() - t0
     on_front = set(front)
 
     notes = list(plan.notes)
     if plan.algo != "exhaustive" and len(archs) < plan.budget_evals:
-        why = ("the population converged (its children were all scored already)" if plan.algo == "evolution"
+        why = ("the population converged: its children were all scored already, and random draws found no new "
+               "student under the budget (few fit it)" if plan.algo == "evolution"
                else "few distinct students fit the constraints")
         notes.append(f"the search stopped after {len(archs)} distinct students (of --budget-evals "
                      f"{plan.budget_evals}): {why}")
     if len(picks) < plan.top_k:
         notes.append(f"the search scored only {len(picks)} students, fewer than --top-k {plan.top_k}")
+    if picks and archs[picks[0]] == t_arch:
+        notes.append(f"rank 1 is the teacher's own shape (distilled, it gives back the teacher): the budget does "
+                     f"not bind, and no faster student is predicted more accurate by more than the predictor's "
+                     f"error ({tolerance:g} points); lower the budget for a smaller, faster student")
     top = []
     for rank, i in enumerate(picks, start=1):
         top.append({"rank": rank, **_row(archs[i], accs[i], costs), "on_front": i in on_front,
@@ -537,7 +635,8 @@ def run_search(plan: SearchPlan, scorer: Scorer, progress: Progress | None = Non
     record: dict[str, Any] = {
         "format": FORMAT, "version": VERSION, "id": plan.run_id, "run_dir": str(plan.out),
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"), "dass_edge_version": __version__,
-        "budget_ms": plan.budget_ms, "budget_binds": plan.budget_binds, "device": plan.device,
+        "budget_ms": plan.budget_ms, "budget": plan.budget.to_dict(plan.teacher_cost["latency_ms"]),
+        "budget_binds": plan.budget_binds, "device": plan.device,
         "table": plan.table_info, "predictor": _plain(getattr(scorer, "info", None) or {}),
         "teacher": tinfo, "task": plan.task, "data_dir": plan.data_dir, "resolution": plan.teacher.spec.resolution,
         "num_classes": plan.teacher.spec.num_classes,
@@ -584,7 +683,29 @@ def _write_run(plan: SearchPlan, record: dict, rows: list[dict]) -> None:
         write_report(stage, record, rows)
         record["files"] = files
         (stage / "search.json").write_text(json.dumps(record, indent=2, sort_keys=True) + "\n")
-        staged.commit_folder()
+        old = _set_aside(plan.out) if plan.replace else None
+        try:
+            staged.commit_folder()
+        except BaseException:
+            if old is not None:  # put the replaced run back
+                os.rename(old / plan.out.name, plan.out)
+                old.rmdir()
+            raise
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+
+
+def _set_aside(out: Path) -> Path | None:
+    """Move the search run folder being replaced into a hidden holder folder beside it (removed once the new
+    one is in place); returns the holder."""
+    if not out.exists() or not any(out.iterdir()):
+        return None
+    if not _is_search_run(out):
+        raise DassEdgeError(f"--replace only replaces a search run folder, and {out} is not one (any more); "
+                            "choose another --out")
+    old = Path(tempfile.mkdtemp(prefix=f".{out.name}.replaced-", dir=out.parent))
+    os.rename(out, old / out.name)
+    return old
 
 
 def _config(plan: SearchPlan, record: dict, pick: dict) -> dict:
