@@ -38,6 +38,8 @@ def search_command(
     predictor: Path = typer.Option(None, "--predictor", help="Accuracy predictor checkpoint (default: the shipped "
                                    "one)."),
     replace: bool = typer.Option(False, "--replace", help="Replace --out if it holds an earlier search run."),
+    resolution: int = typer.Option(None, "--resolution", help="Input side to search and profile at (default: the "
+                                   "teacher's; a .pth teacher records none, so ImageNet-stem ones assume 224)."),
     threads: int = threads_option(),
     json_out: bool = typer.Option(False, "--json", help="Print search.json instead of a table."),
 ) -> None:
@@ -62,7 +64,7 @@ def search_command(
         plan = prepare_search(budget, device=device, teacher=teacher, task=task, data_dir=data, top_k=top_k,
                               params_max=params_max, algo=algo, budget_evals=budget_evals, seed=seed, out=out,
                               predictor=predictor, on_note=lambda msg: err_console.print(msg, markup=False),
-                              profile_progress=progress, replace=replace)
+                              profile_progress=progress, replace=replace, resolution=resolution)
         scorer = _load_scorer(plan, predictor)
         record = run_search(plan, scorer, progress=progress)
     if json_out:

@@ -12,7 +12,7 @@ import re
 from pathlib import Path
 
 from dass_edge.errors import DassEdgeError
-from dass_edge.latency.profiles import resolve_device
+from dass_edge.latency.profiles import DeviceProfile, resolve_device
 from dass_edge.latency.provenance import this_machine_label
 from dass_edge.latency.table import LatencyTable
 from dass_edge.resources import tables_dir
@@ -58,12 +58,12 @@ def find_tables(device: str | None = None) -> list[tuple[LatencyTable, str]]:
     return out
 
 
-def load_table(device: str, resolution: int, teacher_spec: ModelSpec | None = None,
+def load_table(device: str | DeviceProfile, resolution: int, teacher_spec: ModelSpec | None = None,
                fixed_last_stage: bool = True, this_machine: bool = True) -> LatencyTable:
     """The measured table for ``device`` at ``resolution`` (covering ``teacher_spec``'s space when given).
 
     Args:
-        device: a profile name (``cpu``, ``jetson-orin-nano``, ...; ``jetson`` detects this Jetson).
+        device: a profile name (``cpu``, ``jetson-orin-nano``, ...; ``jetson`` detects this Jetson), file or object.
         resolution: input side in pixels.
         teacher_spec: the teacher whose search space must be covered; ``None`` takes any table.
         fixed_last_stage: the space keeps the last stage at the teacher's width (as the search does by default).

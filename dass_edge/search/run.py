@@ -319,7 +319,7 @@ def _resolve_table(device: str | None, spec: ModelSpec, fixed_last_stage: bool, 
     profile = resolve_device(device or DEFAULT_DEVICE)  # an unknown device fails here
     if device is not None:  # a named device without a table: the error names the profile command
         try:
-            return profile.name, load_table(profile.name, spec.resolution, spec, fixed_last_stage, this_machine), ""
+            return profile.name, load_table(profile, spec.resolution, spec, fixed_last_stage, this_machine), ""
         except DassEdgeError as e:
             head, sep, _ = str(e).partition("; build one with: ")
             if not sep:
@@ -328,14 +328,51 @@ def _resolve_table(device: str | None, spec: ModelSpec, fixed_last_stage: bool, 
             raise DassEdgeError(f"{head}; build one with: {command}") from None
     find_tables(profile.name)  # a malformed table file is an error, not a reason to re-measure
     try:
-        return profile.name, load_table(profile.name, spec.resolution, spec, fixed_last_stage, this_machine), ""
+        return profile.name, load_table(profile, spec.resolution, spec, fixed_last_stage, this_machine), ""
     except DassEdgeError:
         pass
     on_note(f"no latency table for this machine's CPU covering this teacher at {spec.resolution} px; "
-            "profiling it first (about a minute; later searches reuse it)")
+            f"profiling it first ({_profiling_eta(space)}; later searches reuse it)")
     result = profile_device(profile, spec, spec.resolution, fixed_last_stage=fixed_last_stage,
                             progress=profile_progress)
     return profile.name, result.table, "profiled here"
+
+
+def _profiling_eta(space: SearchSpace) -> str:
+    """``about N minutes`` for profiling ``space``, estimated from the shipped table's own timings."""
+    from importlib import resources
+
+    from dass_edge.latency.estimate import profiling_estimate_s
+
+    shipped = sorted(p for p in resources.files("dass_edge.latency_tables").iterdir() if p.name.endswith(".json"))
+    if not shipped:
+        return "a few minutes"
+    seconds = profiling_estimate_s(space, LatencyTable.load(Path(str(shipped[0]))))
+    if seconds < 90:
+        return "about a minute"
+    return f"about {round(seconds / 60)} minutes, estimated from the shipped table's timings"
+
+
+def _coverage_notes(predictor: str | Path | None, spec: ModelSpec) -> list[str]:
+    """Notes when the teacher lies outside what the DaSS predictor was meta-trained on (stem, resolution,
+    depth): its estimates are then an extrapolation. Baseline keys (flops, synflow, ...) learn nothing."""
+    from dass_edge.predictor.coverage import db_coverage, extrapolation_notes
+    from dass_edge.predictor.store import default_predictor_path, read_predictor_meta
+
+    path = Path(predictor) if predictor is not None else default_predictor_path()
+    if not path.is_file():
+        return []
+    try:
+        meta = read_predictor_meta(path)
+    except DassEdgeError:
+        return []
+    coverage = meta.get("coverage")
+    if coverage is None and path == default_predictor_path():  # shipped before coverage was recorded
+        from dass_edge.metadb import read_rows
+        from dass_edge.resources import asset_path
+
+        coverage = db_coverage(read_rows(asset_path("metadb.jsonl")))
+    return extrapolation_notes(coverage, spec)
 
 
 def prepare_search(
@@ -361,6 +398,7 @@ def prepare_search(
     profile_progress: Progress | None = None,
     speedup: float | None = None,
     replace: bool = False,
+    resolution: int | None = None,
 ) -> SearchPlan:
     """Check every input and resolve it into objects; write nothing (except a table profiled here).
 
@@ -385,6 +423,8 @@ def prepare_search(
         profile_progress: ``progress(phase, done, total)`` while profiling.
         speedup: instead of ``latency_ms``: ``2`` means half the teacher's latency on the device.
         replace: replace ``out`` at the end if it is a search run folder already (rerunning a command).
+        resolution: search (and profile) at this input side instead of the teacher's (a ``.pth`` records
+            none: torchvision ResNets would default to 224 px); the weights do not depend on it.
 
     Raises:
         DassEdgeError: bad input (budget, top-k, algorithm, task/teacher mismatch, --task with --data,
@@ -414,6 +454,13 @@ def prepare_search(
     from dass_edge.distill import check_compatible
 
     model, tmeta, tpath, sha = _load_teacher(teacher)
+    if resolution is not None:
+        from dataclasses import replace as _replace
+
+        from dass_edge.validate import whole
+
+        model.spec = _replace(model.spec, resolution=whole(resolution, "--resolution"))  # validated by the spec
+        inputs["resolution"] = model.spec.resolution
     label = f"teacher {teacher}" if teacher is not None else "the demo teacher"
     task, data_dir = _task_for(tmeta, label, task, data_dir)
     _check_classes(model, task)
@@ -437,6 +484,7 @@ def prepare_search(
         notes.append(f"the budget, {budget.describe(t50)}, is not below the teacher's own latency on {dev} "
                      f"({t50:.3f} ms), so it does not bind: the teacher itself fits, and its own shape is a candidate")
     notes += _table_notes(tab, dev, profile_command(dev, tpath, fixed_last_stage))
+    notes += _coverage_notes(predictor, model.spec)
     return SearchPlan(
         budget_ms=float(latency_ms), budget=budget, device=dev, table=tab,
         table_info=_table_info(tab, source or "found"),
