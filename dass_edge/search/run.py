@@ -39,6 +39,7 @@ import numpy as np
 from dass_edge import __version__
 from dass_edge.errors import DassEdgeError
 from dass_edge.io import file_sha256
+from dass_edge.latency.gate import fidelity_warning
 from dass_edge.latency.table import LatencyTable
 from dass_edge.search.algorithms import ALGORITHMS, run_algorithm
 from dass_edge.search.pareto import pareto_front
@@ -277,7 +278,7 @@ def _table_info(table: LatencyTable, source: str) -> dict:
         "precision": table.precision, "threads": prov.get("threads"), "batch": table.batch,
         "resolution": table.resolution, "measured_on": prov.get("measured_on"), "date": prov.get("date"),
         "entries": len(table.entries), "correction": table.correction,
-        "fidelity": {k: fid.get(k) for k in ("students", "within_10pct", "rmspe", "spearman", "method")},
+        "fidelity": {k: fid.get(k) for k in ("students", "within_10pct", "rmspe", "spearman", "method", "fidelity_ok")},
     }
 
 
@@ -395,6 +396,9 @@ def prepare_search(
                                       on_note or (lambda _msg: None), profile_progress)
     if source == "profiled here":
         notes.append(f"this machine's CPU had no latency table for this teacher; it was profiled first ({tab.path})")
+    below = fidelity_warning(tab.fidelity, tab.device)
+    if below:
+        notes.append(below)
     costs = _Costs(space, tab)
     fastest = _fastest(space, costs, params_max, latency_ms, dev, seed)
     t_arch = space.teacher_arch()
