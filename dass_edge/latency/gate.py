@@ -6,10 +6,12 @@ said so. The gate compares a fresh table's leave-one-out fidelity with the profi
 it falls short it re-measures what was disturbed, within a time budget:
 
 - every session of the students predicted worst, and of the blocks they are made of (either side of
-  the comparison may be the disturbed one), measured afresh;
+  the comparison may be the disturbed one);
 - sessions much slower than their own model's undisturbed level (other jobs only ever slow a
-  session down, so a slow session is a preempted one); of the old and the new session, the faster
-  is kept.
+  session down, so a slow session is a preempted one).
+
+Of the old and the new session in one slot, the faster is kept: other jobs only add time, so it is
+the less disturbed of the two.
 
 Each attempt is re-assembled and the best table seen is kept. One that still falls short is saved
 with ``fidelity_ok: false`` and a one-line warning, which ``search`` repeats in its notes.
@@ -141,22 +143,20 @@ def run_gate(
         room = int(left / per_round)
         if room < 1:
             break
-        fresh: list[tuple[str, int]] = []
+        worst: list[tuple[str, int]] = []
         for i in worst_students(best["fidelity"]):
-            fresh += [(item, r) for item in student_parts(i) for r in rounds.get(item, {})]
-        fresh = list(dict.fromkeys(fresh))[:room]
-        chosen = set(fresh)
-        slow = [p for p in disturbed_rounds(rounds) if p not in chosen][: room - len(fresh)]
-        if not fresh and not slow:
+            worst += [(item, r) for item in student_parts(i) for r in rounds.get(item, {})]
+        worst = list(dict.fromkeys(worst))[:room]
+        chosen = set(worst)
+        slow = [p for p in disturbed_rounds(rounds) if p not in chosen][: room - len(worst)]
+        if not worst and not slow:
             break
-        kept = {(item, r): rounds[item].pop(r) for item, r in slow}
-        for item, r in fresh:
-            rounds[item].pop(r, None)
+        kept = {(item, r): rounds[item].pop(r) for item, r in worst + slow}
         report.attempts += 1
         t1 = time.perf_counter()
         remeasure(report.attempts)
-        report.remeasured += len(fresh) + len(slow)
-        per_round = max((time.perf_counter() - t1) / (len(fresh) + len(slow)), 1e-4)
+        report.remeasured += len(worst) + len(slow)
+        per_round = max((time.perf_counter() - t1) / (len(worst) + len(slow)), 1e-4)
         for (item, r), old in kept.items():  # of two sessions in one slot, the undisturbed (faster) one
             new = rounds[item].get(r)
             if new is None or statistics.median(old) < statistics.median(new):
