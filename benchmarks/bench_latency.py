@@ -314,7 +314,7 @@ def _stability_fragment(runs: list[dict], n: int, command: str, target, profile)
         ("wall time per profile: median (min–max)", f"**{statistics.median(walls):.0f} s** "
          f"({min(walls):.0f}–{max(walls):.0f})", "≤ 120 s"),
     ]
-    summary += [(f"for context: {name}", pct(share), "") for name, share in PUBLISHED]
+    summary += [(f"for context: {name}, within ±10%", f"{100 * share:.1f}%", "") for name, share in PUBLISHED]
     table = "\n".join("| " + " | ".join(r) + " |" for r in summary)
     body = f"""
 - Each profile: `dass-edge profile --device cpu --json` in its own process and an empty table store (the demo
