@@ -13,6 +13,11 @@ after correction, Spearman >= 0.95.
 3. Exporter check: students exported by ``torch.onnx.export(dynamo=True)`` vs the graphs the profiler
    writes, measured interleaved: the ratio says whether the table predicts what the exporter produces.
 4. ``predict`` throughput. With ``--ship`` the table is also copied into ``latency_tables/``.
+
+``--stability N`` instead runs N consecutive fresh ``dass-edge profile --device cpu --json`` (each its own
+process and temporary table store) and reports the fidelity each reached on its own (before the gate), what
+the fidelity gate re-measured, the final verdict and the wall time (``benchmarks/results/latency_stability.md``,
+rewritten after every profile, so an interrupted run still reports the ones it finished).
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import io
+import json
 import os
 import shutil
 import statistics
@@ -33,6 +39,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from benchmarks.common import RESULTS, write_fragment  # noqa: E402
+
+#: Published within-±10% shares of other latency predictors, for context (their papers' own devices and spaces).
+PUBLISHED = [("nn-Meter (MobiSys 2021), as published", 0.990), ("LitePred (NSDI 2024), as published", 0.993)]
 
 
 def _measure_files(files: dict[str, Path], rounds: int) -> dict[str, dict]:
@@ -71,8 +80,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--ship", action="store_true", help="copy the table into latency_tables/ (replacing cpu tables)")
     ap.add_argument("--repeats", type=int, default=1, help="extra independent table builds, to show run-to-run spread")
     ap.add_argument("--out", type=Path, default=RESULTS / "latency.md")
+    ap.add_argument("--stability", type=int, default=0, metavar="N",
+                    help="run N consecutive fresh profiles of this CPU and report their fidelity and the gate's work")
     args = ap.parse_args(argv)
     command = " ".join(["python benchmarks/bench_latency.py", *argv])
+    if args.stability:
+        return stability(args.stability, command)
 
     from scipy import stats
 
@@ -215,6 +228,111 @@ def main(argv: list[str] | None = None) -> int:
         shutil.copyfile(path, args.out)
     print(path.read_text())
     return 0
+
+
+def _one_profile(work: Path) -> dict:
+    """One fresh ``dass-edge profile --device cpu --json`` in its own process and table store."""
+    import subprocess
+
+    env = {**os.environ, "DASS_EDGE_TABLES": str(work / "store"), "OMP_NUM_THREADS": "1",
+           "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
+    load = os.getloadavg()[0]
+    t0 = time.perf_counter()
+    proc = subprocess.run([sys.executable, "-m", "dass_edge.cli", "profile", "--device", "cpu", "--json", "--out",
+                           str(work / "T.json")], env=env, capture_output=True, text=True, check=False)
+    wall = time.perf_counter() - t0
+    if proc.returncode != 0:
+        raise SystemExit(f"error: dass-edge profile failed: {proc.stderr.strip().splitlines()[-1:]}")
+    summary = json.loads(proc.stdout)
+    saved = json.loads((work / "T.json").read_text())
+    fid = saved["fidelity"]
+    gate = fid.get("gate") or {}
+    return {"wall_s": round(wall, 1), "load_start": round(load, 2), "load_end": round(os.getloadavg()[0], 2),
+            "first": gate.get("first"), "final": {k: fid.get(k) for k in ("within_10pct", "rmspe", "spearman")},
+            "fidelity_ok": fid.get("fidelity_ok"), "attempts": gate.get("attempts"),
+            "remeasured": gate.get("remeasured"), "gate_s": gate.get("seconds"),
+            "pairs": summary["measured"], "warned": "warning: " in proc.stderr,
+            "session_spread": fid.get("session_spread")}
+
+
+def stability(n: int, command: str) -> int:
+    """N consecutive fresh profiles of this CPU: fidelity on their own, the gate's work, wall time."""
+    from dass_edge.latency import load_profile
+    from dass_edge.latency.gate import FidelityTarget
+
+    profile = load_profile("cpu")
+    target = FidelityTarget(profile.target_within_10pct, profile.target_spearman)
+    runs: list[dict] = []
+    jsonl = RESULTS / "latency_stability.json"
+    for i in range(n):
+        with tempfile.TemporaryDirectory(prefix="bench-stability-") as tmp:
+            runs.append(_one_profile(Path(tmp)))
+        r = runs[-1]
+        print(f"profile {i + 1}/{n}: {r['wall_s']:.0f} s, load {r['load_start']:.1f}; on its own "
+              f"{100 * r['first']['within_10pct']:.0f}% / {r['first']['spearman']:.3f}; final "
+              f"{100 * r['final']['within_10pct']:.0f}% / {r['final']['spearman']:.3f}, ok={r['fidelity_ok']}",
+              file=sys.stderr)
+        jsonl.write_text(json.dumps({"command": command, "requested": n, "runs": runs}, indent=1) + "\n")
+        _stability_fragment(runs, n, command, target, profile)
+    print((RESULTS / "latency_stability.md").read_text())
+    return 0
+
+
+def _stability_fragment(runs: list[dict], n: int, command: str, target, profile) -> Path:
+    def pct(x: float) -> str:
+        return f"{100 * x:.0f}%"
+
+    own = [target.met({"students": 1, **r["first"]}) for r in runs]
+    repeated = [r for r in runs if r["attempts"]]
+    unmarked_below = [r for r in runs
+                      if r["fidelity_ok"] is not False and not target.met({"students": 1, **r["final"]})]
+    walls = [r["wall_s"] for r in runs]
+    rows = ["| # | wall s | load (1-min) start / end | on its own: within ±10% / Spearman | gate: attempts, pairs "
+            "re-measured, s | final: within ±10% / RMSPE / Spearman | fidelity_ok |",
+            "| ---: | ---: | --- | --- | --- | --- | --- |"]
+    for i, r in enumerate(runs, 1):
+        f, g = r["final"], r["first"]
+        work = f"{r['attempts']}, {r['remeasured']}, {r['gate_s']:.0f}" if r["attempts"] else "–"
+        rows.append(f"| {i} | {r['wall_s']:.0f} | {r['load_start']:.1f} / {r['load_end']:.1f} | "
+                    f"{pct(g['within_10pct'])} / {g['spearman']:.3f} | {work} | {pct(f['within_10pct'])} / "
+                    f"{100 * f['rmspe']:.1f}% / {f['spearman']:.3f} | {r['fidelity_ok']} |")
+    first_w = [r["first"]["within_10pct"] for r in runs]
+    final_w = [r["final"]["within_10pct"] for r in runs]
+    summary = [
+        ("figure", "value", "target (issue 18)"), ("---", "---:", "---:"),
+        ("profiles run (consecutive, fresh)", f"{len(runs)} of {n} requested", "10"),
+        (f"reached the target on their own (≥ {pct(target.within_10pct)} within ±10% and Spearman ≥ "
+         f"{target.spearman:.2f}, before the gate)", f"**{sum(own)} of {len(runs)}**", "≥ 9 of 10"),
+        ("the gate re-measured / recovered / left marked `fidelity_ok: false`",
+         f"{len(repeated)} / {sum(1 for r in repeated if r['fidelity_ok'])} / "
+         f"{sum(1 for r in runs if r['fidelity_ok'] is False)}", ""),
+        ("saved below target without the mark", f"**{len(unmarked_below)}**", "0"),
+        ("within ±10% on their own: median (min–max)",
+         f"{pct(statistics.median(first_w))} ({pct(min(first_w))}–{pct(max(first_w))})", ""),
+        ("within ±10% as saved: median (min–max)",
+         f"{pct(statistics.median(final_w))} ({pct(min(final_w))}–{pct(max(final_w))})", ""),
+        ("wall time per profile: median (min–max)", f"**{statistics.median(walls):.0f} s** "
+         f"({min(walls):.0f}–{max(walls):.0f})", "≤ 120 s"),
+    ]
+    summary += [(f"for context: {name}, within ±10%", f"{100 * share:.1f}%", "") for name, share in PUBLISHED]
+    table = "\n".join("| " + " | ".join(r) + " |" for r in summary)
+    body = f"""
+- Each profile: `dass-edge profile --device cpu --json` in its own process and an empty table store (the demo
+  teacher's space at 32 px, {profile.fidelity_students} fidelity students, leave-one-out), one after the other; the
+  gate's budget is {profile.remeasure_s:.0f} s of re-measurement (profile `cpu`, `fidelity_target`).
+- Load averages are the machine's 1-minute load when each profile started and ended; other sessions' training
+  and tests shared the 2 cores, so this is the shared-machine case the gate exists for.
+
+{table}
+
+{chr(10).join(rows)}
+
+- "On its own" is the table as first measured; the gate then re-measured the students predicted worst (with their
+  blocks) and sessions slower than their model's undisturbed level, and kept the best table. The published figures
+  are other systems on their own devices and model sets, not measured here; they set the bar for "trustworthy".
+"""
+    return write_fragment("latency_stability", "Latency tables: stability over consecutive fresh profiles (CPU)",
+                          command, body)
 
 
 if __name__ == "__main__":

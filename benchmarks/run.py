@@ -16,7 +16,8 @@ sys.path.insert(0, str(HERE.parent))
 
 from benchmarks.common import RESULTS  # noqa: E402
 
-ORDER = ["teacher", "latency", "distill", "threads", "predictor", "predictor_cv", "search", "export"]
+ORDER = ["teacher", "latency", "latency_stability", "timing", "distill", "threads", "metadb", "predictor",
+         "predictor_cv", "search", "export"]
 
 
 def _as_section(text: str) -> str:

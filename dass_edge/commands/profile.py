@@ -39,6 +39,7 @@ def profile_command(
     A killed run resumes: rerunning the same command measures only what is missing.
     """
     from dass_edge.latency import SshTarget, profile_device, teacher_spec
+    from dass_edge.latency.gate import fidelity_warning
 
     target = None
     if host is not None:
@@ -67,7 +68,11 @@ def profile_command(
     summary = {"path": str(result.path), "device": table.device, "measured_on": table.provenance["measured_on"],
                "entries": len(table.entries), "resolution": table.resolution, "elapsed_s": round(result.elapsed_s, 1),
                "measured": result.measured, "resumed": result.reused,
-               "fidelity": {k: fid.get(k) for k in ("students", "within_10pct", "rmspe", "spearman", "method")}}
+               "fidelity": {k: fid.get(k) for k in ("students", "within_10pct", "rmspe", "spearman", "method",
+                                                    "fidelity_ok", "gate")}}
+    below = fidelity_warning(fid, table.device)
+    if below:  # one clear line, on stderr so --json output stays parseable
+        err_console.print(f"warning: {below}", markup=False)
     if json_out:
         print_json(summary)
         return

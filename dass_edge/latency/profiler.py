@@ -3,6 +3,7 @@
 Steps: plan (entries of the space, N random students, the overhead model) -> write the model files
 that are missing -> measure the (model, round) pairs that are missing, locally or through the SSH
 agent, appending each result to a journal as it arrives -> summarize, fit the correction, validate,
+hold it to the profile's fidelity target (re-measuring what was disturbed, :mod:`~dass_edge.latency.gate`)
 and write the table atomically. The plan's fingerprint names a work folder in the table store, so a
 killed run resumes from its journal and measures only what is missing; the table appears only when
 complete.
@@ -26,8 +27,9 @@ from dass_edge import __version__
 from dass_edge.errors import DassEdgeError
 from dass_edge.io import atomic_write_json, ensure_writable_dir
 from dass_edge.latency.artifacts import MODEL_FORMATS, EntryArtifact, OverheadArtifact, StudentArtifact
-from dass_edge.latency.entries import entry_params, space_entries
+from dass_edge.latency.entries import entry_params, space_entries, spec_entries
 from dass_edge.latency.fidelity import fit_correction
+from dass_edge.latency.gate import FidelityTarget, GateReport, run_gate
 from dass_edge.latency.graphs import OPSET
 from dass_edge.latency.profiles import DeviceProfile, resolve_device
 from dass_edge.latency.provenance import backend_version, measured_on
@@ -55,6 +57,7 @@ class ProfileResult:
     measured: int  # (model, round) pairs measured by this run
     reused: int  # pairs taken from an interrupted earlier run
     elapsed_s: float
+    gate: GateReport | None = None  # what the fidelity gate found and re-measured (None: no fidelity students)
 
 
 @dataclass
@@ -184,14 +187,18 @@ def profile_device(
     journal = _Journal(work / "records.jsonl")
     reused = journal.size
     try:
+        t_measure = time.perf_counter()
         clocks = _measure(plan, work, journal, target, seed, progress)
+        per_round = (time.perf_counter() - t_measure) / max(journal.size - reused, 1)
+        missing = [it.id for it in plan.items if len(journal.rounds.get(it.id, {})) < it.sessions]
+        if missing:
+            raise DassEdgeError(f"{len(missing)} models were not measured (first: {missing[0]}); run again")
+        info = json.loads((work / "device.json").read_text())  # the device that took the first measurement
+        data, gate = _gate(plan, journal, per_round, lambda: _assemble(
+            plan, journal, info, clocks, target, time.perf_counter() - t0, reused),
+            lambda attempt: _measure(plan, work, journal, target, seed + 7919 * attempt, progress))
     finally:
         journal.close()
-    missing = [it.id for it in plan.items if len(journal.rounds.get(it.id, {})) < it.sessions]
-    if missing:
-        raise DassEdgeError(f"{len(missing)} models were not measured (first: {missing[0]}); run again")
-    info = json.loads((work / "device.json").read_text())  # the device that took the first measurement
-    data = _assemble(plan, journal, info, clocks, target, time.perf_counter() - t0, reused)
     table = LatencyTable(data)
     prov = data["provenance"]
     path = Path(out) if out is not None else user_tables_dir() / table_filename(
@@ -200,7 +207,22 @@ def profile_device(
     atomic_write_json(path, data)
     shutil.rmtree(work, ignore_errors=True)
     table.path = path
-    return ProfileResult(table, path, journal.size - reused, reused, time.perf_counter() - t0)
+    return ProfileResult(table, path, journal.size - reused, reused, time.perf_counter() - t0, gate)
+
+
+def _gate(plan: _Plan, journal: _Journal, per_round: float, assemble: Callable[[], dict],
+          remeasure: Callable[[int], None]) -> tuple[dict, GateReport | None]:
+    """Assemble the table and hold it to the profile's fidelity target (see :mod:`dass_edge.latency.gate`)."""
+    data = assemble()
+    if not plan.students:
+        return data, None
+    p = plan.profile
+
+    def parts(i: int) -> list[str]:
+        return [f"student/{i}", *(e.key for e in spec_entries(plan.space.to_spec(plan.students[i]), p.batch))]
+
+    return run_gate(data, journal.rounds, assemble, remeasure, parts,
+                    FidelityTarget(p.target_within_10pct, p.target_spearman), p.remeasure_s, per_round)
 
 
 def _plan(device: str | Path | DeviceProfile, teacher: ModelSpec, resolution: int | None, target: SshTarget | None,

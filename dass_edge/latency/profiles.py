@@ -31,6 +31,9 @@ CLOCK_ITEMS = ("nvpmodel", "jetson_clocks", "cpu_governor", "gpu_clocks")
 _CLOCK_POLICIES = ("required", "recorded")
 _MEASUREMENT_KEYS = {"warmup_s": float, "iterations": int, "sessions": int, "fidelity_students": int,
                      "fidelity_sessions": int, "nice": int}
+#: ``fidelity_target:`` keys -> (DeviceProfile field, lowest, highest).
+_TARGET_KEYS = {"within_10pct": ("target_within_10pct", 0.0, 1.0), "spearman": ("target_spearman", -1.0, 1.0),
+                "remeasure_s": ("remeasure_s", 0.0, 3600.0)}
 
 
 @dataclass(frozen=True)
@@ -54,6 +57,9 @@ class DeviceProfile:
         fidelity_sessions: rounds per student (and for the overhead model): their medians are the
             targets the table is judged against, so they get more rounds than the blocks.
         nice: scheduling priority while measuring (e.g. -10); applied only where permitted, and recorded.
+        target_within_10pct, target_spearman: the fidelity a table must reach (``fidelity_target:`` in YAML);
+            below it, up to ``remeasure_s`` seconds go to re-measuring what was disturbed, and a table still
+            below is saved marked ``fidelity_ok: false`` (see :mod:`dass_edge.latency.gate`).
         clocks: what must be recorded about clocks, ``{item: "required" | "recorded"}``.
         detect: substring of the Jetson model name (``/proc/device-tree/model``) for ``--device jetson``.
         remote_python: interpreter the agent uses over ``--host``.
@@ -80,6 +86,9 @@ class DeviceProfile:
     fidelity_students: int = 30
     fidelity_sessions: int = 15
     nice: int | None = None
+    target_within_10pct: float = 0.90
+    target_spearman: float = 0.95
+    remeasure_s: float = 60.0
     clocks: dict[str, str] = field(default_factory=dict)
     detect: str = ""
     remote_python: str = "python3"
@@ -125,7 +134,7 @@ def profile_from_dict(d: Any, src: str) -> DeviceProfile:
         raise _fail(src, "expected a mapping at the top level")
     allowed = {"name", "description", "backend", "precision", "batch", "threads", "resolutions", "providers",
                "device", "cuda_graph", "workspace_mb", "measurement", "clocks", "detect", "remote_python",
-               "backend_version"}
+               "backend_version", "fidelity_target"}
     unknown = sorted(set(d) - allowed)
     if unknown:
         raise _fail(src, f"unknown keys {unknown}; allowed: {sorted(allowed)}")
@@ -175,6 +184,14 @@ def profile_from_dict(d: Any, src: str) -> DeviceProfile:
                     raise _fail(src, "measurement.nice must be in -20..19")
             elif kw[key] < (0 if key == "warmup_s" else 1):
                 raise _fail(src, f"measurement.{key} must be {'>= 0' if key == 'warmup_s' else '>= 1'}")
+    target = d.get("fidelity_target", {}) or {}
+    if not isinstance(target, dict) or set(target) - set(_TARGET_KEYS):
+        raise _fail(src, f"fidelity_target must be a mapping with keys among {sorted(_TARGET_KEYS)}")
+    for key, (attr, lo, hi) in _TARGET_KEYS.items():
+        if key in target:
+            kw[attr] = _check_type(src, f"fidelity_target.{key}", target[key], float)
+            if not lo <= kw[attr] <= hi:
+                raise _fail(src, f"fidelity_target.{key} must be in {lo:g}..{hi:g}")
     clocks = d.get("clocks", {}) or {}
     if not isinstance(clocks, dict):
         raise _fail(src, "clocks must be a mapping {item: required|recorded}")

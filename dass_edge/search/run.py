@@ -39,6 +39,7 @@ import numpy as np
 from dass_edge import __version__
 from dass_edge.errors import DassEdgeError
 from dass_edge.io import StagedOutput, file_sha256
+from dass_edge.latency.gate import fidelity_warning
 from dass_edge.latency.runners import backend_names, get_backend
 from dass_edge.latency.table import LatencyTable
 from dass_edge.search.algorithms import ALGORITHMS, run_algorithm
@@ -291,7 +292,7 @@ def _table_info(table: LatencyTable, source: str) -> dict:
         "precision": table.precision, "threads": prov.get("threads"), "batch": table.batch,
         "resolution": table.resolution, "measured_on": prov.get("measured_on"), "date": prov.get("date"),
         "entries": len(table.entries), "correction": table.correction,
-        "fidelity": {k: fid.get(k) for k in ("students", "within_10pct", "rmspe", "spearman", "method")},
+        "fidelity": {k: fid.get(k) for k in ("students", "within_10pct", "rmspe", "spearman", "method", "fidelity_ok")},
     }
 
 
@@ -472,6 +473,9 @@ def prepare_search(
                                       on_note or (lambda _msg: None), profile_progress, tpath)
     if source == "profiled here":
         notes.append(f"this machine's CPU had no latency table for this teacher; it was profiled first ({tab.path})")
+    below = fidelity_warning(tab.fidelity, tab.device)
+    if below:
+        notes.append(below)
     costs = _Costs(space, tab)
     t_arch = space.teacher_arch()
     t50, t90, tparams, tflops = costs.get(t_arch)
