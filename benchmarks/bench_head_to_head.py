@@ -99,32 +99,37 @@ def plan(_: argparse.Namespace) -> None:
     print(json.dumps({t: [b["budget_ms"] for b in v["budgets"]] for t, v in out["tasks"].items()}))
 
 
+def _settings(data: dict) -> list[tuple[str, dict, dict]]:
+    """(task, entry, budget) in the order work is done: every task's first budget, then the second ones,
+    so that a run cut short covers as many tasks as it can."""
+    out = [(i, task, entry, b) for task, entry in data["tasks"].items() for i, b in enumerate(entry["budgets"])]
+    return [(task, entry, b) for _, task, entry, b in sorted(out, key=lambda x: x[0])]
+
+
 def picks(args: argparse.Namespace) -> None:
     """Top-1 pick of every method per (task, budget); already-picked methods are kept (resumable)."""
     from dass_edge.predictor.search_scorers import load_search_scorer
-
     from dass_edge.search.run import prepare_search, run_search
 
     data = json.loads(PLAN.read_text())
     methods = [m for m in args.methods.split(",") if m]
-    for task, entry in data["tasks"].items():
-        for b in entry["budgets"]:
-            for method in methods:
-                if method in b["picks"]:
-                    continue
-                with tempfile.TemporaryDirectory() as tmp:
-                    t0 = time.perf_counter()
-                    sp = prepare_search(b["budget_ms"], teacher=entry["teacher"], task=task, out=Path(tmp) / "run",
-                                        seed=args.seed, budget_evals=args.evals, top_k=1)
-                    scorer = load_search_scorer(None if method == "dass" else method, sp.teacher, sp.data,
-                                                teacher_meta=sp.teacher_meta)
-                    record = run_search(sp, scorer)
-                top = record["top"][0]
-                b["picks"][method] = {"arch": top["arch"], "score": top["predicted_acc"],
-                                      "latency_ms": top["latency_ms"], "evaluated": record["evaluated"],
-                                      "seconds": round(time.perf_counter() - t0, 1)}
-                print(task, b["budget_ms"], method, top["arch_key"], b["picks"][method]["seconds"], flush=True)
-                atomic_write_json(PLAN, data)  # after every pick: a killed run keeps what it found
+    for task, entry, b in _settings(data):
+        for method in methods:
+            if method in b["picks"]:
+                continue
+            with tempfile.TemporaryDirectory() as tmp:
+                t0 = time.perf_counter()
+                sp = prepare_search(b["budget_ms"], teacher=entry["teacher"], task=task, out=Path(tmp) / "run",
+                                    seed=args.seed, budget_evals=args.evals, top_k=1)
+                scorer = load_search_scorer(None if method == "dass" else method, sp.teacher, sp.data,
+                                            teacher_meta=sp.teacher_meta)
+                record = run_search(sp, scorer)
+            top = record["top"][0]
+            b["picks"][method] = {"arch": top["arch"], "score": top["predicted_acc"],
+                                  "latency_ms": top["latency_ms"], "evaluated": record["evaluated"],
+                                  "seconds": round(time.perf_counter() - t0, 1)}
+            print(task, b["budget_ms"], method, top["arch_key"], b["picks"][method]["seconds"], flush=True)
+            atomic_write_json(PLAN, data)  # after every pick: a killed run keeps what it found
 
 
 def _done() -> dict[tuple[str, str], dict]:
@@ -142,38 +147,45 @@ def _jobs(device: str) -> list[dict]:
     config = KDConfig().to_dict()  # the meta-database recipe (10 epochs, lr 0.01, alpha 0.5, T 6)
     jobs, seen = [], set()
     root = TEACHERS.parents[1]
-    for task, entry in data["tasks"].items():
-        for b in entry["budgets"]:
-            # Picks first (they decide the table), then the random students.
-            for arch in [*(p["arch"] for p in b["picks"].values()), *b["random"]]:
-                key = (task, Arch.from_dict(arch).key())
-                if key in seen:
-                    continue
-                seen.add(key)
-                jobs.append({"task": task, "heldout": True, "resolution": 16,
-                             "teacher_path": str(root / entry["teacher"]),
-                             "teacher_sha256": entry["teacher_sha256"], "arch": arch, "seed": 0, "config": config,
-                             "threads": 1, "cache_dir": str(cache_dir()), "device": device, "engine": "local"})
+    for task, entry, b in _settings(data):
+        # Picks first (they decide the table), then the random students.
+        for arch in [*(p["arch"] for p in b["picks"].values()), *b["random"]]:
+            key = (task, Arch.from_dict(arch).key())
+            if key in seen:
+                continue
+            seen.add(key)
+            jobs.append({"task": task, "heldout": True, "resolution": 16,
+                         "teacher_path": str(root / entry["teacher"]),
+                         "teacher_sha256": entry["teacher_sha256"], "arch": arch, "seed": 0, "config": config,
+                         "threads": 1, "cache_dir": str(cache_dir()), "device": device, "engine": "local"})
     return jobs
 
 
 def train(args: argparse.Namespace) -> None:
+    """Train what is missing, re-reading the plan after every student: picks that a parallel ``picks``
+    run adds are trained as they come, in :func:`_settings` order (picks before random students)."""
     from dass_edge.metadb.engines import LocalEngine
     from dass_edge.metadb.jobs import kd_job
 
-    done = _done()
-    todo = [j for j in _jobs(args.device) if (j["task"], Arch.from_dict(j["arch"]).key()) not in done]
-    print(f"{len(todo)} students to train", flush=True)
-    with LocalEngine(args.workers) as engine:
-        for job, row, err in engine.run(kd_job, todo):
-            if err is not None:
-                print("failed", job["task"], Arch.from_dict(job["arch"]).key(), err, flush=True)
-                continue
-            slim = {k: row[k] for k in ("task", "arch_key", "arch", "seed", "val_acc", "test_acc", "seconds",
-                                        "device", "params", "flops")}
-            with ROWS.open("a", encoding="utf-8") as fh:
-                fh.write(json.dumps(slim) + "\n")
-            print(row["task"], row["arch_key"], row["test_acc"], flush=True)
+    failed: set[tuple[str, str]] = set()
+    while True:
+        done = _done()
+        skip = set(done) | failed
+        todo = [j for j in _jobs(args.device) if (j["task"], Arch.from_dict(j["arch"]).key()) not in skip]
+        if not todo:
+            return
+        print(f"{len(todo)} students to train", flush=True)
+        with LocalEngine(args.workers) as engine:
+            for job, row, err in engine.run(kd_job, todo[: max(args.workers, 1)]):
+                if err is not None:
+                    failed.add((job["task"], Arch.from_dict(job["arch"]).key()))
+                    print("failed", job["task"], Arch.from_dict(job["arch"]).key(), err, flush=True)
+                    continue
+                slim = {k: row[k] for k in ("task", "arch_key", "arch", "seed", "val_acc", "test_acc", "seconds",
+                                            "device", "params", "flops")}
+                with ROWS.open("a", encoding="utf-8") as fh:
+                    fh.write(json.dumps(slim) + "\n")
+                print(row["task"], row["arch_key"], row["test_acc"], row["seconds"], flush=True)
 
 
 def report(_: argparse.Namespace) -> None:
