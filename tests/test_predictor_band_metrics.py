@@ -124,3 +124,11 @@ def test_paired_bootstrap_interval_separates_a_better_method():
     want = np.mean([band_spearman(t.preds["good"], t.true, t.costs) - band_spearman(t.costs, t.true, t.costs)
                     for t in tasks])
     assert d["diff"] == pytest.approx(want, abs=1e-4)
+
+
+def test_mean_metrics_average_nested_metrics_and_skip_nan():
+    from dass_edge.predictor.evaluation import mean_metrics
+
+    per_task = {"a": {"m": {"spearman": 0.2, "budget_regret": {"q20": 1.0, "mean": 2.0}}},
+                "b": {"m": {"spearman": math.nan, "budget_regret": {"q20": 3.0, "mean": math.nan}}}}
+    assert mean_metrics(per_task) == {"m": {"spearman": 0.2, "budget_regret": {"q20": 2.0, "mean": 2.0}}}
