@@ -145,3 +145,13 @@ def test_baseline_scorer_for_search(tmp_path):
     check_predictor(None)
     with pytest.raises(DassEdgeError, match="baselines: params, flops"):
         check_predictor(str(tmp_path / "missing.safetensors"))
+
+
+def test_search_rejects_an_unknown_predictor_key_in_one_line(tmp_path, monkeypatch, capsys):
+    from tests.conftest import run_cli
+
+    monkeypatch.chdir(tmp_path)
+    code, out, err = run_cli(["search", "--latency-ms", "0.3", "--predictor", "oracle"], capsys)
+    lines = err.strip().splitlines()
+    assert code == 2 and len(lines) == 1 and lines[0].startswith("error: --predictor oracle is neither")
+    assert "ridge, diswot" in lines[0] and out == "" and not list(tmp_path.iterdir())
