@@ -161,6 +161,14 @@ def _jobs(device: str) -> list[dict]:
     return jobs
 
 
+def _shard(job: dict, shards: int) -> int:
+    """Which of ``--shard K/N``'s N processes trains ``job`` (stable across runs and processes)."""
+    import hashlib
+
+    key = f"{job['task']}|{Arch.from_dict(job['arch']).key()}".encode()
+    return int(hashlib.sha256(key).hexdigest(), 16) % shards
+
+
 def train(args: argparse.Namespace) -> None:
     """Train what is missing, re-reading the plan after every student: picks that a parallel ``picks``
     run adds are trained as they come, in :func:`_settings` order (picks before random students)."""
@@ -171,7 +179,8 @@ def train(args: argparse.Namespace) -> None:
     while True:
         done = _done()
         skip = set(done) | failed
-        todo = [j for j in _jobs(args.device) if (j["task"], Arch.from_dict(j["arch"]).key()) not in skip]
+        todo = [j for j in _jobs(args.device) if (j["task"], Arch.from_dict(j["arch"]).key()) not in skip
+                and _shard(j, args.shard[1]) == args.shard[0]]
         if not todo:
             return
         print(f"{len(todo)} students to train", flush=True)
@@ -245,7 +254,11 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--evals", type=int, default=300, help="students each search scores")
     parser.add_argument("--methods", default=",".join(METHODS), help="predictors to pick with")
+    parser.add_argument("--shard", default="0/1", help="K/N: train only the K-th of N shares of the students "
+                                                       "(run N train processes side by side)")
     args = parser.parse_args()
+    k, _, n = args.shard.partition("/")
+    args.shard = (int(k), int(n or 1))
     torch.set_num_threads(1)
     stages = {"plan": plan, "picks": picks, "train": train, "report": report}
     if args.stage != "all":
