@@ -216,8 +216,9 @@ def report(_: argparse.Namespace) -> None:
             rand = [a for a in (acc(task, x) for x in b["random"]) if a is not None]
             cells = [f"{got[m]:.2f}" if got[m] is not None else "-" for m in METHODS]
             proxies = [got[m] for m in METHODS[1:] if got[m] is not None]
-            if got["dass"] is None or not proxies or len(rand) < N_RANDOM:
-                lines.append(f"| {task} | {b['budget_ms']:.3f} | {' | '.join(cells)} | incomplete | | | "
+            if got["dass"] is None or len(proxies) < len(METHODS) - 1 or len(rand) < N_RANDOM:
+                partial = f"{statistics.median(rand):.2f} ({len(rand)}/{N_RANDOM} trained)" if rand else "-"
+                lines.append(f"| {task} | {b['budget_ms']:.3f} | {' | '.join(cells)} | {partial} | incomplete | | "
                              f"{entry['seed_gap']} |")
                 continue
             med = statistics.median(rand)
@@ -234,8 +235,9 @@ def report(_: argparse.Namespace) -> None:
                  + ", ".join(f"{m} {v:+.2f}" for m, v in mean_over.items()) + ".\n")
     devices = sorted({r.get("device", "cpu") for r in done.values()})
     evals = sorted({p["evaluated"] for e in data["tasks"].values() for b in e["budgets"] for p in b["picks"].values()})
+    evals_text = f"{evals[0]}-{evals[-1]}" if evals else "?"
     body += (f"\nEvery search: `dass-edge search --predictor KEY` as a library call (evolution, seed 0, "
-             f"{'/'.join(map(str, evals)) or '?'} students scored, top-1), this machine's CPU latency table for the "
+             f"{evals_text} students scored, top-1), this machine's CPU latency table for the "
              "teacher, budgets at 35% and 65% of the way from the fastest student to the teacher. Students trained "
              f"with the meta-database recipe (10 epochs, lr 0.01, KD alpha 0.5, T 6, seed 0) on {', '.join(devices)}; "
              "test accuracy of the best-on-validation epoch. The seed gap is the mean |seed 0 - seed 1| validation "
