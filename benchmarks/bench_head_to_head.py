@@ -227,6 +227,11 @@ def report(_: argparse.Namespace) -> None:
             lines.append(f"| {task} | {b['budget_ms']:.3f} | {' | '.join(cells)} | {med:.2f} | {vs_proxy:+.2f} | "
                          f"{vs_rand:+.2f} | {entry['seed_gap']} |")
     body = "\n".join(lines) + "\n"
+    settings = sum(len(e["budgets"]) for e in data["tasks"].values())
+    if len(margins) < settings:
+        body += (f"\n{len(margins)} of {settings} settings complete: this run was cut short (KD on a shared 2-core "
+                 f"CPU, ~5 min per student); {len(done)} students trained so far. Rerun the command to finish it: "
+                 "every stage resumes where it stopped.\n")
     if margins:
         mean_over = {m: statistics.mean(x[2][m] for x in margins if m in x[2]) for m in METHODS}
         body += (f"\nOver {len(margins)} complete settings: DaSS minus the best proxy pick, mean "
