@@ -132,3 +132,36 @@ def test_mean_metrics_average_nested_metrics_and_skip_nan():
     per_task = {"a": {"m": {"spearman": 0.2, "budget_regret": {"q20": 1.0, "mean": 2.0}}},
                 "b": {"m": {"spearman": math.nan, "budget_regret": {"q20": 3.0, "mean": math.nan}}}}
     assert mean_metrics(per_task) == {"m": {"spearman": 0.2, "budget_regret": {"q20": 2.0, "mean": 2.0}}}
+
+
+def test_task_costs_take_latency_from_the_table_covering_the_teacher():
+    import glob
+    from pathlib import Path
+
+    import torch
+
+    from dass_edge.latency import default_teacher_spec
+    from dass_edge.latency.table import LatencyTable
+    from dass_edge.predictor.evaluation import task_costs
+    from dass_edge.predictor.meta_tasks import MetaTask
+    from dass_edge.space import SearchSpace, spec_flops
+
+    shipped = sorted(glob.glob(str(Path(__file__).resolve().parents[1] / "latency_tables" / "cpu_*_r32.json")))
+    if not shipped:
+        pytest.skip("no shipped CPU latency table in this checkout")
+    table = LatencyTable.load(shipped[0])
+    spec = default_teacher_spec()
+    space = SearchSpace(spec)  # the shipped table covers the fixed-last-stage space
+    archs = space.sample_many(6, seed=0)
+    n = len(archs)
+    task = MetaTask(name="t", heldout=True, teacher_acc=0.9, teacher_embedding=torch.zeros(0),
+                    teacher_code=torch.zeros(1), archs=archs, student_embeddings=torch.zeros(n, 0),
+                    codes=torch.zeros(n, 1), labels=torch.zeros(n), flops=[spec_flops(space.to_spec(a)) for a in archs],
+                    spec=spec)
+    costs = task_costs(task, [table])
+    assert set(costs) == {"flops", "latency"}
+    assert costs["latency"].tolist() == [table.predict(space.to_spec(a))["p50_ms"] for a in archs]
+    task.spec = spec.replace(resolution=16)  # no table at 16 px: FLOPs only
+    assert set(task_costs(task, [table])) == {"flops"}
+    task.spec = None
+    assert set(task_costs(task, [table])) == {"flops"}
