@@ -35,8 +35,9 @@ def search_command(
     budget_evals: int = typer.Option(2000, "--budget-evals", help="Distinct students to score."),
     seed: int = typer.Option(0, "--seed", help="Seed of the search."),
     out: Path = typer.Option(None, "--out", help="Run folder (default: runs/search-YYYYmmdd-HHMMSS)."),
-    predictor: Path = typer.Option(None, "--predictor", help="Accuracy predictor checkpoint (default: the shipped "
-                                   "one)."),
+    predictor: str = typer.Option(None, "--predictor", help="Accuracy predictor FILE (default: the shipped one), "
+                                  "or a baseline key to search with instead (flops, synflow, ridge, diswot, ...; "
+                                  "see 'dass-edge meta eval')."),
     replace: bool = typer.Option(False, "--replace", help="Replace --out if it holds an earlier search run."),
     resolution: int = typer.Option(None, "--resolution", help="Input side to search and profile at (default: the "
                                    "teacher's; a .pth teacher records none, so ImageNet-stem ones assume 224)."),
@@ -48,8 +49,10 @@ def search_command(
 
     budget = parse_budget(latency_ms, speedup)  # a bad budget fails before anything heavy is loaded
     set_threads(threads)
+    from dass_edge.predictor.search_scorers import check_predictor
     from dass_edge.search.run import prepare_search, run_search
 
+    check_predictor(predictor)
     with contextlib.ExitStack() as stack:
         tasks: dict[str, int] = {}
         bars: list = []  # started by the first progress report, so early errors stay one clean line
@@ -73,12 +76,12 @@ def search_command(
     _print(record)
 
 
-def _load_scorer(plan: SearchPlan, predictor: Path | None) -> Scorer:
-    """The DaSS predictor adapted to the plan's teacher and task."""
-    from dass_edge.predictor.scoring import load_scorer
+def _load_scorer(plan: SearchPlan, predictor: str | None) -> Scorer:
+    """The DaSS predictor adapted to the plan's teacher and task, or the baseline named by ``predictor``."""
+    from dass_edge.predictor.search_scorers import load_search_scorer
 
     with err_console.status("loading the accuracy predictor"):
-        return load_scorer(plan.teacher, plan.data, predictor, teacher_meta=plan.teacher_meta)
+        return load_search_scorer(predictor, plan.teacher, plan.data, teacher_meta=plan.teacher_meta)
 
 
 def _print(record: dict) -> None:
