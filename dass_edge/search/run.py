@@ -278,6 +278,8 @@ def _table_info(table: LatencyTable, source: str) -> dict:
         "resolution": table.resolution, "measured_on": prov.get("measured_on"), "date": prov.get("date"),
         "entries": len(table.entries), "correction": table.correction,
         "fidelity": {k: fid.get(k) for k in ("students", "within_10pct", "rmspe", "spearman", "method")},
+        "transferred": {k: table.data["transferred"][k] for k in ("from", "samples")}
+        if table.data.get("transferred") else None,
     }
 
 
@@ -395,6 +397,10 @@ def prepare_search(
                                       on_note or (lambda _msg: None), profile_progress)
     if source == "profiled here":
         notes.append(f"this machine's CPU had no latency table for this teacher; it was profiled first ({tab.path})")
+    if tab.data.get("transferred"):
+        from dass_edge.latency.fewshot import describe_transfer
+
+        notes.append(f"the {dev} latency table is not fully measured: it was {describe_transfer(tab.data)}")
     costs = _Costs(space, tab)
     fastest = _fastest(space, costs, params_max, latency_ms, dev, seed)
     t_arch = space.teacher_arch()

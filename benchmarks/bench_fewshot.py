@@ -1,0 +1,151 @@
+"""Benchmark: few-shot latency tables transferred from the CPU onnxruntime FP32 table vs full tables.
+
+Targets (issue 15): for each target below, with N = 20, >= 90% of >= 30 held-out students within +-10% of
+their measured latency and Spearman >= 0.95; few-shot profiling wall time vs the full table's.
+
+    python benchmarks/bench_fewshot.py [--ns 5,10,20,40] [--students 40] [--targets int8,torch,threads2]
+
+1. Source: the ``cpu`` profile's full table (onnxruntime FP32, 1 thread), measured in this run.
+2. For each target, (a) onnxruntime INT8 Q/DQ, (b) torch CPU (``cpu-torch``), (c) onnxruntime with 2
+   threads: its full table (``profile_device``, ``--students`` random fidelity students measured end to
+   end), then ``profile_fewshot`` with each N (the real command's library call, timed; held-out check
+   off). Every transferred table is scored on the full run's students that were not among its N.
+3. Reference row ``source only``: the source table's corrected prediction times one median ratio (fitted on
+   the N=20 students), i.e. what a single global scale gives.
+
+Writes ``benchmarks/results/fewshot.md`` and ``fewshot.json`` (per-student measured medians, so other
+transfer models can be scored without measuring again).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from benchmarks.common import RESULTS, write_fragment  # noqa: E402
+
+TARGETS = {"int8": "onnxruntime INT8 Q/DQ (1 thread)", "torch": "torch CPU eager (cpu-torch)",
+           "threads2": "onnxruntime FP32, 2 threads"}
+
+
+def _target_profile(name: str):
+    from dass_edge.latency import load_profile
+
+    cpu = load_profile("cpu")
+    if name == "int8":
+        return dataclasses.replace(cpu, name="cpu-int8", precision="int8", description=TARGETS[name])
+    if name == "threads2":
+        return dataclasses.replace(cpu, name="cpu-t2", threads=2, description=TARGETS[name])
+    return load_profile("cpu-torch")
+
+
+def _score(table, space, samples: list[dict], exclude: set) -> dict:
+    from dass_edge.latency.stats import fidelity_metrics
+    from dass_edge.space import Arch
+
+    held = [s for s in samples if Arch.from_dict(s["arch"]) not in exclude]
+    pred = [table.predict(space.to_spec(Arch.from_dict(s["arch"])))["p50_ms"] for s in held]
+    return {"students": len(held), **fidelity_metrics(pred, [s["p50_ms"] for s in held])}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--ns", default="5,10,20,40")
+    ap.add_argument("--students", type=int, default=40)
+    ap.add_argument("--targets", default="int8,torch,threads2")
+    args = ap.parse_args()
+    import numpy as np
+
+    from dass_edge.latency import default_teacher_spec, load_profile, profile_device
+    from dass_edge.latency.fewshot import profile_fewshot, spanning_students
+    from dass_edge.space import SearchSpace
+
+    ns = [int(n) for n in args.ns.split(",")]
+    teacher = default_teacher_spec().replace(resolution=32)
+    space = SearchSpace(teacher)
+    tmp = Path(tempfile.mkdtemp(prefix="bench-fewshot-"))
+    os.environ["DASS_EDGE_TABLES"] = str(tmp / "store")
+    load0 = os.getloadavg()
+    t = time.perf_counter()
+    src = profile_device(load_profile("cpu"), teacher, 32, out=tmp / "source.json", students=30).table
+    print(f"source: {time.perf_counter() - t:.0f} s, fidelity {src.fidelity['within_10pct']:.2f}/"
+          f"{src.fidelity['spearman']:.3f}", flush=True)
+    report: dict = {"source": {"elapsed_s": src.provenance["elapsed_s"], "fidelity": {
+        k: src.fidelity.get(k) for k in ("students", "within_10pct", "rmspe", "spearman")}}, "targets": {},
+        "load_start": list(load0)}
+    for name in args.targets.split(","):
+        profile = _target_profile(name)
+        full = profile_device(profile, teacher, 32, out=tmp / f"{name}-full.json", students=args.students)
+        samples = full.table.fidelity["samples"]
+        row: dict = {"label": TARGETS[name], "full_s": full.elapsed_s, "full_fidelity": {
+            k: full.table.fidelity.get(k) for k in ("students", "within_10pct", "rmspe", "spearman")},
+            "heldout_p50_ms": [{"arch": s["arch"], "p50_ms": s["p50_ms"]} for s in samples], "fewshot": []}
+        print(f"{name}: full table {full.elapsed_s:.0f} s", flush=True)
+        for n in ns:
+            res = profile_fewshot(profile, teacher, n, 32, source=src, out=tmp / f"{name}-n{n}.json", heldout=0)
+            fit_archs = set(spanning_students(space, n))
+            score = _score(res.table, space, samples, fit_archs)
+            tr = res.table.data["transferred"]
+            fit_p50 = [{"arch": s["arch"], "p50_ms": s["p50_ms"]} for s in tr["fit_samples"]]
+            row["fewshot"].append({"n": n, "fit_s": res.fit_s, **score, "ridge": tr["fit"]["ridge"],
+                                   "fit_p50_ms": fit_p50})
+            if n == 20:  # one global ratio on the source's corrected prediction, for reference
+                from dass_edge.space import Arch
+
+                ratio = float(np.median([s["p50_ms"] / src.predict(space.to_spec(Arch.from_dict(s["arch"])))["p50_ms"]
+                                         for s in tr["fit_samples"]]))
+                held = [s for s in samples if Arch.from_dict(s["arch"]) not in fit_archs]
+                from dass_edge.latency.stats import fidelity_metrics
+
+                row["global_ratio"] = {"ratio": ratio, "students": len(held), **fidelity_metrics(
+                    [ratio * src.predict(space.to_spec(Arch.from_dict(s["arch"])))["p50_ms"] for s in held],
+                    [s["p50_ms"] for s in held])}
+            print(f"  N={n}: {res.fit_s:.0f} s, {score['within_10pct']:.2f} within, Spearman {score['spearman']:.3f}",
+                  flush=True)
+        report["targets"][name] = row
+    report["load_end"] = list(os.getloadavg())
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / "fewshot.json").write_text(json.dumps(report, indent=1))
+    write_fragment("fewshot", "Few-shot latency tables (transfer from the CPU FP32 table)",
+                   "OMP_NUM_THREADS=1 python benchmarks/bench_fewshot.py " + " ".join(sys.argv[1:]), _markdown(report))
+
+
+def _markdown(report: dict) -> str:
+    src = report["source"]
+    lines = [f"Source: `cpu` profile full table (onnxruntime FP32, 1 thread) measured in this run in "
+             f"{src['elapsed_s']:.0f} s; its own fidelity {100 * src['fidelity']['within_10pct']:.0f}% within ±10%, "
+             f"Spearman {src['fidelity']['spearman']:.3f}. Load average at start "
+             f"{', '.join(f'{v:.1f}' for v in report['load_start'])}, at end "
+             f"{', '.join(f'{v:.1f}' for v in report['load_end'])} (2 cores).", "",
+             "Held-out: the full run's random students not among the N fit students, measured on the target. "
+             "Wall time: `profile_fewshot` (model files, N students measured, fit) vs `profile_device` (full table "
+             "with its fidelity students).", "",
+             "| target | N | held-out | within ±10% | RMSPE | Spearman | wall time | full table |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|"]
+    for row in report["targets"].values():
+        for f in row["fewshot"]:
+            lines.append(f"| {row['label']} | {f['n']} | {f['students']} | {100 * f['within_10pct']:.0f}% | "
+                         f"{100 * f['rmspe']:.1f}% | {f['spearman']:.3f} | {f['fit_s']:.0f} s | "
+                         f"{row['full_s']:.0f} s |")
+        g = row.get("global_ratio")
+        if g:
+            lines.append(f"| {row['label']}: one global ratio (N=20) | 20 | {g['students']} | "
+                         f"{100 * g['within_10pct']:.0f}% | {100 * g['rmspe']:.1f}% | {g['spearman']:.3f} | | |")
+        ff = row["full_fidelity"]
+        lines.append(f"| {row['label']}: full table (leave-one-out) | - | {ff['students']} | "
+                     f"{100 * ff['within_10pct']:.0f}% | {100 * ff['rmspe']:.1f}% | {ff['spearman']:.3f} | | "
+                     f"{row['full_s']:.0f} s |")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    main()
