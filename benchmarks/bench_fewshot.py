@@ -57,26 +57,38 @@ def _score(table, space, samples: list[dict], exclude: set) -> dict:
     return {"students": len(held), **fidelity_metrics(pred, [s["p50_ms"] for s in held])}
 
 
+def _full(profile, teacher, path: Path, students: int):
+    """The profile's full table at ``path``: measured now, or the one an interrupted run left there."""
+    from dass_edge.latency import LatencyTable, profile_device
+
+    if path.is_file():
+        return LatencyTable.load(path)
+    return profile_device(profile, teacher, 32, out=path, students=students).table
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--ns", default="5,10,20,40")
     ap.add_argument("--students", type=int, default=40)
     ap.add_argument("--targets", default="int8,torch,threads2")
+    ap.add_argument("--work", default=None, help="Folder for the tables; full tables already there are reused "
+                    "(an interrupted run resumes), so their wall times are those of the run that measured them.")
     args = ap.parse_args()
     import numpy as np
 
-    from dass_edge.latency import default_teacher_spec, load_profile, profile_device
+    from dass_edge.latency import default_teacher_spec, load_profile
     from dass_edge.latency.fewshot import profile_fewshot, spanning_students
     from dass_edge.space import SearchSpace
 
     ns = [int(n) for n in args.ns.split(",")]
     teacher = default_teacher_spec().replace(resolution=32)
     space = SearchSpace(teacher)
-    tmp = Path(tempfile.mkdtemp(prefix="bench-fewshot-"))
+    tmp = Path(args.work) if args.work else Path(tempfile.mkdtemp(prefix="bench-fewshot-"))
+    tmp.mkdir(parents=True, exist_ok=True)
     os.environ["DASS_EDGE_TABLES"] = str(tmp / "store")
     load0 = os.getloadavg()
     t = time.perf_counter()
-    src = profile_device(load_profile("cpu"), teacher, 32, out=tmp / "source.json", students=30).table
+    src = _full(load_profile("cpu"), teacher, tmp / "source.json", 30)
     print(f"source: {time.perf_counter() - t:.0f} s, fidelity {src.fidelity['within_10pct']:.2f}/"
           f"{src.fidelity['spearman']:.3f}", flush=True)
     report: dict = {"source": {"elapsed_s": src.provenance["elapsed_s"], "fidelity": {
@@ -84,12 +96,12 @@ def main() -> None:
         "load_start": list(load0)}
     for name in args.targets.split(","):
         profile = _target_profile(name)
-        full = profile_device(profile, teacher, 32, out=tmp / f"{name}-full.json", students=args.students)
-        samples = full.table.fidelity["samples"]
-        row: dict = {"label": TARGETS[name], "full_s": full.elapsed_s, "full_fidelity": {
-            k: full.table.fidelity.get(k) for k in ("students", "within_10pct", "rmspe", "spearman")},
+        full = _full(profile, teacher, tmp / f"{name}-full.json", args.students)
+        samples = full.fidelity["samples"]
+        row: dict = {"label": TARGETS[name], "full_s": full.provenance["elapsed_s"], "full_fidelity": {
+            k: full.fidelity.get(k) for k in ("students", "within_10pct", "rmspe", "spearman")},
             "heldout_p50_ms": [{"arch": s["arch"], "p50_ms": s["p50_ms"]} for s in samples], "fewshot": []}
-        print(f"{name}: full table {full.elapsed_s:.0f} s", flush=True)
+        print(f"{name}: full table {row['full_s']:.0f} s", flush=True)
         for n in ns:
             res = profile_fewshot(profile, teacher, n, 32, source=src, out=tmp / f"{name}-n{n}.json", heldout=0)
             fit_archs = set(spanning_students(space, n))

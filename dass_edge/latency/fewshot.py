@@ -130,7 +130,7 @@ def _ridge(x: np.ndarray, y: np.ndarray, prior: np.ndarray, scale: np.ndarray, l
     """min sum(((x b - y) / y)^2) + lam * sum(((b - prior) / scale)^2), in closed form."""
     xw = x / y[:, None]
     r = np.ones_like(y) - xw @ prior
-    a = xw / scale  # b = prior + phi * scale
+    a = xw * scale  # b = prior + phi * scale
     phi = np.linalg.solve(a.T @ a + lam * np.eye(a.shape[1]), a.T @ r)
     return prior + phi * scale
 
@@ -202,10 +202,11 @@ def transfer_table(source: LatencyTable, fit: TransferFit) -> dict[str, Any]:
                                                                       "std_ms", "raw_p50_ms")}
         entries[key] = {**e, **scaled, "count": 0, "sessions": 0, "transferred": True}
     over_src = source.data["overhead"]
-    k = coef["const"] / over_src[stat] if over_src[stat] > 0 else 1.0
+    floor = max(float(coef["const"]), 0.0)  # a negative intercept goes to the correction's constant
+    k = floor / over_src[stat] if over_src[stat] > 0 else 1.0
     overhead = {**over_src, **{s: float(over_src[s]) * k for s in ("p25_ms", "p50_ms", "p90_ms", "mean_ms",
                                                                      "std_ms")}}
-    overhead[stat] = max(float(coef["const"]), 0.0)  # a negative intercept goes to the correction's constant
+    overhead[stat] = floor
     overhead.update({"count": 0, "sessions": 0, "transferred": True})
     return {"entries": entries, "overhead": overhead, "const_ms": float(coef["const"]) - overhead[stat]}
 
