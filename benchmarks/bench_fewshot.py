@@ -48,13 +48,38 @@ def _target_profile(name: str):
     return load_profile("cpu-torch")
 
 
-def _score(table, space, samples: list[dict], exclude: set) -> dict:
+def _score_row(src, space, row: dict) -> None:
+    """Fit each N's measured students with the current transfer code and score it on the held-out students.
+
+    The prediction is the transferred table's own (``transfer_table`` + ``LatencyTable.predict``), so this
+    equals what ``profile_fewshot`` wrote; rescoring after a change to the fit needs no new measurement.
+    Also scores one global ratio on the source's corrected prediction (fitted on the same N=20 students).
+    """
+    import numpy as np
+
+    from dass_edge.latency import LatencyTable
+    from dass_edge.latency.fewshot import fit_transfer, transfer_table
     from dass_edge.latency.stats import fidelity_metrics
     from dass_edge.space import Arch
 
-    held = [s for s in samples if Arch.from_dict(s["arch"]) not in exclude]
-    pred = [table.predict(space.to_spec(Arch.from_dict(s["arch"])))["p50_ms"] for s in held]
-    return {"students": len(held), **fidelity_metrics(pred, [s["p50_ms"] for s in held])}
+    def specs(samples):
+        return [space.to_spec(Arch.from_dict(s["arch"])) for s in samples]
+
+    for f in row["fewshot"]:
+        fit_specs, y = specs(f["fit_p50_ms"]), [s["p50_ms"] for s in f["fit_p50_ms"]]
+        fit = fit_transfer(src, fit_specs, y)
+        mapped = transfer_table(src, fit)
+        table = LatencyTable({**src.data, "entries": mapped["entries"], "overhead": mapped["overhead"],
+                              "correction": {"features": ["lut_ms", "const"], "p50": [1.0, mapped["const_ms"]],
+                                             "p90_ratio": 1.0}})
+        fitted = {json.dumps(s["arch"], sort_keys=True) for s in f["fit_p50_ms"]}
+        held = [s for s in row["heldout_p50_ms"] if json.dumps(s["arch"], sort_keys=True) not in fitted]
+        pred = [table.predict(sp)["p50_ms"] for sp in specs(held)]
+        f.update({"students": len(held), "ridge": fit.lam, **fidelity_metrics(pred, [s["p50_ms"] for s in held])})
+        if f["n"] == 20:
+            ratio = float(np.median([v / src.predict(sp)["p50_ms"] for v, sp in zip(y, fit_specs)]))
+            row["global_ratio"] = {"ratio": ratio, "students": len(held), **fidelity_metrics(
+                [ratio * src.predict(sp)["p50_ms"] for sp in specs(held)], [s["p50_ms"] for s in held])}
 
 
 def _full(profile, teacher, path: Path, students: int):
@@ -71,13 +96,13 @@ def main() -> None:
     ap.add_argument("--ns", default="5,10,20,40")
     ap.add_argument("--students", type=int, default=40)
     ap.add_argument("--targets", default="int8,torch,threads2")
+    ap.add_argument("--rescore", action="store_true", help="Refit and rescore benchmarks/results/fewshot.json "
+                    "with the current transfer code (needs --work with the source table); measures nothing.")
     ap.add_argument("--work", default=None, help="Folder for the tables; full tables already there are reused "
                     "(an interrupted run resumes), so their wall times are those of the run that measured them.")
     args = ap.parse_args()
-    import numpy as np
-
-    from dass_edge.latency import default_teacher_spec, load_profile
-    from dass_edge.latency.fewshot import profile_fewshot, spanning_students
+    from dass_edge.latency import LatencyTable, default_teacher_spec, load_profile
+    from dass_edge.latency.fewshot import profile_fewshot
     from dass_edge.space import SearchSpace
 
     ns = [int(n) for n in args.ns.split(",")]
@@ -85,6 +110,13 @@ def main() -> None:
     space = SearchSpace(teacher)
     tmp = Path(args.work) if args.work else Path(tempfile.mkdtemp(prefix="bench-fewshot-"))
     tmp.mkdir(parents=True, exist_ok=True)
+    if args.rescore:
+        report = json.loads((RESULTS / "fewshot.json").read_text())
+        src = LatencyTable.load(tmp / "source.json")
+        for row in report["targets"].values():
+            _score_row(src, space, row)
+        _write(report, "OMP_NUM_THREADS=1 python benchmarks/bench_fewshot.py " + " ".join(sys.argv[1:]))
+        return
     os.environ["DASS_EDGE_TABLES"] = str(tmp / "store")
     load0 = os.getloadavg()
     t = time.perf_counter()
@@ -104,31 +136,23 @@ def main() -> None:
         print(f"{name}: full table {row['full_s']:.0f} s", flush=True)
         for n in ns:
             res = profile_fewshot(profile, teacher, n, 32, source=src, out=tmp / f"{name}-n{n}.json", heldout=0)
-            fit_archs = set(spanning_students(space, n))
-            score = _score(res.table, space, samples, fit_archs)
             tr = res.table.data["transferred"]
-            fit_p50 = [{"arch": s["arch"], "p50_ms": s["p50_ms"]} for s in tr["fit_samples"]]
-            row["fewshot"].append({"n": n, "fit_s": res.fit_s, **score, "ridge": tr["fit"]["ridge"],
-                                   "fit_p50_ms": fit_p50})
-            if n == 20:  # one global ratio on the source's corrected prediction, for reference
-                from dass_edge.space import Arch
-
-                ratio = float(np.median([s["p50_ms"] / src.predict(space.to_spec(Arch.from_dict(s["arch"])))["p50_ms"]
-                                         for s in tr["fit_samples"]]))
-                held = [s for s in samples if Arch.from_dict(s["arch"]) not in fit_archs]
-                from dass_edge.latency.stats import fidelity_metrics
-
-                row["global_ratio"] = {"ratio": ratio, "students": len(held), **fidelity_metrics(
-                    [ratio * src.predict(space.to_spec(Arch.from_dict(s["arch"])))["p50_ms"] for s in held],
-                    [s["p50_ms"] for s in held])}
-            print(f"  N={n}: {res.fit_s:.0f} s, {score['within_10pct']:.2f} within, Spearman {score['spearman']:.3f}",
+            row["fewshot"].append({"n": n, "fit_s": res.fit_s, "fit_p50_ms": [
+                {"arch": s["arch"], "p50_ms": s["p50_ms"]} for s in tr["fit_samples"]]})
+        _score_row(src, space, row)
+        for f in row["fewshot"]:
+            print(f"  N={f['n']}: {f['fit_s']:.0f} s, {f['within_10pct']:.2f} within, Spearman {f['spearman']:.3f}",
                   flush=True)
         report["targets"][name] = row
     report["load_end"] = list(os.getloadavg())
+    _write(report, "OMP_NUM_THREADS=1 python benchmarks/bench_fewshot.py " + " ".join(sys.argv[1:]))
+
+
+def _write(report: dict, command: str) -> None:
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "fewshot.json").write_text(json.dumps(report, indent=1))
-    write_fragment("fewshot", "Few-shot latency tables (transfer from the CPU FP32 table)",
-                   "OMP_NUM_THREADS=1 python benchmarks/bench_fewshot.py " + " ".join(sys.argv[1:]), _markdown(report))
+    write_fragment("fewshot", "Few-shot latency tables (transfer from the CPU FP32 table)", command,
+                   _markdown(report))
 
 
 def _markdown(report: dict) -> str:
