@@ -91,6 +91,38 @@ def _full(profile, teacher, path: Path, students: int):
     return profile_device(profile, teacher, 32, out=path, students=students).table
 
 
+def _row(name: str, full, fewshot: dict) -> dict:
+    """One target's measurements: the full table's students (held out) and each N's fit students, with times."""
+    return {"label": TARGETS[name], "full_s": full.provenance["elapsed_s"], "full_fidelity": {
+        k: full.fidelity.get(k) for k in ("students", "within_10pct", "rmspe", "spearman")},
+        "heldout_p50_ms": [{"arch": s["arch"], "p50_ms": s["p50_ms"]} for s in full.fidelity["samples"]],
+        "fewshot": [{"n": n, "fit_s": t.provenance["elapsed_s"], "fit_p50_ms": [
+            {"arch": s["arch"], "p50_ms": s["p50_ms"]} for s in t.data["transferred"]["fit_samples"]]}
+            for n, t in sorted(fewshot.items())]}
+
+
+def _rebuild(work: Path, space, ns: list[int], targets: list[str]) -> dict:
+    """The report from the tables a run left in ``work`` (every target whose full table and few-shot tables
+    are there), scored with the current transfer code: nothing is measured again."""
+    from dass_edge.latency import LatencyTable
+
+    src = LatencyTable.load(work / "source.json")
+    report: dict = {"source": {"elapsed_s": src.provenance["elapsed_s"], "fidelity": {
+        k: src.fidelity.get(k) for k in ("students", "within_10pct", "rmspe", "spearman")}}, "targets": {},
+        "load_start": src.provenance["device"]["load_average"], "load_end": list(os.getloadavg()),
+        "rescored_from": str(work)}
+    for name in targets:
+        few = {n: work / f"{name}-n{n}.json" for n in ns}
+        if not (work / f"{name}-full.json").is_file() or not all(p.is_file() for p in few.values()):
+            report["targets_missing"] = report.get("targets_missing", []) + [name]
+            continue
+        row = _row(name, LatencyTable.load(work / f"{name}-full.json"),
+                   {n: LatencyTable.load(p) for n, p in few.items()})
+        _score_row(src, space, row)
+        report["targets"][name] = row
+    return report
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--ns", default="5,10,20,40")
@@ -101,7 +133,7 @@ def main() -> None:
     ap.add_argument("--work", default=None, help="Folder for the tables; full tables already there are reused "
                     "(an interrupted run resumes), so their wall times are those of the run that measured them.")
     args = ap.parse_args()
-    from dass_edge.latency import LatencyTable, default_teacher_spec, load_profile
+    from dass_edge.latency import default_teacher_spec, load_profile
     from dass_edge.latency.fewshot import profile_fewshot
     from dass_edge.space import SearchSpace
 
@@ -111,13 +143,9 @@ def main() -> None:
     tmp = Path(args.work) if args.work else Path(tempfile.mkdtemp(prefix="bench-fewshot-"))
     tmp.mkdir(parents=True, exist_ok=True)
     if args.rescore:
-        report = json.loads((RESULTS / "fewshot.json").read_text())
-        src = LatencyTable.load(tmp / "source.json")
-        for row in report["targets"].values():
-            _score_row(src, space, row)
-        _write(report, "OMP_NUM_THREADS=1 python benchmarks/bench_fewshot.py " + " ".join(sys.argv[1:]))
+        _write(_rebuild(tmp, space, ns, args.targets.split(",")),
+               "OMP_NUM_THREADS=1 python benchmarks/bench_fewshot.py " + " ".join(sys.argv[1:]))
         return
-    os.environ["DASS_EDGE_TABLES"] = str(tmp / "store")
     load0 = os.getloadavg()
     t = time.perf_counter()
     src = _full(load_profile("cpu"), teacher, tmp / "source.json", 30)
@@ -137,7 +165,7 @@ def main() -> None:
         for n in ns:
             res = profile_fewshot(profile, teacher, n, 32, source=src, out=tmp / f"{name}-n{n}.json", heldout=0)
             tr = res.table.data["transferred"]
-            row["fewshot"].append({"n": n, "fit_s": res.fit_s, "fit_p50_ms": [
+            row["fewshot"].append({"n": n, "fit_s": res.measure_s, "fit_p50_ms": [
                 {"arch": s["arch"], "p50_ms": s["p50_ms"]} for s in tr["fit_samples"]]})
         _score_row(src, space, row)
         for f in row["fewshot"]:

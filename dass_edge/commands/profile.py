@@ -106,7 +106,7 @@ def _print_fewshot(result: FewShotResult, json_out: bool) -> None:
     fid, tr = table.fidelity, table.data["transferred"]
     summary = {"path": str(result.path), "device": table.device, "measured_on": table.provenance["measured_on"],
                "transferred": {"from": tr["from"], "samples": tr["samples"]}, "heldout": result.heldout,
-               "elapsed_s": round(result.elapsed_s, 1), "fit_s": round(result.fit_s, 1),
+               "elapsed_s": round(result.elapsed_s, 1), "measure_s": round(result.measure_s, 1),
                "fit_leave_one_out": tr["fit"]["leave_one_out"],
                "fidelity": {k: fid.get(k) for k in ("students", "within_10pct", "rmspe", "spearman", "method")}}
     if json_out:

@@ -266,8 +266,7 @@ class FewShotResult:
     path: Path
     samples: int
     heldout: int
-    fit_s: float  # measuring the fit students and fitting
-    check_s: float  # measuring the held-out students
+    measure_s: float  # model files, fit and held-out students measured (one interleaved job), the fit
     elapsed_s: float
 
 
@@ -356,14 +355,13 @@ def profile_fewshot(
     taken = set(fit_archs)
     check_archs = [a for a in space.sample_many(heldout + len(fit_archs), seed=seed + 1) if a not in taken][:heldout]
     fit_specs = [space.to_spec(a) for a in fit_archs]
-    fit_sum, info = measure_students(profile, fit_specs, target, seed=seed, progress=progress)
+    # One job, rounds interleaved: the held-out students are measured under the same conditions as the fit's
+    # (on a busy machine, latencies drift by tens of percent within minutes).
+    summaries, info = measure_students(profile, fit_specs + [space.to_spec(a) for a in check_archs], target,
+                                       seed=seed, progress=progress)
+    fit_sum, check_sum = summaries[:len(fit_specs)], summaries[len(fit_specs):]
     fit = fit_transfer(src, fit_specs, [s["p50_ms"] for s in fit_sum])
-    fit_s = time.perf_counter() - t0
-    check_sum: list[dict] = []
-    if check_archs:
-        check_sum, _ = measure_students(profile, [space.to_spec(a) for a in check_archs], target, seed=seed + 1,
-                                        progress=progress)
-    check_s = time.perf_counter() - t0 - fit_s
+    measure_s = time.perf_counter() - t0
     data = _assemble(profile, src, teacher, fixed_last_stage, fit, fit_archs, fit_sum, check_archs, check_sum, info,
                      target, time.perf_counter() - t0)
     table = LatencyTable(data)
@@ -373,7 +371,7 @@ def profile_fewshot(
         profile.threads, profile.batch, teacher, resolution).replace(".json", f"_fewshot{samples}.json")
     atomic_write_json(path, data)
     table.path = path
-    return FewShotResult(table, path, samples, len(check_archs), fit_s, check_s, time.perf_counter() - t0)
+    return FewShotResult(table, path, samples, len(check_archs), measure_s, time.perf_counter() - t0)
 
 
 def _assemble(profile: DeviceProfile, src: LatencyTable, teacher, fixed_last_stage: bool, fit: TransferFit,
