@@ -16,7 +16,7 @@ sys.path.insert(0, str(HERE.parent))
 
 from benchmarks.common import RESULTS  # noqa: E402
 
-ORDER = ["teacher", "latency", "distill", "predictor", "predictor_cv", "search", "export"]
+ORDER = ["teacher", "latency", "fewshot", "distill", "predictor", "predictor_cv", "search", "export"]
 
 
 def _as_section(text: str) -> str:

@@ -183,3 +183,27 @@ def test_devices_says_a_table_is_transferred(tiny_source, tmp_path, capsys, monk
     assert rows["cpu"]["table"] is None or rows["cpu"]["table"]["transferred"] is None
     code, stdout, _ = run_cli(["devices"], capsys)
     assert code == 0 and "transferred (3" in stdout
+
+
+def test_search_on_a_transferred_table_says_so(shipped, tmp_path):
+    """The search runs on a transferred table and its notes and search.json name the transfer."""
+    from test_search_run import ToyScorer
+
+    from dass_edge.search.run import prepare_search, run_search
+
+    space = SearchSpace(shipped.teacher)
+    specs = [space.to_spec(a) for a in spanning_students(space, 5)]
+    fit = fit_transfer(shipped, specs, [1.5 * shipped.predict(s)["p50_ms"] for s in specs])
+    table = _as_table(shipped, fit)
+    table.data["transferred"] = {"from": "cpu (onnxruntime fp32) on a test machine: source.json", "samples": 5}
+    table.data["fidelity"] = {"students": 10, "within_10pct": 0.9, "rmspe": 0.05, "spearman": 0.97}
+    path = tmp_path / "transferred.json"
+    path.write_text(json.dumps(table.data))
+    run = tmp_path / "run"
+    record = run_search(prepare_search(0.5, table=LatencyTable.load(path), out=run, budget_evals=50, top_k=1),
+                        ToyScorer())
+    saved = json.loads((run / "search.json").read_text())
+    assert saved["table"]["transferred"] == {"from": "cpu (onnxruntime fp32) on a test machine: source.json",
+                                             "samples": 5}
+    note = [n for n in record["notes"] if "transferred" in n]
+    assert note and "5 students" in note[0] and "90% within ±10%, Spearman 0.97" in note[0]
