@@ -102,8 +102,10 @@ def _row(name: str, full, fewshot: dict) -> dict:
 
 
 def _rebuild(work: Path, space, ns: list[int], targets: list[str]) -> dict:
-    """The report from the tables a run left in ``work`` (every target whose full table and few-shot tables
-    are there), scored with the current transfer code: nothing is measured again."""
+    """The report from the tables a run left in ``work`` (every target with its full table and the few-shot
+    tables of the Ns that finished), scored with the current transfer code: nothing is measured again.
+    A ``<target>-self20.json`` there (``dass-edge profile --few-shot 20 --students 30``: fit and held-out
+    students measured in one job) adds the command's own held-out figures."""
     from dass_edge.latency import LatencyTable
 
     src = LatencyTable.load(work / "source.json")
@@ -112,13 +114,17 @@ def _rebuild(work: Path, space, ns: list[int], targets: list[str]) -> dict:
         "load_start": src.provenance["device"]["load_average"], "load_end": list(os.getloadavg()),
         "rescored_from": str(work)}
     for name in targets:
-        few = {n: work / f"{name}-n{n}.json" for n in ns}
-        if not (work / f"{name}-full.json").is_file() or not all(p.is_file() for p in few.values()):
+        few = {n: work / f"{name}-n{n}.json" for n in ns if (work / f"{name}-n{n}.json").is_file()}
+        if not (work / f"{name}-full.json").is_file() or not few:
             report["targets_missing"] = report.get("targets_missing", []) + [name]
             continue
         row = _row(name, LatencyTable.load(work / f"{name}-full.json"),
                    {n: LatencyTable.load(p) for n, p in few.items()})
         _score_row(src, space, row)
+        if (work / f"{name}-self20.json").is_file():
+            t = LatencyTable.load(work / f"{name}-self20.json")
+            row["self_check"] = {"elapsed_s": t.provenance["elapsed_s"], **{
+                k: t.fidelity.get(k) for k in ("students", "within_10pct", "rmspe", "spearman")}}
         report["targets"][name] = row
     return report
 
@@ -204,6 +210,11 @@ def _markdown(report: dict) -> str:
         if g:
             lines.append(f"| {row['label']}: one global ratio (N=20) | 20 | {g['students']} | "
                          f"{100 * g['within_10pct']:.0f}% | {100 * g['rmspe']:.1f}% | {g['spearman']:.3f} | | |")
+        sc = row.get("self_check")
+        if sc:
+            lines.append(f"| {row['label']}: `profile --few-shot 20 --students {sc['students']}` (held-out measured in "
+                         f"the same job) | 20 | {sc['students']} | {100 * sc['within_10pct']:.0f}% | "
+                         f"{100 * sc['rmspe']:.1f}% | {sc['spearman']:.3f} | {sc['elapsed_s']:.0f} s | |")
         ff = row["full_fidelity"]
         lines.append(f"| {row['label']}: full table (leave-one-out) | - | {ff['students']} | "
                      f"{100 * ff['within_10pct']:.0f}% | {100 * ff['rmspe']:.1f}% | {ff['spearman']:.3f} | | "

@@ -55,7 +55,10 @@ __all__ = ["FewShotResult", "TransferFit", "describe_transfer", "entry_group", "
 
 Progress = Callable[[str, int, int], None]
 _KINDS = ("stem", "block", "head")
-_LAMBDAS = tuple(10.0 ** k for k in np.arange(-3.0, 3.01, 0.5))
+_LAMBDAS = tuple(10.0 ** k for k in np.arange(-1.0, 3.01, 0.5))
+#: Of the ridge strengths whose leave-one-out error is within this factor of the best, take the strongest
+#: (few noisy students should not buy a wild per-group fit for a marginal gain).
+_LOO_TOLERANCE = 1.1
 MIN_SAMPLES = 3
 
 
@@ -130,7 +133,7 @@ def _ridge(x: np.ndarray, y: np.ndarray, prior: np.ndarray, scale: np.ndarray, l
     """min sum(((x b - y) / y)^2) + lam * sum(((b - prior) / scale)^2), in closed form."""
     xw = x / y[:, None]
     r = np.ones_like(y) - xw @ prior
-    a = xw * scale  # b = prior + phi * scale
+    a = xw * scale  # b = prior + phi * scale; columns with scale 0 stay at the prior
     phi = np.linalg.solve(a.T @ a + lam * np.eye(a.shape[1]), a.T @ r)
     return prior + phi * scale
 
@@ -167,19 +170,22 @@ def fit_transfer(source: LatencyTable, specs: Sequence, measured_ms: Sequence[fl
     base = _prior(source, groups)
     ratio = float(np.median(y / (x @ base)))
     prior = base * ratio
-    contrib = np.abs(x * prior).mean(axis=0)  # each column's typical share of a prediction, in ms
-    scale = np.where(contrib > 0, np.abs(prior) * y.mean() / np.maximum(contrib, 1e-12), 1.0)
-    scale = np.where(np.abs(prior) > 0, scale, y.mean() / np.maximum(x.mean(axis=0), 1e-12))
+    # The penalty is on each coefficient's relative change from the prior (a column with no prior may move
+    # by up to a tenth of a typical latency per unit of phi), so a column that contributes little cannot
+    # take a wild value to soak up noise.
+    scale = np.where(np.abs(prior) > 0, np.abs(prior), 0.1 * y.mean() / np.maximum(np.abs(x).mean(axis=0), 1e-12))
+    # A column that does not vary over the students (the head with a fixed last stage) cannot be told apart
+    # from the constant: it stays at the prior.
+    spread = np.ptp(x, axis=0)
+    scale = np.where((spread > 1e-6 * np.abs(x).max(axis=0)) | (np.arange(x.shape[1]) == x.shape[1] - 1), scale, 0.0)
     n = len(y)
-    best: tuple[float, float, np.ndarray] | None = None
+    tried = []
     for lam in _LAMBDAS:
         loo = np.array([x[i] @ _ridge(x[np.arange(n) != i], y[np.arange(n) != i], prior, scale, lam)
                         for i in range(n)])
-        err = float(np.mean(((loo - y) / y) ** 2))
-        if best is None or err < best[0] - 1e-12:
-            best = (err, lam, loo)
-    _, lam, loo = best
-    lam = float(lam)
+        tried.append((float(np.mean(((loo - y) / y) ** 2)), float(lam), loo))
+    best = min(err for err, _, _ in tried)
+    _, lam, loo = max((t for t in tried if t[0] <= best * _LOO_TOLERANCE), key=lambda t: t[1])
     coef = _ridge(x, y, prior, scale, lam)
     return TransferFit(_columns(groups), coef, lam, ratio, fidelity_metrics(loo, y))
 
