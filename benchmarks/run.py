@@ -16,7 +16,7 @@ sys.path.insert(0, str(HERE.parent))
 
 from benchmarks.common import RESULTS  # noqa: E402
 
-ORDER = ["teacher", "latency", "latency_stability", "timing", "distill", "threads", "metadb", "predictor",
+ORDER = ["teacher", "latency", "fewshot", "latency_stability", "timing", "distill", "threads", "metadb", "predictor",
          "predictor_cv", "predictor_bands", "search", "head_to_head", "export"]
 
 

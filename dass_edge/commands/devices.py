@@ -14,7 +14,8 @@ __all__ = ["devices_command"]
 def devices_command(
     json_out: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
 ) -> None:
-    """List device profiles, their measured tables (provenance, fidelity) and how to make a missing one."""
+    """List device profiles, their tables (measured or transferred, provenance, fidelity) and how to make a
+    missing one. The ±10% and Spearman columns of a transferred table are its held-out check on the target."""
     from dass_edge.latency import device_summaries
 
     rows = device_summaries()
@@ -35,13 +36,16 @@ def devices_command(
             continue
         spearman = "" if t["spearman"] is None else f"{t['spearman']:.3f}"
         within = "" if t["within_10pct"] is None else f"{100 * t['within_10pct']:.0f}%"
+        tr = t.get("transferred")
         table.add_row(r["name"], r["backend"], r["precision"], str(t["resolution"]), str(t["entries"]), within,
                       spearman)
-        where.append(f"{r['name']}: measured on {t['measured_on']}, {t['date'][:10]} ({t['source']})")
+        verb = f"transferred ({tr['samples']} whole students measured)" if tr else "measured"
+        where.append(f"{r['name']}: {verb} on {t['measured_on']}, {t['date'][:10]} ({t['source']})")
     console.print(table)
     plain = {"soft_wrap": False, "markup": False, "highlight": False}
     for line in where:
         console.print(line, **plain)
     if missing:
         console.print(f"No table for {', '.join(missing)}: measure one with "
-                      "dass-edge profile --device NAME [--host user@device]", **plain)
+                      "dass-edge profile --device NAME [--host user@device], or transfer one from a few whole "
+                      "students: add --few-shot 20", **plain)

@@ -4,10 +4,15 @@ from __future__ import annotations
 
 import contextlib
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 
 from dass_edge.commands._common import console, err_console, print_json, progress_bar
+from dass_edge.errors import DassEdgeError
+
+if TYPE_CHECKING:
+    from dass_edge.latency.fewshot import FewShotResult
 
 __all__ = ["profile_command"]
 
@@ -32,13 +37,21 @@ def profile_command(
     ssh_config: str = typer.Option(None, "--ssh-config", help="ssh config file for --host ('none' ignores yours)."),
     remote_python: str = typer.Option(None, "--remote-python", help="Python on the device (default: the profile's)."),
     connect_timeout: int = typer.Option(10, "--connect-timeout", min=1, help="Seconds to wait for --host."),
+    few_shot: int = typer.Option(None, "--few-shot", help="Measure only N whole students here and transfer a table "
+                                 "measured elsewhere (--from); --students then counts the held-out check students "
+                                 "(default 10)."),
+    from_table: Path = typer.Option(None, "--from", help="With --few-shot: the measured table to transfer (default: "
+                                    "the cpu table covering this teacher)."),
     json_out: bool = typer.Option(False, "--json", help="Print the result as JSON."),
 ) -> None:
     """Measure every block configuration of the teacher's search space (plus stem and head) and write a table.
 
     A killed run resumes: rerunning the same command measures only what is missing.
     """
+    if few_shot is None and from_table is not None:
+        raise DassEdgeError("--from only applies with --few-shot N")
     from dass_edge.latency import SshTarget, profile_device, teacher_spec
+    from dass_edge.latency.fewshot import profile_fewshot
     from dass_edge.latency.gate import fidelity_warning
 
     target = None
@@ -61,9 +74,17 @@ def profile_command(
                 tasks[phase] = bars[0].add_task(_PHASES.get(phase, phase), total=total, status="")
             bars[0].update(tasks[phase], completed=done, total=total)
 
-        result = profile_device(device, spec, resolution, target=target, out=out, fixed_last_stage=not free_last_stage,
-                                students=students, progress=progress)
+        if few_shot is not None:
+            result = profile_fewshot(device, spec, few_shot, resolution, source=from_table, target=target, out=out,
+                                     heldout=10 if students is None else students,
+                                     fixed_last_stage=not free_last_stage, progress=progress)
+        else:
+            result = profile_device(device, spec, resolution, target=target, out=out,
+                                    fixed_last_stage=not free_last_stage, students=students, progress=progress)
     table = result.table
+    if few_shot is not None:
+        _print_fewshot(result, json_out)
+        return
     fid = table.fidelity
     summary = {"path": str(result.path), "device": table.device, "measured_on": table.provenance["measured_on"],
                "entries": len(table.entries), "resolution": table.resolution, "elapsed_s": round(result.elapsed_s, 1),
@@ -89,3 +110,20 @@ def profile_command(
         err_console.print(f"note: sessions of the same student differed by {100 * (spread - 1):.0f}% (median); "
                           "other jobs were probably running. The table uses undisturbed sessions, but a quieter "
                           "machine gives a more reliable one.")
+
+
+def _print_fewshot(result: FewShotResult, json_out: bool) -> None:
+    from dass_edge.latency.fewshot import describe_transfer
+
+    table = result.table
+    fid, tr = table.fidelity, table.data["transferred"]
+    summary = {"path": str(result.path), "device": table.device, "measured_on": table.provenance["measured_on"],
+               "transferred": {"from": tr["from"], "samples": tr["samples"]}, "heldout": result.heldout,
+               "elapsed_s": round(result.elapsed_s, 1), "measure_s": round(result.measure_s, 1),
+               "fit_leave_one_out": tr["fit"]["leave_one_out"],
+               "fidelity": {k: fid.get(k) for k in ("students", "within_10pct", "rmspe", "spearman", "method")}}
+    if json_out:
+        print_json(summary)
+        return
+    console.print(f"wrote {result.path}")
+    console.print(f"{describe_transfer(table.data)} ({result.elapsed_s:.0f} s on {summary['measured_on']})")

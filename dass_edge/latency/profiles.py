@@ -265,17 +265,11 @@ def load_profile(name: str | os.PathLike | DeviceProfile) -> DeviceProfile:
 
 
 def resolve_device(name: str | os.PathLike | DeviceProfile, target: SshTarget | None = None) -> DeviceProfile:
-    """A profile by name or file; ``jetson`` means the Jetson this runs on, or the one behind ``target``."""
+    """A profile by name or file; ``jetson`` means the Jetson this runs on, or the one behind ``target``
+    (see :mod:`dass_edge.latency.detect`)."""
     if str(name) != "jetson":
         return load_profile(name)
-    model = target.model_name() if target else jetson_model()
-    where = target.label if target else "this machine"
-    if not model or "jetson" not in model.lower():
-        raise DassEdgeError(f"--device jetson: {where} is not a Jetson (device-tree model: {model or 'none'}); "
-                            "name a profile instead, e.g. --device jetson-orin-nano")
-    for p in list_profiles():
-        if p.detect and p.detect.lower() in model.lower():
-            return p
-    jetsons = ", ".join(p.name for p in list_profiles() if p.detect) or "none"
-    raise DassEdgeError(f"no device profile matches {model!r} (Jetson profiles: {jetsons}); copy the closest one, "
-                        "set its detect: field and pass --device path/to/profile.yaml")
+    from dass_edge.latency.detect import match_jetson, read_identity
+
+    identity = read_identity(target, local_model=jetson_model)
+    return match_jetson(identity, list_profiles(), target.label if target else "this machine", remote=bool(target))

@@ -128,7 +128,9 @@ def device_summaries() -> list[dict]:
         best = None
         if tables:
             table, source = tables[0]
-            best = {**table.summary(), "source": source}
+            tr = table.data.get("transferred")
+            best = {**table.summary(), "source": source,
+                    "transferred": {"from": tr["from"], "samples": tr["samples"]} if tr else None}
         rows.append({"name": p.name, "backend": p.backend, "precision": p.precision, "description": p.description,
                      "tables": len(tables), "table": best})
     return rows

@@ -293,6 +293,8 @@ def _table_info(table: LatencyTable, source: str) -> dict:
         "resolution": table.resolution, "measured_on": prov.get("measured_on"), "date": prov.get("date"),
         "entries": len(table.entries), "correction": table.correction,
         "fidelity": {k: fid.get(k) for k in ("students", "within_10pct", "rmspe", "spearman", "method", "fidelity_ok")},
+        "transferred": {k: table.data["transferred"][k] for k in ("from", "samples")}
+        if table.data.get("transferred") else None,
     }
 
 
@@ -476,6 +478,10 @@ def prepare_search(
     below = fidelity_warning(tab.fidelity, tab.device)
     if below:
         notes.append(below)
+    if tab.data.get("transferred"):
+        from dass_edge.latency.fewshot import describe_transfer
+
+        notes.append(f"the {dev} latency table is not fully measured: it was {describe_transfer(tab.data)}")
     costs = _Costs(space, tab)
     t_arch = space.teacher_arch()
     t50, t90, tparams, tflops = costs.get(t_arch)

@@ -1,0 +1,211 @@
+"""Few-shot latency tables: student choice, the transfer fit, the written table, the command and its errors."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from conftest import run_cli
+from test_latency_profile import TINY_TEACHER, tiny_profile
+
+from dass_edge.errors import DassEdgeError
+from dass_edge.latency import LatencyTable, profile_device
+from dass_edge.latency.entries import Entry, spec_entries
+from dass_edge.latency.fewshot import (
+    describe_transfer,
+    entry_group,
+    fit_transfer,
+    profile_fewshot,
+    spanning_students,
+    transfer_table,
+)
+from dass_edge.resources import tables_dir
+from dass_edge.space import SearchSpace
+
+
+@pytest.fixture(autouse=True)
+def _isolated(tmp_path, monkeypatch):
+    monkeypatch.setenv("DASS_EDGE_TABLES", str(tmp_path / "tables"))
+    monkeypatch.setenv("DASS_EDGE_PROFILES", str(tmp_path / "profiles"))
+
+
+@pytest.fixture(scope="module")
+def shipped() -> LatencyTable:
+    """The shipped CPU table: real measured entries to transfer from."""
+    return LatencyTable.load(sorted(tables_dir().glob("cpu_*.json"))[0])
+
+
+def _as_table(source: LatencyTable, fit) -> LatencyTable:
+    mapped = transfer_table(source, fit)
+    data = {**source.data, "entries": mapped["entries"], "overhead": mapped["overhead"],
+            "correction": {"features": ["lut_ms", "const"], "p50": [1.0, mapped["const_ms"]], "p90_ratio": 1.0}}
+    return LatencyTable(data)
+
+
+def test_spanning_students_start_with_teacher_and_smallest_and_are_nested(shipped):
+    space = SearchSpace(shipped.teacher)
+    picks = spanning_students(space, 12)
+    assert picks[0] == space.teacher_arch() and picks[1] == space.smallest_arch()
+    assert len(set(picks)) == 12 and all(space.contains(a) for a in picks)
+    assert spanning_students(space, 5) == picks[:5]  # farthest-point order is nested
+    depths = {a.depths for a in picks}
+    assert len(depths) >= 6  # spread over depths, not 12 variations of one shape
+
+
+def test_entry_groups_split_blocks_by_channel_alignment():
+    assert entry_group(Entry("block", 16, 32, 2, 32)) == "block/a16"
+    assert entry_group(Entry("block", 12, 16, 1, 32)) == "block/a4"
+    assert entry_group(Entry("block", 15, 16, 1, 32)) == "block/a1"
+    assert entry_group(Entry("head", 128, 26, 1, 4)) == "head"
+
+
+def test_a_uniformly_slower_device_is_transferred_exactly_from_three_students(shipped):
+    """Data that agree with the prior (the source's prediction times a ratio) leave the prior unchanged."""
+    space = SearchSpace(shipped.teacher)
+    specs = [space.to_spec(a) for a in spanning_students(space, 3)]
+    fit = fit_transfer(shipped, specs, [2.5 * shipped.predict(s)["p50_ms"] for s in specs])
+    assert fit.ratio == pytest.approx(2.5)
+    table = _as_table(shipped, fit)
+    for arch in space.sample_many(20, seed=3):
+        spec = space.to_spec(arch)
+        assert table.predict(spec)["p50_ms"] == pytest.approx(2.5 * shipped.predict(spec)["p50_ms"], rel=1e-6)
+
+
+def test_per_group_speedups_are_learned_from_enough_students(shipped):
+    """A device where aligned blocks run 3x faster than odd ones: 40 students recover it, one ratio cannot."""
+    space = SearchSpace(shipped.teacher)
+    stat = shipped.data["lut_statistic"]
+
+    def device_ms(spec) -> float:
+        total = 0.05
+        for e in spec_entries(spec):
+            ms = shipped.entries[e.key][stat]
+            total += ms * (0.3 if entry_group(e) == "block/a16" else 0.9)
+        return total
+
+    specs = [space.to_spec(a) for a in spanning_students(space, 40)]
+    fit = fit_transfer(shipped, specs, [device_ms(s) for s in specs])
+    table = _as_table(shipped, fit)
+    held = [space.to_spec(a) for a in space.sample_many(40, seed=11)]
+    err = np.array([table.predict(s)["p50_ms"] / device_ms(s) - 1 for s in held])
+    assert np.mean(np.abs(err) <= 0.10) >= 0.95
+    ratio = np.median([device_ms(s) / shipped.predict(s)["p50_ms"] for s in specs])
+    err_ratio = np.array([ratio * shipped.predict(s)["p50_ms"] / device_ms(s) - 1 for s in held])
+    assert np.sqrt(np.mean(err**2)) < 0.7 * np.sqrt(np.mean(err_ratio**2))  # better than one global ratio
+    coef = dict(zip(fit.columns, fit.coef))
+    assert coef["src:block/a16"] < 0.8 * coef["src:block/a2"]  # the fit found the alignment effect
+
+
+def test_fit_needs_three_students(shipped):
+    space = SearchSpace(shipped.teacher)
+    specs = [space.to_spec(space.teacher_arch())]
+    with pytest.raises(DassEdgeError, match="at least 3 measured students"):
+        fit_transfer(shipped, specs, [1.0])
+
+
+@pytest.fixture(scope="module")
+def tiny_source(tmp_path_factory):
+    d = tmp_path_factory.mktemp("src")
+    profile = tiny_profile(d / "profiles")
+    return profile, profile_device(str(profile), TINY_TEACHER, out=d / "source.json", students=4).path
+
+
+def test_profile_fewshot_writes_a_transferred_table(tiny_source, tmp_path):
+    profile, source = tiny_source
+    res = profile_fewshot(str(profile), TINY_TEACHER, 4, source=source, heldout=3)
+    assert res.path.name.endswith("_fewshot4.json") and res.path.parent == tmp_path / "tables"
+    data = json.loads(res.path.read_text())
+    tr = data["transferred"]
+    assert tr["samples"] == 4 and len(tr["fit_samples"]) == 4 and "source.json" in tr["from"]
+    assert data["fidelity"]["students"] == 3 and data["fidelity"]["method"].startswith("held-out")
+    assert all(e["transferred"] and e["count"] == 0 for e in data["entries"].values())
+    src = LatencyTable.load(source)
+    assert set(data["entries"]) == set(src.entries)
+    table = LatencyTable.load(res.path)  # a normal, valid table
+    fit_archs = [s["arch"] for s in tr["fit_samples"]]
+    held_archs = [s["arch"] for s in data["fidelity"]["samples"]]
+    assert not set(map(json.dumps, fit_archs)) & set(map(json.dumps, held_archs))  # held-out means not fitted
+    sample = data["fidelity"]["samples"][0]
+    space = SearchSpace(TINY_TEACHER)
+    from dass_edge.space import Arch
+
+    assert table.predict(space.to_spec(Arch.from_dict(sample["arch"])))["p50_ms"] == pytest.approx(
+        sample["predicted_p50_ms"])
+    note = describe_transfer(data)
+    assert note.startswith("transferred from tiny") and "4 students" in note and "3 students" in note
+    assert describe_transfer(src.data) is None
+
+
+def test_profile_fewshot_rejects_bad_input_and_writes_nothing(tiny_source, tmp_path):
+    profile, source = tiny_source
+    with pytest.raises(DassEdgeError, match="--few-shot must be an integer >= 3"):
+        profile_fewshot(str(profile), TINY_TEACHER, 2, source=source)
+    with pytest.raises(DassEdgeError, match="no such table file"):
+        profile_fewshot(str(profile), TINY_TEACHER, 4, source=tmp_path / "nope.json")
+    with pytest.raises(DassEdgeError, match="measured at 32 px, not 16"):
+        profile_fewshot(str(profile), TINY_TEACHER, 4, 16, source=source)
+    with pytest.raises(DassEdgeError, match="does not cover this teacher's search space"):
+        profile_fewshot(str(profile), TINY_TEACHER.replace(num_classes=5), 4, source=source)
+    first = profile_fewshot(str(profile), TINY_TEACHER, 3, source=source, heldout=0, out=tmp_path / "t.json")
+    with pytest.raises(DassEdgeError, match="itself transferred"):
+        profile_fewshot(str(profile), TINY_TEACHER, 3, source=first.path, out=tmp_path / "u.json")
+    assert not (tmp_path / "u.json").exists() and not (tmp_path / "tables").exists()
+
+
+def test_cli_profile_few_shot(tiny_source, tmp_path, capsys):
+    from dass_edge.models import build_model, save_checkpoint
+
+    profile, source = tiny_source
+    out = tmp_path / "fs.json"
+    ckpt = str(save_checkpoint(tmp_path / "t.safetensors", build_model(TINY_TEACHER)))
+    code, stdout, err = run_cli(["profile", "--device", str(profile), "--teacher", ckpt, "--few-shot", "3", "--from",
+                                 str(source), "--students", "2", "--out", str(out), "--json"], capsys)
+    assert code == 0, err
+    got = json.loads(stdout)
+    assert got["transferred"]["samples"] == 3 and got["heldout"] == 2 and got["fidelity"]["students"] == 2
+    assert LatencyTable.load(out).data["transferred"]["samples"] == 3
+    code, _, err = run_cli(["profile", "--device", str(profile), "--from", str(source)], capsys)
+    assert code == 2 and err.strip() == "error: --from only applies with --few-shot N"
+    code, _, err = run_cli(["profile", "--device", str(profile), "--teacher", ckpt, "--few-shot", "1", "--from",
+                            str(source)], capsys)
+    assert code == 2 and "--few-shot must be an integer >= 3" in err and len(err.strip().splitlines()) == 1
+
+
+def test_devices_says_a_table_is_transferred(tiny_source, tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "300")  # one line per row
+    profile, source = tiny_source
+    profile_fewshot(str(profile), TINY_TEACHER, 3, source=source, heldout=0)
+    (tmp_path / "profiles").mkdir(exist_ok=True)
+    (tmp_path / "profiles" / "tiny.yaml").write_text(profile.read_text())
+    code, stdout, _ = run_cli(["devices", "--json"], capsys)
+    assert code == 0
+    rows = {r["name"]: r for r in json.loads(stdout)}
+    assert rows["tiny"]["table"]["transferred"]["samples"] == 3
+    assert rows["cpu"]["table"] is None or rows["cpu"]["table"]["transferred"] is None
+    code, stdout, _ = run_cli(["devices"], capsys)
+    assert code == 0 and "transferred (3" in stdout
+
+
+def test_search_on_a_transferred_table_says_so(shipped, tmp_path):
+    """The search runs on a transferred table and its notes and search.json name the transfer."""
+    from test_search_run import ToyScorer
+
+    from dass_edge.search.run import prepare_search, run_search
+
+    space = SearchSpace(shipped.teacher)
+    specs = [space.to_spec(a) for a in spanning_students(space, 5)]
+    fit = fit_transfer(shipped, specs, [1.5 * shipped.predict(s)["p50_ms"] for s in specs])
+    table = _as_table(shipped, fit)
+    table.data["transferred"] = {"from": "cpu (onnxruntime fp32) on a test machine: source.json", "samples": 5}
+    table.data["fidelity"] = {"students": 10, "within_10pct": 0.9, "rmspe": 0.05, "spearman": 0.97}
+    path = tmp_path / "transferred.json"
+    path.write_text(json.dumps(table.data))
+    run = tmp_path / "run"
+    record = run_search(prepare_search(0.5, table=LatencyTable.load(path), out=run, budget_evals=50, top_k=1),
+                        ToyScorer())
+    saved = json.loads((run / "search.json").read_text())
+    assert saved["table"]["transferred"] == {"from": "cpu (onnxruntime fp32) on a test machine: source.json",
+                                             "samples": 5}
+    note = [n for n in record["notes"] if "transferred" in n]
+    assert note and "5 students" in note[0] and "90% within ±10%, Spearman 0.97" in note[0]
