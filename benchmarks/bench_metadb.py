@@ -63,9 +63,10 @@ def report(db: Path) -> str:
             f"| {t['min_acc']:.1f}..{t['max_acc']:.1f} | {cost} | {_fmt(band.get('seed_spearman'))} "
             f"({band.get('bands_with_seed_pairs', 0)} bands) | {_fmt(band.get('gap_over_spread'))} "
             f"| {_fmt(band.get('flops_spearman'))} ({band.get('bands_for_flops', 0)} bands) |")
-    recipes = sorted({json.dumps(r["recipe"], sort_keys=True) for r in rows})
+    recipes = sorted({json.dumps({**r["recipe"], "recipe": {k: v for k, v in r["recipe"]["recipe"].items()
+                                                              if k != "seed"}}, sort_keys=True) for r in rows})
     lines += ["", "Band ρ figures are means over bands with >= 3 seed pairs (seed ρ) or >= 5 students (FLOPs ρ); "
-              "'-' means no band has that many rows yet.", "", f"KD recipe(s): `{'`, `'.join(recipes)}`"]
+              "'-' means no band has that many rows yet.", "", f"KD recipe(s), seeds aside: `{'`, `'.join(recipes)}`"]
     return "\n".join(lines) + "\n"
 
 
