@@ -25,7 +25,7 @@ from dass_edge.predictor.metrics import rank_metrics
 from dass_edge.predictor.plots import plot_predicted_vs_true
 from dass_edge.space import SearchSpace, spec_flops, spec_params
 
-NAMES = {"params", "flops", "synflow", "snip", "grad_norm", "jacov", "arch_only", "metad2a"}
+NAMES = {"params", "flops", "synflow", "snip", "grad_norm", "jacov", "arch_only", "metad2a", "ridge", "diswot"}
 SPEC = model_spec("resnet_edge_s", num_classes=10, resolution=16)
 SPACE = SearchSpace(SPEC, fixed_last_stage=False)
 # The hidden rule of the synthetic tasks: accuracy is a fixed linear function of the arch code.

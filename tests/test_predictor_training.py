@@ -139,12 +139,21 @@ def test_meta_train_and_eval_commands(synthetic_db, tmp_path, capsys):
     report = json.loads(stdout)
     assert report["heldout_tasks"] == ["textures"] and set(report["train_tasks"]) == {"count-dots", "shapes"}
     methods = set(report["mean"])
-    assert {"dass", "params", "flops", "synflow", "snip", "grad_norm", "jacov", "arch_only", "metad2a",
-            "ceiling"} <= methods
-    for m in methods:
-        assert set(report["mean"][m]) - {"mae"} == {"spearman", "kendall", "top5", "regret"}
+    baselines = {"params", "flops", "synflow", "snip", "grad_norm", "jacov", "arch_only", "metad2a", "ridge", "diswot"}
+    assert baselines | {"dass", "ceiling", "seed_vs_seed"} <= methods
+    for m in methods - {"ceiling", "seed_vs_seed"}:
+        assert set(report["mean"][m]) - {"mae"} == {"spearman", "kendall", "top5", "regret", "band_spearman",
+                                                    "budget_regret"}, m
+        assert set(report["mean"][m]["budget_regret"]) == {"q20", "q40", "q60", "q80", "mean"}
+    assert set(report["mean"]["seed_vs_seed"]) == {"spearman", "kendall", "top5", "regret"}
+    assert set(report["mean"]["ceiling"]) == {"noise_sd", "spearman", "band_spearman", "budget_regret"}
+    assert set(report["bootstrap"]) == baselines
+    for b in report["bootstrap"].values():
+        assert set(b) == {"spearman", "band_spearman", "budget_regret"}
+        assert all(v["lo"] <= v["diff"] <= v["hi"] for v in b.values() if v["lo"] == v["lo"])
     assert 0.0 <= report["mean"]["dass"]["mae"] < 20.0  # calibrated on the training tasks, anchored on the teacher
     assert report["tasks"]["textures"]["params"]["spearman"] > 0.9  # labels follow size
+    # Seeds differ by a constant 0.1 point: tiny noise against a 35-point spread.
     assert report["tasks"]["textures"]["ceiling"]["spearman"] > 0.9
     assert out.is_file()
 
@@ -169,6 +178,12 @@ def test_meta_commands_reject_bad_input(synthetic_db, tmp_path, capsys):
     code, _, err = run_cli(["meta", "eval", "--db", str(db), "--teachers", str(teachers), "--predictor",
                             str(tmp_path / "missing.safetensors")], capsys)
     assert code == 2 and "does not exist" in err
+    code, _, err = run_cli(["meta", "eval", "--db", str(db), "--teachers", str(teachers), "--baselines",
+                            "flops,oracle"], capsys)
+    assert code == 2 and "unknown baseline oracle" in err and "ridge" in err and "Traceback" not in err
+    code, _, err = run_cli(["meta", "eval", "--db", str(db), "--teachers", str(teachers), "--bootstrap", "-1"],
+                           capsys)
+    assert code == 2 and "--bootstrap" in err
     assert not (tmp_path / "p.safetensors").exists()
 
 

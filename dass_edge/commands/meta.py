@@ -242,15 +242,28 @@ def _db_and_teachers(db: Path | None, teachers: Path | None) -> tuple[Path, Path
     return path, resolve_teachers_dir(path, teachers)
 
 
+def _fmt(v, spec: str = ".3f") -> str:
+    return "-" if v is None or (isinstance(v, float) and v != v) else format(v, spec)
+
+
 def _eval_table(report: dict) -> Table:
-    table = Table("method", *report["heldout_tasks"], "mean", "Kendall", "top-5", "regret (pts)",
-                  title="Held-out Spearman (and mean Kendall tau, top-5 overlap, top-1 regret)")
-    order = sorted(report["mean"], key=lambda m: (m != "dass", m == "ceiling", -report["mean"][m]["spearman"]))
+    """Per method: band Spearman per held-out task and mean, budgeted regret, full-range Spearman, and
+    the bootstrap interval of DaSS minus the method on band Spearman."""
+    table = Table("method", *report["heldout_tasks"], "band rho", "budget regret (pts)", "full rho", "top-1 regret",
+                  "DaSS - it, band rho [95%]",
+                  title="Held-out tasks: Spearman inside FLOPs bands (per task, mean), regret under budgets at the "
+                        "20-80% FLOPs quantiles, full-range Spearman")
+    mean = report["mean"]
+    order = sorted(mean, key=lambda m: (m != "dass", m in ("ceiling", "seed_vs_seed"),
+                                        -(mean[m].get("band_spearman") or 0.0)))
+    boot = report.get("bootstrap", {})
     for m in order:
-        mean = report["mean"][m]
-        table.add_row(m, *(f"{report['tasks'][t][m]['spearman']:.3f}" for t in report["heldout_tasks"]),
-                      f"{mean['spearman']:.3f}", f"{mean['kendall']:.3f}", f"{mean['top5']:.2f}",
-                      f"{mean['regret']:.2f}")
+        row = mean[m]
+        b = boot.get(m, {}).get("band_spearman")
+        interval = f"{b['diff']:+.3f} [{b['lo']:+.3f}, {b['hi']:+.3f}]" if b else ""
+        table.add_row(m, *(_fmt(report["tasks"][t][m].get("band_spearman")) for t in report["heldout_tasks"]),
+                      _fmt(row.get("band_spearman")), _fmt((row.get("budget_regret") or {}).get("mean"), ".2f"),
+                      _fmt(row.get("spearman")), _fmt(row.get("regret"), ".2f"), interval)
     return table
 
 
@@ -322,16 +335,32 @@ def eval_cmd(
     plots: Path = typer.Option(Path("runs/meta-eval"), "--plots", help="Folder for one predicted-vs-true PNG per "
                                                                        "held-out task."),
     k_shot: int = typer.Option(0, "--k-shot", help="Also report DaSS adapted on K KD-trained students per task."),
+    table: list[Path] = typer.Option(None, "--table", help="Latency table (repeatable): tasks whose teacher's space "
+                                                          "it covers also get latency bands and budgets."),
+    baselines: str = typer.Option(None, "--baselines", help="Baselines to compare, comma-separated (default: all "
+                                                            "registered)."),
+    bootstrap: int = typer.Option(1000, "--bootstrap", help="Bootstrap replicates of DaSS minus each baseline "
+                                                            "(0: none)."),
     json_out: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
-    """Held-out evaluation: DaSS vs params, FLOPs, zero-cost proxies, arch-only, MetaD2A and the seed ceiling."""
+    """Held-out evaluation: DaSS vs every registered baseline and the seed-noise ceiling, on the full range of
+    students and inside bands of near-equal cost (the question a budgeted search asks)."""
     from dass_edge.io import ensure_writable_dir
+    from dass_edge.latency.table import LatencyTable
+    from dass_edge.predictor.baselines import is_baseline, list_baselines
     from dass_edge.predictor.evaluation import evaluate_heldout
     from dass_edge.predictor.pipeline import load_db
     from dass_edge.predictor.store import load_predictor
 
     if k_shot < 0:
         raise DassEdgeError(f"--k-shot must be >= 0, got {k_shot}")
+    if bootstrap < 0:
+        raise DassEdgeError(f"--bootstrap must be >= 0, got {bootstrap}")
+    names = tuple(b for b in (baselines or ",".join(list_baselines())).replace(" ", "").split(",") if b)
+    unknown = [b for b in names if not is_baseline(b)]
+    if unknown:
+        raise DassEdgeError(f"unknown baseline {', '.join(unknown)}; known baselines: {', '.join(list_baselines())}")
+    tables = [LatencyTable.load(p) for p in table or []]
     models, meta = load_predictor(predictor)
     db_path, teachers_dir = _db_and_teachers(db, teachers)
     ensure_writable_dir(plots)
@@ -343,8 +372,8 @@ def eval_cmd(
         if leaked:
             raise DassEdgeError(f"the predictor was meta-trained on {', '.join(leaked)}, which this database holds "
                                 "out; evaluate it on a database whose held-out tasks it never saw")
-        report = evaluate_heldout(models, tasks, rows, teachers_dir, plots_dir=plots, k_shot=k_shot,
-                                  calibration=meta.get("calibration"),
+        report = evaluate_heldout(models, tasks, rows, teachers_dir, baselines=names, plots_dir=plots, k_shot=k_shot,
+                                  calibration=meta.get("calibration"), tables=tables, bootstrap=bootstrap,
                                   progress=lambda msg: progress.update(task_id, description=msg))
     report["predictor"] = {"path": meta["path"], "trained_at": meta.get("trained_at"), "members": meta["members"]}
     if json_out:

@@ -32,13 +32,16 @@ def search_command(
     budget_evals: int = typer.Option(2000, "--budget-evals", help="Distinct students to score."),
     seed: int = typer.Option(0, "--seed", help="Seed of the search."),
     out: Path = typer.Option(None, "--out", help="Run folder (default: runs/search-YYYYmmdd-HHMMSS)."),
-    predictor: Path = typer.Option(None, "--predictor", help="Accuracy predictor checkpoint (default: the shipped "
-                                   "one)."),
+    predictor: str = typer.Option(None, "--predictor", help="Accuracy predictor FILE (default: the shipped one), "
+                                  "or a baseline key to search with instead (flops, synflow, ridge, diswot, ...; "
+                                  "see 'dass-edge meta eval')."),
     json_out: bool = typer.Option(False, "--json", help="Print search.json instead of a table."),
 ) -> None:
     """Find the students most accurate after distillation that meet a latency budget; write runs/<id>/."""
+    from dass_edge.predictor.search_scorers import check_predictor
     from dass_edge.search.run import prepare_search, run_search
 
+    check_predictor(predictor)
     with contextlib.ExitStack() as stack:
         tasks: dict[str, int] = {}
         bars: list = []  # started by the first progress report, so early errors stay one clean line
@@ -62,12 +65,12 @@ def search_command(
     _print(record)
 
 
-def _load_scorer(plan: SearchPlan, predictor: Path | None) -> Scorer:
-    """The DaSS predictor adapted to the plan's teacher and task."""
-    from dass_edge.predictor.scoring import load_scorer
+def _load_scorer(plan: SearchPlan, predictor: str | None) -> Scorer:
+    """The DaSS predictor adapted to the plan's teacher and task, or the baseline named by ``predictor``."""
+    from dass_edge.predictor.search_scorers import load_search_scorer
 
     with err_console.status("loading the accuracy predictor"):
-        return load_scorer(plan.teacher, plan.data, predictor, teacher_meta=plan.teacher_meta)
+        return load_search_scorer(predictor, plan.teacher, plan.data, teacher_meta=plan.teacher_meta)
 
 
 def _print(record: dict) -> None:

@@ -18,6 +18,7 @@ Baselines (DESIGN.md section 5):
   of each student remapped from the teacher ("first"), on the context batch, seeded.
 * ``arch_only`` — an MLP on the teacher-relative arch code only, trained with MSE on per-task standardized
   labels (only the order inside a task matters, and tasks differ in their mean accuracy).
+* ``ridge``, ``diswot`` — in :mod:`dass_edge.predictor.strong_baselines` (registered on import of this module).
 * ``metad2a`` — MetaD2A-style (Lee et al., ICLR 2021): a set encoder of the task's *images* (fixed random
   CNN features, pooled within each class, then across classes, through learned MLPs) joined with the arch
   code and regressed onto accuracy. It sees no teacher or student function: what sets DaSS apart.
@@ -121,6 +122,8 @@ class Baseline(abc.ABC):
     name: str = "baseline"
     #: Whether ``fit`` learns anything (``False``: ``fit`` is a no-op and ``score`` works right away).
     trainable: ClassVar[bool] = False
+    #: Whether ``score`` reads a :class:`TaskContext` (teacher, images); ``False``: it may be ``None``.
+    needs_context: ClassVar[bool] = False
 
     def fit(self, train_tasks: Sequence[MetaTask], contexts: Mapping[str, TaskContext] | None = None) -> Baseline:
         """Learn from ``train_tasks`` (``contexts``: by task name, for baselines that read images); returns self."""
@@ -189,6 +192,8 @@ class ProxyBaseline(Baseline):
     The global torch RNG is seeded before every student (and restored afterwards), so scores do not depend
     on call order or on what ran before.
     """
+
+    needs_context = True
 
     def __init__(self, proxy: str, remap_mode: str = "first", seed: int = 0) -> None:
         if proxy not in PROXIES:
@@ -337,6 +342,7 @@ class MetaD2ABaseline(Baseline):
     """
 
     trainable = True
+    needs_context = True
 
     def __init__(self, hidden: int = 32, feat_width: int = 16, steps: int = 1500, lr: float = 2e-3,
                  weight_decay: float = 1e-4, resolution: int = 16, batch_size: int = CONTEXT_BATCH,
@@ -454,3 +460,7 @@ def seed_ceiling(task: MetaTask, k: int = 5) -> dict[str, float]:
     if both.sum() < MIN_CEILING_STUDENTS:
         return nan
     return rank_metrics(b[both], a[both], k=k)
+
+
+# The stronger baselines live in their own module and register themselves here (after everything above exists).
+from dass_edge.predictor import strong_baselines as _strong_baselines  # noqa: E402, F401

@@ -3,6 +3,13 @@
 Only held-out tasks are scored (their datasets and teachers never reach meta-training); learned
 baselines are fitted on the same meta-training tasks as the predictor. Regret is in accuracy
 points: the best true accuracy of a task minus the true accuracy of the method's top-1 pick.
+
+Beside the full-range metrics, every method gets the budgeted ones the search relies on
+(:mod:`dass_edge.predictor.band_metrics`): band Spearman and budgeted regret over FLOPs (and over
+latency when a table covering the task's teacher is given). ``ceiling`` is a perfect predictor
+scored against labels with the task's simulated seed noise; ``seed_vs_seed`` is seed 1 used as a
+prediction of seed 0 on the students trained with both. ``bootstrap`` holds paired 95% intervals
+of DaSS minus each baseline (students resampled within tasks).
 """
 
 from __future__ import annotations
@@ -10,20 +17,32 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 
 from dass_edge.errors import DassEdgeError
-from dass_edge.predictor.baselines import create_baseline, seed_ceiling, task_context
+from dass_edge.predictor.band_metrics import (
+    BandTask,
+    budgeted_metrics,
+    paired_bootstrap,
+    seed_noise_sd,
+    simulated_ceiling,
+)
+from dass_edge.predictor.baselines import create_baseline, list_baselines, seed_ceiling, task_context
 from dass_edge.predictor.meta_tasks import MetaTask
 from dass_edge.predictor.metrics import rank_metrics
 from dass_edge.predictor.model import DaSSPredictor
 from dass_edge.predictor.training import adapted_predictions, calibrated, predict_task
 
-__all__ = ["BASELINE_METHODS", "METRICS", "ensemble_predict", "evaluate_heldout", "mean_metrics"]
+if TYPE_CHECKING:
+    from dass_edge.latency.table import LatencyTable
 
-BASELINE_METHODS = ("params", "flops", "synflow", "snip", "grad_norm", "jacov", "arch_only", "metad2a")
+__all__ = ["BASELINE_METHODS", "METRICS", "ensemble_predict", "evaluate_heldout", "mean_metrics", "task_costs"]
+
+#: Every registered baseline, cheap ones first (the registry's order).
+BASELINE_METHODS = tuple(list_baselines())
 METRICS = ("spearman", "kendall", "top5", "regret")
 
 ProgressFn = Callable[[str], None]
@@ -40,27 +59,86 @@ def _metrics(pred: np.ndarray, labels: np.ndarray) -> dict[str, float]:
     return {k: round(float(m[k]), 4) for k in METRICS}
 
 
-def mean_metrics(per_task: dict[str, dict[str, dict[str, float]]]) -> dict[str, dict[str, float]]:
-    """Mean of each metric over tasks, per method (NaN entries skipped)."""
+def _mean(values: list) -> float | dict:
+    if values and isinstance(values[0], dict):
+        return {k: _mean([v[k] for v in values if k in v]) for k in values[0]}
+    vals = [v for v in values if not math.isnan(v)]
+    return round(float(np.mean(vals)), 4) if vals else math.nan
+
+
+def mean_metrics(per_task: dict[str, dict[str, dict]]) -> dict[str, dict]:
+    """Mean of each metric over tasks, per method (NaN entries skipped; nested dicts averaged per key)."""
     methods = {m for t in per_task.values() for m in t}
-    out: dict[str, dict[str, float]] = {}
+    out: dict[str, dict] = {}
     for method in sorted(methods):
-        out[method] = {}
-        for k in METRICS:
-            vals = [t[method][k] for t in per_task.values() if method in t and not math.isnan(t[method][k])]
-            out[method][k] = round(float(np.mean(vals)), 4) if vals else math.nan
+        keys = dict.fromkeys(k for t in per_task.values() if method in t for k in t[method])
+        out[method] = {k: _mean([t[method][k] for t in per_task.values() if k in t.get(method, {})]) for k in keys}
+    return out
+
+
+def _rounded(x: float | dict) -> float | dict:
+    return {k: _rounded(v) for k, v in x.items()} if isinstance(x, dict) else round(float(x), 4)
+
+
+def task_costs(task: MetaTask, tables: Sequence[LatencyTable] = ()) -> dict[str, np.ndarray]:
+    """Costs to band ``task``'s students by: ``flops`` always, ``latency`` (p50 ms) from the first of
+    ``tables`` that holds every student of the task (none: no latency)."""
+    costs = {"flops": np.asarray(task.flops, dtype=float)}
+    if task.spec is None:
+        return costs
+    from dass_edge.space import SearchSpace
+
+    space = SearchSpace(task.spec, fixed_last_stage=False)
+    for table in tables:
+        if table.resolution != task.spec.resolution:
+            continue
+        try:
+            costs["latency"] = np.array([table.predict(space.to_spec(a))["p50_ms"] for a in task.archs])
+        except DassEdgeError:  # measured for another teacher's space
+            continue
+        break
+    return costs
+
+
+def _budgeted(pred: np.ndarray, true_pts: np.ndarray, costs: dict[str, np.ndarray], exclude: np.ndarray) -> dict:
+    out = {}
+    for name, c in costs.items():
+        suffix = "" if name == "flops" else f"_{name}"
+        for k, v in budgeted_metrics(pred, true_pts, c, exclude).items():
+            out[k + suffix] = _rounded(v)
+    return out
+
+
+def _ceiling(task: MetaTask, true_pts: np.ndarray, costs: dict[str, np.ndarray], exclude: np.ndarray) -> dict:
+    """The simulated ceiling on every metric it has (per-student noise: sd / sqrt(seeds it has))."""
+    sd = seed_noise_sd({s: v.numpy() for s, v in task.seed_labels.items()}) * 100.0
+    n_seeds = np.sum([np.isfinite(v.numpy()) for v in task.seed_labels.values()], axis=0)
+    per_student = sd / np.sqrt(np.maximum(n_seeds, 1))
+    out: dict = {"noise_sd": round(sd, 4) if not math.isnan(sd) else math.nan}
+    for name, c in costs.items():
+        suffix = "" if name == "flops" else f"_{name}"
+        sim = simulated_ceiling(true_pts, c, per_student, exclude)
+        if name == "flops":
+            out["spearman"] = round(sim["spearman"], 4)
+        out["band_spearman" + suffix] = round(sim["band_spearman"], 4)
+        out["budget_regret" + suffix] = _rounded(sim["budget_regret"])
     return out
 
 
 def evaluate_heldout(models: Sequence[DaSSPredictor], tasks: Sequence[MetaTask], rows: Sequence[dict],
                      teachers_dir: str | Path, *, baselines: Sequence[str] = BASELINE_METHODS,
                      plots_dir: str | Path | None = None, k_shot: int = 0,
-                     calibration: dict | None = None, progress: ProgressFn | None = None) -> dict:
-    """Score every held-out task with DaSS (adapted and not), each baseline and the ceiling.
+                     calibration: dict | None = None, progress: ProgressFn | None = None,
+                     tables: Sequence[LatencyTable] = (), bootstrap: int = 1000) -> dict:
+    """Score every held-out task with DaSS (adapted and not), each baseline and the ceilings.
 
-    Returns ``{"tasks": {name: {method: metrics}}, "mean": {method: metrics}, "train_tasks": [...],
-    "heldout_tasks": [...], "plots": [...]}``. With the predictor's ``calibration``, ``dass`` also gets
-    ``mae``: the mean absolute error of its calibrated accuracy, in points.
+    Returns ``{"tasks": {name: {method: metrics}}, "mean": {method: metrics}, "bootstrap": {baseline:
+    {metric: {"diff", "lo", "hi"}}}, "train_tasks": [...], "heldout_tasks": [...], "plots": [...]}``.
+    Every method's metrics hold the full-range ones (``spearman``, ``kendall``, ``top5``, ``regret``) and
+    the budgeted ones (``band_spearman``, ``budget_regret`` per quantile and ``mean``; with a ``_latency``
+    suffix too for tasks one of ``tables`` covers). With the predictor's ``calibration``, ``dass`` also
+    gets ``mae``: the mean absolute error of its calibrated accuracy, in points. ``bootstrap=0`` skips
+    the intervals.
 
     Raises:
         DassEdgeError: the database names no held-out task, or no meta-training task to fit baselines on.
@@ -79,7 +157,8 @@ def evaluate_heldout(models: Sequence[DaSSPredictor], tasks: Sequence[MetaTask],
             say(f"fitting {name}")
             b.fit(train)
         fitted[name] = b
-    per_task: dict[str, dict[str, dict[str, float]]] = {}
+    per_task: dict[str, dict[str, dict]] = {}
+    band_tasks: list[BandTask] = []
     plots: list[str] = []
     for task in held:
         say(f"scoring {task.name}")
@@ -89,18 +168,23 @@ def evaluate_heldout(models: Sequence[DaSSPredictor], tasks: Sequence[MetaTask],
         if k_shot > 0:
             preds[f"dass_{k_shot}shot"] = ensemble_predict(models, task, k_shot=k_shot)
         context = task_context(task.name, rows, teachers_dir) if any(
-            not fitted[n].trainable and n not in ("params", "flops") for n in fitted) else None
+            b.needs_context for b in fitted.values()) else None
         for name, b in fitted.items():
             preds[name] = np.asarray(b.score(task, context), dtype=float)
-        result = {m: _metrics(p, labels) for m, p in preds.items()}
+        costs = task_costs(task, tables)
+        exclude = task.teacher_shaped().numpy()
+        pts = labels * 100.0
+        result = {m: {**_metrics(p, labels), **_budgeted(p, pts, costs, exclude)} for m, p in preds.items()}
+        band_tasks.append(BandTask(true=pts, costs=costs["flops"], exclude=exclude, preds=preds))
         shown = dict(preds)
         if calibration:
             acc = calibrated(raw, raw_teacher, task.teacher_acc, calibration).numpy()
             result["dass"]["mae"] = round(float(np.abs(acc - labels).mean() * 100.0), 3)
             shown["dass"] = acc  # same order as the raw scores; on the accuracy scale users see
-        ceiling = seed_ceiling(task)
-        ceiling["regret"] = ceiling["regret"] * 100.0  # seed labels are fractions
-        result["ceiling"] = {k: round(float(ceiling[k]), 4) for k in METRICS}
+        seeds = seed_ceiling(task)
+        seeds["regret"] = seeds["regret"] * 100.0  # seed labels are fractions
+        result["seed_vs_seed"] = {k: round(float(seeds[k]), 4) for k in METRICS}
+        result["ceiling"] = _ceiling(task, pts, costs, exclude)
         per_task[task.name] = result
         if plots_dir is not None:
             from dass_edge.predictor.plots import plot_predicted_vs_true
@@ -111,5 +195,7 @@ def evaluate_heldout(models: Sequence[DaSSPredictor], tasks: Sequence[MetaTask],
     means = mean_metrics(per_task)
     if calibration:
         means["dass"]["mae"] = round(float(np.mean([per_task[t]["dass"]["mae"] for t in per_task])), 3)
-    return {"tasks": per_task, "mean": means, "heldout_tasks": [t.name for t in held],
+    intervals = {name: paired_bootstrap(band_tasks, "dass", name, replicates=bootstrap)
+                 for name in fitted} if bootstrap > 0 else {}
+    return {"tasks": per_task, "mean": means, "bootstrap": intervals, "heldout_tasks": [t.name for t in held],
             "train_tasks": [t.name for t in train], "plots": plots}

@@ -22,6 +22,7 @@ from dass_edge.models.remap import remap
 from dass_edge.predictor.embeddings import embed, probe_batch
 from dass_edge.predictor.encoding import student_features
 from dass_edge.space import Arch, SearchSpace, spec_flops, spec_params
+from dass_edge.spec import ModelSpec
 
 __all__ = ["MetaTask", "load_meta_tasks"]
 
@@ -42,6 +43,7 @@ class MetaTask:
     seed_labels: dict[int, torch.Tensor] = field(default_factory=dict)  # per seed, NaN where not trained
     params: list[int] = field(default_factory=list)
     flops: list[int] = field(default_factory=list)
+    spec: ModelSpec | None = None  # the teacher's, for costs that need it (latency from a table)
 
     def __len__(self) -> int:
         return len(self.archs)
@@ -51,10 +53,17 @@ class MetaTask:
         t = self.teacher_embedding[None]
         return t, self.teacher_code[None], t, torch.tensor([self.teacher_acc])
 
+    def teacher_shaped(self) -> torch.Tensor:
+        """``(N,)`` bool: the students with the teacher's own shape (excluded from budgeted regret)."""
+        return (self.codes == self.teacher_code[None]).all(dim=1)
+
 
 def load_meta_tasks(rows: list[dict], teachers_dir: str | Path, probe_seed: int = 0,
-                    verify_checksums: bool = True) -> list[MetaTask]:
+                    verify_checksums: bool = True, embed_students: bool = True) -> list[MetaTask]:
     """Group ``rows`` by task and build one :class:`MetaTask` each (sorted by name).
+
+    ``embed_students=False`` skips the students' embeddings (the slow part; ``student_embeddings`` is then
+    an empty ``(N, 0)`` tensor): enough for baselines that read only codes, sizes and labels.
 
     Raises:
         DassEdgeError: a teacher file is missing or is not the one the rows were trained with.
@@ -63,11 +72,13 @@ def load_meta_tasks(rows: list[dict], teachers_dir: str | Path, probe_seed: int 
     by_task: dict[str, list[dict]] = {}
     for r in rows:
         by_task.setdefault(r["task"], []).append(r)
-    return [_build(name, by_task[name], teachers_dir, probe_seed, verify_checksums) for name in sorted(by_task)]
+    return [_build(name, by_task[name], teachers_dir, probe_seed, verify_checksums, embed_students)
+            for name in sorted(by_task)]
 
 
 @torch.no_grad()
-def _build(name: str, rows: list[dict], teachers_dir: Path, probe_seed: int, verify: bool) -> MetaTask:
+def _build(name: str, rows: list[dict], teachers_dir: Path, probe_seed: int, verify: bool,
+           embed_students: bool = True) -> MetaTask:
     first = rows[0]
     path = teachers_dir / first["teacher_file"]
     if not path.is_file():
@@ -89,7 +100,8 @@ def _build(name: str, rows: list[dict], teachers_dir: Path, probe_seed: int, ver
     seeds = sorted({s for e in per_arch.values() for s in e["seeds"]})
     seed_labels = {s: torch.tensor([per_arch[k]["seeds"].get(s, float("nan")) for k in keys]) for s in seeds}
     labels = torch.tensor([sum(per_arch[k]["seeds"].values()) / len(per_arch[k]["seeds"]) for k in keys])
-    students = torch.stack([embed(remap(teacher, a), probe) for a in archs])
+    students = (torch.stack([embed(remap(teacher, a), probe) for a in archs]) if embed_students
+                else torch.zeros(len(archs), 0))
     return MetaTask(
         name=name, heldout=bool(first.get("heldout", False)),
         teacher_acc=float(first.get("teacher_val_acc", meta.get("val_acc", 0.0))) / 100.0,
@@ -98,4 +110,5 @@ def _build(name: str, rows: list[dict], teachers_dir: Path, probe_seed: int, ver
         archs=archs, student_embeddings=students,
         codes=torch.tensor([student_features(a, spec) for a in archs]), labels=labels, seed_labels=seed_labels,
         params=[spec_params(space.to_spec(a)) for a in archs], flops=[spec_flops(space.to_spec(a)) for a in archs],
+        spec=spec,
     )

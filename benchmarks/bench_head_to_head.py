@@ -1,0 +1,279 @@
+"""Head-to-head: the same search with DaSS and with proxies in its place → benchmarks/results/head_to_head.md.
+
+On the meta-database's held-out tasks (teachers and datasets never seen in meta-training) and two
+binding latency budgets each, run ``search`` (same evolution, same seed, same table, same budget)
+once per predictor -- DaSS and the baselines ``flops``, ``synflow``, ``ridge`` and ``diswot`` -- and
+KD-train (meta-database recipe, seed 0) each predictor's top pick plus 6 random students that fit the
+same budget. Reported: each pick's test accuracy, DaSS's margin over the best proxy pick and over the
+median random student, and the task's seed gap (mean |seed 0 - seed 1| of the database's students).
+
+Stages (resumable; trained students are appended to ``benchmarks/results/head_to_head.jsonl``, one
+short line each):
+
+    python benchmarks/bench_head_to_head.py            # plan (if none), picks, train, report
+    python benchmarks/bench_head_to_head.py plan       # budgets and random students
+    python benchmarks/bench_head_to_head.py picks [--evals 300]
+    python benchmarks/bench_head_to_head.py train [--device cuda --workers 8]
+    python benchmarks/bench_head_to_head.py report
+
+Latency comes from this machine's CPU table for each teacher (``search`` profiles one first when
+there is none; set ``DASS_EDGE_TABLES`` to keep them apart from yours).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from benchmarks.common import RESULTS, write_fragment  # noqa: E402
+from dass_edge.io import atomic_write_json, file_sha256  # noqa: E402
+from dass_edge.space import Arch, SearchSpace  # noqa: E402
+
+TEACHERS = Path(__file__).resolve().parents[1] / "metadb" / "teachers"
+BUDGET_FRACTIONS = (0.35, 0.65)  # of the way from the fastest student's latency to the teacher's
+N_RANDOM = 6
+METHODS = ("dass", "flops", "synflow", "ridge", "diswot")
+PLAN = RESULTS / "head_to_head_plan.json"
+ROWS = RESULTS / "head_to_head.jsonl"
+
+
+def _heldout_tasks() -> dict[str, dict]:
+    """Held-out tasks of the shipped database, with their seed gap (points)."""
+    from dass_edge.metadb.store import read_rows
+    from dass_edge.predictor.pipeline import default_db_path
+
+    by_task: dict[str, dict] = {}
+    for r in read_rows(default_db_path()):
+        if r.get("heldout"):
+            by_task.setdefault(r["task"], {}).setdefault(r["arch_key"], {})[int(r["seed"])] = float(r["val_acc"])
+    out = {}
+    for task, students in sorted(by_task.items()):
+        gaps = [abs(s[0] - s[1]) for s in students.values() if 0 in s and 1 in s]
+        out[task] = {"seed_gap": round(statistics.mean(gaps), 3) if gaps else None, "seed_pairs": len(gaps)}
+    return out
+
+
+def _space_and_latency(teacher_path: Path):
+    from dass_edge.latency import load_table
+    from dass_edge.models.checkpoint import load_checkpoint
+
+    teacher, _ = load_checkpoint(teacher_path)
+    space = SearchSpace(teacher.spec)
+    table = load_table("cpu", teacher.spec.resolution, teacher.spec)
+
+    def latency(arch: Arch) -> float:
+        return float(table.predict(space.to_spec(arch))["p50_ms"])
+
+    return space, latency, table
+
+
+def plan(_: argparse.Namespace) -> None:
+    out = {"tasks": {}}
+    for task, info in _heldout_tasks().items():
+        path = TEACHERS / f"{task}.safetensors"
+        space, latency, table = _space_and_latency(path)
+        fastest, slowest = latency(space.smallest_arch()), latency(space.teacher_arch())
+        pool = space.sample_many(5000, seed=1)
+        lat = {a: latency(a) for a in pool}
+        budgets = []
+        for f in BUDGET_FRACTIONS:
+            budget = round(fastest + f * (slowest - fastest), 4)
+            feasible = [a for a in pool if lat[a] <= budget]
+            randoms = random.Random(f"{task}/{f}").sample(feasible, N_RANDOM)
+            budgets.append({"budget_ms": budget, "fraction": f, "feasible_share": round(len(feasible) / len(pool), 3),
+                            "random": [a.to_dict() for a in randoms], "picks": {}})
+        out["tasks"][task] = {"teacher": str(path.relative_to(TEACHERS.parents[1])),
+                              "teacher_sha256": file_sha256(path),
+                              "fastest_ms": round(fastest, 4), "teacher_ms": round(slowest, 4), **info,
+                              "table": table.path.name if table.path else None, "budgets": budgets}
+    atomic_write_json(PLAN, out)
+    print(json.dumps({t: [b["budget_ms"] for b in v["budgets"]] for t, v in out["tasks"].items()}))
+
+
+def _settings(data: dict) -> list[tuple[str, dict, dict]]:
+    """(task, entry, budget) in the order work is done: every task's first budget, then the second ones,
+    so that a run cut short covers as many tasks as it can."""
+    out = [(i, task, entry, b) for task, entry in data["tasks"].items() for i, b in enumerate(entry["budgets"])]
+    return [(task, entry, b) for _, task, entry, b in sorted(out, key=lambda x: x[0])]
+
+
+def picks(args: argparse.Namespace) -> None:
+    """Top-1 pick of every method per (task, budget); already-picked methods are kept (resumable)."""
+    from dass_edge.predictor.search_scorers import load_search_scorer
+    from dass_edge.search.run import prepare_search, run_search
+
+    data = json.loads(PLAN.read_text())
+    methods = [m for m in args.methods.split(",") if m]
+    for task, entry, b in _settings(data):
+        for method in methods:
+            if method in b["picks"]:
+                continue
+            with tempfile.TemporaryDirectory() as tmp:
+                t0 = time.perf_counter()
+                sp = prepare_search(b["budget_ms"], teacher=entry["teacher"], task=task, out=Path(tmp) / "run",
+                                    seed=args.seed, budget_evals=args.evals, top_k=1)
+                scorer = load_search_scorer(None if method == "dass" else method, sp.teacher, sp.data,
+                                            teacher_meta=sp.teacher_meta)
+                record = run_search(sp, scorer)
+            top = record["top"][0]
+            b["picks"][method] = {"arch": top["arch"], "score": top["predicted_acc"],
+                                  "latency_ms": top["latency_ms"], "evaluated": record["evaluated"],
+                                  "seconds": round(time.perf_counter() - t0, 1)}
+            print(task, b["budget_ms"], method, top["arch_key"], b["picks"][method]["seconds"], flush=True)
+            atomic_write_json(PLAN, data)  # after every pick: a killed run keeps what it found
+
+
+def _done() -> dict[tuple[str, str], dict]:
+    if not ROWS.is_file():
+        return {}
+    rows = [json.loads(line) for line in ROWS.read_text().splitlines() if line.strip()]
+    return {(r["task"], r["arch_key"]): r for r in rows}
+
+
+def _jobs(device: str) -> list[dict]:
+    from dass_edge.data.builtin import cache_dir
+    from dass_edge.distill import KDConfig
+
+    data = json.loads(PLAN.read_text())
+    config = KDConfig().to_dict()  # the meta-database recipe (10 epochs, lr 0.01, alpha 0.5, T 6)
+    jobs, seen = [], set()
+    root = TEACHERS.parents[1]
+    for task, entry, b in _settings(data):
+        # Picks first (they decide the table), then the random students.
+        for arch in [*(p["arch"] for p in b["picks"].values()), *b["random"]]:
+            key = (task, Arch.from_dict(arch).key())
+            if key in seen:
+                continue
+            seen.add(key)
+            jobs.append({"task": task, "heldout": True, "resolution": 16,
+                         "teacher_path": str(root / entry["teacher"]),
+                         "teacher_sha256": entry["teacher_sha256"], "arch": arch, "seed": 0, "config": config,
+                         "threads": 1, "cache_dir": str(cache_dir()), "device": device, "engine": "local"})
+    return jobs
+
+
+def _shard(job: dict, shards: int) -> int:
+    """Which of ``--shard K/N``'s N processes trains ``job`` (stable across runs and processes)."""
+    import hashlib
+
+    key = f"{job['task']}|{Arch.from_dict(job['arch']).key()}".encode()
+    return int(hashlib.sha256(key).hexdigest(), 16) % shards
+
+
+def train(args: argparse.Namespace) -> None:
+    """Train what is missing, re-reading the plan after every student: picks that a parallel ``picks``
+    run adds are trained as they come, in :func:`_settings` order (picks before random students)."""
+    from dass_edge.metadb.engines import LocalEngine
+    from dass_edge.metadb.jobs import kd_job
+
+    failed: set[tuple[str, str]] = set()
+    while True:
+        done = _done()
+        skip = set(done) | failed
+        todo = [j for j in _jobs(args.device) if (j["task"], Arch.from_dict(j["arch"]).key()) not in skip
+                and _shard(j, args.shard[1]) == args.shard[0]]
+        if not todo:
+            return
+        print(f"{len(todo)} students to train", flush=True)
+        with LocalEngine(args.workers) as engine:
+            for job, row, err in engine.run(kd_job, todo[: max(args.workers, 1)]):
+                if err is not None:
+                    failed.add((job["task"], Arch.from_dict(job["arch"]).key()))
+                    print("failed", job["task"], Arch.from_dict(job["arch"]).key(), err, flush=True)
+                    continue
+                slim = {k: row[k] for k in ("task", "arch_key", "arch", "seed", "val_acc", "test_acc", "seconds",
+                                            "device", "params", "flops")}
+                with ROWS.open("a", encoding="utf-8") as fh:
+                    fh.write(json.dumps(slim) + "\n")
+                print(row["task"], row["arch_key"], row["test_acc"], row["seconds"], flush=True)
+
+
+def report(_: argparse.Namespace) -> None:
+    data = json.loads(PLAN.read_text())
+    done = _done()
+
+    def acc(task: str, arch: dict) -> float | None:
+        row = done.get((task, Arch.from_dict(arch).key()))
+        return row["test_acc"] if row else None
+
+    head = " | ".join(METHODS)
+    lines = ["### Top pick of each predictor, KD-trained (test accuracy %)", "",
+             f"| task | budget ms | {head} | median of {N_RANDOM} random | DaSS - best proxy | DaSS - median random "
+             "| seed gap |", "|---|---|" + "---|" * (len(METHODS) + 4)]
+    margins = []
+    for task, entry in data["tasks"].items():
+        for b in entry["budgets"]:
+            got = {m: acc(task, b["picks"][m]["arch"]) if m in b["picks"] else None for m in METHODS}
+            rand = [a for a in (acc(task, x) for x in b["random"]) if a is not None]
+            cells = [f"{got[m]:.2f}" if got[m] is not None else "-" for m in METHODS]
+            proxies = [got[m] for m in METHODS[1:] if got[m] is not None]
+            if got["dass"] is None or len(proxies) < len(METHODS) - 1 or len(rand) < N_RANDOM:
+                partial = f"{statistics.median(rand):.2f} ({len(rand)}/{N_RANDOM} trained)" if rand else "-"
+                lines.append(f"| {task} | {b['budget_ms']:.3f} | {' | '.join(cells)} | {partial} | incomplete | | "
+                             f"{entry['seed_gap']} |")
+                continue
+            med = statistics.median(rand)
+            vs_proxy, vs_rand = got["dass"] - max(proxies), got["dass"] - med
+            margins.append((vs_proxy, vs_rand, {m: got[m] - med for m in METHODS if got[m] is not None}))
+            lines.append(f"| {task} | {b['budget_ms']:.3f} | {' | '.join(cells)} | {med:.2f} | {vs_proxy:+.2f} | "
+                         f"{vs_rand:+.2f} | {entry['seed_gap']} |")
+    body = "\n".join(lines) + "\n"
+    settings = sum(len(e["budgets"]) for e in data["tasks"].values())
+    if len(margins) < settings:
+        body += (f"\n{len(margins)} of {settings} settings complete: this run was cut short (KD on a shared 2-core "
+                 f"CPU, ~5 min per student); {len(done)} students trained so far. Rerun the command to finish it: "
+                 "every stage resumes where it stopped.\n")
+    if margins:
+        mean_over = {m: statistics.mean(x[2][m] for x in margins if m in x[2]) for m in METHODS}
+        body += (f"\nOver {len(margins)} complete settings: DaSS minus the best proxy pick, mean "
+                 f"{statistics.mean(x[0] for x in margins):+.2f} points (DaSS ahead in "
+                 f"{sum(x[0] > 0 for x in margins)}); mean margin over the median random student: "
+                 + ", ".join(f"{m} {v:+.2f}" for m, v in mean_over.items()) + ".\n")
+    devices = sorted({r.get("device", "cpu") for r in done.values()})
+    evals = sorted({p["evaluated"] for e in data["tasks"].values() for b in e["budgets"] for p in b["picks"].values()})
+    evals_text = f"{evals[0]}-{evals[-1]}" if evals else "?"
+    body += (f"\nEvery search: `dass-edge search --predictor KEY` as a library call (evolution, seed 0, "
+             f"{evals_text} students scored, top-1), this machine's CPU latency table for the "
+             "teacher, budgets at 35% and 65% of the way from the fastest student to the teacher. Students trained "
+             f"with the meta-database recipe (10 epochs, lr 0.01, KD alpha 0.5, T 6, seed 0) on {', '.join(devices)}; "
+             "test accuracy of the best-on-validation epoch. The seed gap is the mean |seed 0 - seed 1| validation "
+             "accuracy of the database's students of that task: single-seed differences smaller than about twice it "
+             "are not evidence either way.\n")
+    write_fragment("head_to_head", "Head-to-head: the same search with DaSS and with proxies",
+                   "python benchmarks/bench_head_to_head.py (plan, picks --evals 300, train, report)", body)
+    print(body)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("stage", nargs="?", default="all", choices=["all", "plan", "picks", "train", "report"])
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--evals", type=int, default=300, help="students each search scores")
+    parser.add_argument("--methods", default=",".join(METHODS), help="predictors to pick with")
+    parser.add_argument("--shard", default="0/1", help="K/N: train only the K-th of N shares of the students "
+                                                       "(run N train processes side by side)")
+    args = parser.parse_args()
+    k, _, n = args.shard.partition("/")
+    args.shard = (int(k), int(n or 1))
+    torch.set_num_threads(1)
+    stages = {"plan": plan, "picks": picks, "train": train, "report": report}
+    if args.stage != "all":
+        stages[args.stage](args)
+        return
+    for name in (["plan"] if not PLAN.is_file() else []) + ["picks", "train", "report"]:
+        stages[name](args)
+
+
+if __name__ == "__main__":
+    main()
