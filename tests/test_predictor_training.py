@@ -190,6 +190,11 @@ def test_meta_commands_reject_bad_input(synthetic_db, tmp_path, capsys):
     code, _, err = run_cli(["meta", "eval", "--db", str(db), "--teachers", str(teachers), "--baselines",
                             "flops,oracle"], capsys)
     assert code == 2 and "unknown baseline oracle" in err and "ridge" in err and "Traceback" not in err
+    for flag, value in (("--target", "percent"), ("--adapt-scope", "encoders")):
+        out = tmp_path / "bad.safetensors"
+        code, _, err = run_cli(["meta", "train", "--db", str(db), "--teachers", str(teachers), "--out", str(out),
+                                flag, value], capsys)
+        assert code == 2 and flag in err and "Traceback" not in err and not out.exists()
     code, _, err = run_cli(["meta", "eval", "--db", str(db), "--teachers", str(teachers), "--bootstrap", "-1"],
                            capsys)
     assert code == 2 and "--bootstrap" in err

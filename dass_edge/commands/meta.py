@@ -278,6 +278,9 @@ def train_cmd(
                                                     "recipe's)."),
     seed: int = typer.Option(0, "--seed", help="Seed of the first member."),
     no_adapt: bool = typer.Option(False, "--no-adapt", help="Train without teacher-guided adaptation (ablation)."),
+    target: str = typer.Option("absolute", "--target", help="Regress accuracy ('absolute') or accuracy minus the "
+                                                            "teacher's ('relative')."),
+    adapt_scope: str = typer.Option("all", "--adapt-scope", help="Weights the adaptation moves: 'all' or 'head'."),
     use: str = typer.Option("arch,teacher", "--use", help="Inputs: student (embedding), arch, teacher; the "
                                                        "shipped recipe uses arch,teacher (see BENCHMARKS.md)."),
     json_out: bool = typer.Option(False, "--json", help="Print the held-out report as JSON."),
@@ -297,7 +300,12 @@ def train_cmd(
     if out.suffix != ".safetensors":
         raise DassEdgeError(f"--out {out} must end in .safetensors")
     ensure_writable_dir(out.parent if str(out.parent) else Path("."))
-    cfg = replace(TrainConfig(), seed=seed, adapt=not no_adapt, use=inputs, **({"steps": steps} if steps else {}))
+    if target not in ("absolute", "relative"):
+        raise DassEdgeError(f"--target must be 'absolute' or 'relative' (got {target!r})")
+    if adapt_scope not in ("all", "head"):
+        raise DassEdgeError(f"--adapt-scope must be 'all' or 'head' (got {adapt_scope!r})")
+    cfg = replace(TrainConfig(), seed=seed, adapt=not no_adapt, use=inputs, target=target, adapt_scope=adapt_scope,
+                  **({"steps": steps} if steps else {}))
     if cfg.steps < 1:
         raise DassEdgeError(f"--steps must be >= 1, got {cfg.steps}")
     db_path, teachers_dir = _db_and_teachers(db, teachers)
