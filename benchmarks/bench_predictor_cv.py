@@ -11,8 +11,10 @@ Recipes (``NAME`` or ``NAME:JSON``):
 
 * ``flops``, ``params``, ``synflow`` — training-free scores;
 * ``ridge`` — the ridge baseline (size and shape features);
-* ``linear`` / ``hybrid`` — :class:`HybridPredictor` on the ridge features plus log synflow over the
-  teacher's, linear part only / with its residual MLP (JSON: its constructor settings);
+* ``linear`` / ``hybrid`` — :class:`HybridPredictor` on the ridge features plus extra features, linear
+  part only / with its residual MLP (JSON: its constructor settings, and ``features``: a list of
+  ``synflow`` (log synflow over the teacher's, the default), ``kl``, ``agreement``, ``cka``
+  (:mod:`dass_edge.predictor.distill_signals` of the remapped student on the task's context batch));
 * ``dass`` — the DaSS predictor meta-trained with the JSON's changes to :class:`TrainConfig`; it
   gives two rows, with the trained adaptation and with adaptation off at test time.
 
@@ -81,9 +83,55 @@ def load_cv_tasks() -> list:
     return tasks
 
 
+def attach_signals(tasks: list) -> None:
+    """Attach ``t.signals`` (``(N, 3)``: KL, top-1 agreement, linear CKA of each remapped student against the
+    teacher on the task's 64-image context batch); cached like the tasks."""
+    from dass_edge.io import file_sha256
+    from dass_edge.metadb.store import read_rows
+    from dass_edge.models.remap import remap
+    from dass_edge.predictor.baselines import task_context
+    from dass_edge.predictor.distill_signals import distill_signals
+    from dass_edge.predictor.pipeline import default_db_path, resolve_teachers_dir
+
+    db = default_db_path()
+    cache = Path(os.environ.get("DASS_EDGE_CV_CACHE", "/tmp/dass-edge-cv")) / f"cv_signals_{file_sha256(db)[:12]}.pt"
+    if cache.is_file():
+        signals = torch.load(cache, weights_only=False)
+    else:
+        rows = read_rows(db)
+        teachers = resolve_teachers_dir(db, None)
+        signals = {}
+        for t in tasks:
+            ctx = task_context(t.name, rows, teachers)
+            x = ctx.x
+            with torch.no_grad():
+                ft = ctx.teacher.forward_features(x)
+                out = (ft, ctx.teacher.forward_head(ft))
+            signals[t.name] = np.array([distill_signals(ctx.teacher, remap(ctx.teacher, a, "first"), x, out)
+                                        for a in t.archs])
+        torch.save(signals, cache)
+    for t in tasks:
+        t.signals = signals[t.name]
+
+
 # --- recipes: fit(train_tasks) -> {"name": scores} for each test task ---------------------------------------
-def _extra(tasks) -> dict:
-    return {t.name: t.synflow[:, None] for t in tasks}
+FEATURES = ("synflow", "kl", "agreement", "cka")
+
+
+def _extra_one(t, features: list[str]) -> np.ndarray:
+    cols = []
+    for f in features:
+        if f == "synflow":
+            cols.append(t.synflow)
+        elif f in FEATURES:
+            cols.append(t.signals[:, FEATURES.index(f) - 1])
+        else:
+            raise SystemExit(f"error: unknown feature {f!r}; known: {', '.join(FEATURES)}")
+    return np.column_stack(cols) if cols else np.zeros((len(t), 0))
+
+
+def _extra(tasks, features: list[str]) -> dict:
+    return {t.name: _extra_one(t, features) for t in tasks}
 
 
 def run_recipe(name: str, opts: dict, fit: list, test: list, members: int, quick: bool) -> dict[str, dict]:
@@ -99,11 +147,13 @@ def run_recipe(name: str, opts: dict, fit: list, test: list, members: int, quick
         from dass_edge.predictor.hybrid import HybridPredictor
 
         settings = {"residual_steps": 0} if name == "linear" else {}
+        opts = dict(opts)
+        features = list(opts.pop("features", ["synflow"]))
         out: dict[str, list] = {t.name: [] for t in test}
         for seed in range(1 if name == "linear" else members):
-            model = HybridPredictor(**{**settings, **opts, "seed": seed}).fit(fit, _extra(fit))
+            model = HybridPredictor(**{**settings, **opts, "seed": seed}).fit(fit, _extra(fit, features))
             for t in test:
-                out[t.name].append(model.score(t, t.synflow[:, None]))
+                out[t.name].append(model.score(t, _extra_one(t, features)))
         return {name: {k: np.mean(v, 0) for k, v in out.items()}}
     if name == "dass":
         from dass_edge.predictor.training import TrainConfig, meta_train, predict_task
@@ -158,21 +208,46 @@ def cross_validate(tasks: list, name: str, opts: dict, folds: int, members: int,
 
 
 # --- report ---------------------------------------------------------------------------------------------------
+def paired_delta(rec: dict, ref: dict, metric: str) -> tuple[float, float] | None:
+    """Mean over tasks of ``rec`` minus ``ref`` on ``metric``, and the standard deviation of the per-fold
+    mean differences (same folds, same tasks: the paired noise a choice must beat). None if not comparable."""
+    if rec["folds"] != ref["folds"] or set(rec["per_task"]) != set(ref["per_task"]):
+        return None
+    names = sorted(rec["per_task"])
+    diffs = np.array([rec["per_task"][k][metric] - ref["per_task"][k][metric] for k in names])
+    folds = rec["folds"]
+    fold_means = [diffs[f::folds].mean() for f in range(folds)]  # tasks sorted by name: task i in fold i % folds
+    return float(diffs.mean()), float(np.std(fold_means, ddof=1)) if folds > 1 else math.nan
+
+
+def _is_shipped(r: dict) -> bool:
+    return r["recipe"] == "dass" and not r["options"] and not r.get("quick")
+
+
 def _body(recs: list[dict]) -> str:
+    ref = next((r for r in recs if _is_shipped(r)), None)
     head = ("| recipe | options | folds × members | band rho (fold sd) | budget regret, pts (fold sd) "
-            "| full rho (fold sd) |")
-    lines = [head, "|---|---|---|---|---|---|"]
+            "| full rho (fold sd) | Δ band rho vs shipped (fold sd) | Δ regret vs shipped (fold sd) |")
+    lines = [head, "|---|---|---|---|---|---|---|---|"]
     for r in recs:
         q = " quick" if r.get("quick") else ""
+        deltas = []
+        for m, spec in (("band_spearman", "+.3f"), ("regret", "+.2f")):
+            d = paired_delta(r, ref, m) if ref is not None and r is not ref else None
+            deltas.append(f"{d[0]:{spec}} ({abs(d[1]):{spec[1:]}})" if d else "")
         lines.append(f"| {r['recipe']} | `{json.dumps(r['options'])}` | {r['folds']} × {r['members']}{q} "
                      f"| {r['band_spearman']:.3f} ({r['band_spearman_fold_sd']:.3f}) "
                      f"| {r['regret']:.2f} ({r['regret_fold_sd']:.2f}) "
-                     f"| {r['spearman']:.3f} ({r['spearman_fold_sd']:.3f}) |")
-    return ("Cross-validation over the 10 meta-training tasks only (k folds of tasks; fit on the rest, score the "
-            "fold); the held-out tasks play no part. Means over the 10 tasks; in brackets the standard deviation "
-            "of the fold means. Band rho: Spearman inside FLOPs bands of 8 students; budget regret: best true "
-            "accuracy under the 20/40/60/80% FLOPs budgets minus that of the recipe's pick (teacher-shaped "
-            "student excluded). `quick`: DaSS trained 300 steps instead of 600.\n\n" + "\n".join(lines) + "\n")
+                     f"| {r['spearman']:.3f} ({r['spearman_fold_sd']:.3f}) | {deltas[0]} | {deltas[1]} |")
+    return ("Cross-validation over the 10 meta-training tasks only (k folds of tasks, task i of the name-sorted "
+            "list in fold i mod k; fit on the other folds, score the fold); the held-out tasks play no part. Means "
+            "over the 10 tasks; in brackets the standard deviation of the fold means. Band rho: Spearman inside "
+            "FLOPs bands of 8 students; budget regret: best true accuracy under the 20/40/60/80% FLOPs budgets "
+            "minus that of the recipe's pick (teacher-shaped student excluded). Δ: paired difference to the "
+            "shipped recipe (`dass` with no changes) on the same tasks, with the standard deviation of its fold "
+            "means. `dass` rows meta-train the DaSS predictor (600 steps, `quick`: 300) with the options' changes "
+            "to `TrainConfig`; each gives a second row with the adaptation switched off at test time.\n\n"
+            + "\n".join(lines) + "\n")
 
 
 def main() -> None:
@@ -185,6 +260,8 @@ def main() -> None:
     torch.set_num_threads(1)
     if args.recipes:
         tasks = load_cv_tasks()
+        if any(any(f in spec for f in FEATURES[1:]) for spec in args.recipes):
+            attach_signals(tasks)
         for spec in args.recipes:
             name, _, text = spec.partition(":")
             t0 = time.perf_counter()
