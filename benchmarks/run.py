@@ -16,8 +16,8 @@ sys.path.insert(0, str(HERE.parent))
 
 from benchmarks.common import RESULTS  # noqa: E402
 
-ORDER = ["teacher", "latency", "distill", "predictor", "predictor_cv", "predictor_bands", "search", "head_to_head",
-         "export"]
+ORDER = ["teacher", "latency", "distill", "predictor", "predictor_cv", "predictor_bands", "predictor_v2_cv", "search",
+         "head_to_head", "export"]
 
 
 def _as_section(text: str) -> str:
