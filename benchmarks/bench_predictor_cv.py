@@ -10,6 +10,7 @@ full-range Spearman. Reported: the mean over the 10 tasks and the standard devia
 Recipes (``NAME`` or ``NAME:JSON``):
 
 * ``flops``, ``params``, ``synflow`` — training-free scores;
+* ``kl``, ``agreement``, ``cka`` — one distillation signal alone (lower KL ranks higher);
 * ``ridge`` — the ridge baseline (size and shape features);
 * ``linear`` / ``hybrid`` — :class:`HybridPredictor` on the ridge features plus extra features, linear
   part only / with its residual MLP (JSON: its constructor settings, and ``features``: a list of
@@ -139,6 +140,9 @@ def run_recipe(name: str, opts: dict, fit: list, test: list, members: int, quick
     """``{row name: {task name: scores}}`` for the test tasks (a DaSS recipe gives two rows)."""
     if name in ("flops", "params", "synflow"):
         return {name: {t.name: np.asarray(getattr(t, name), dtype=float) for t in test}}
+    if name in FEATURES[1:]:  # a distillation signal alone; lower KL = closer to the teacher
+        sign = -1.0 if name == "kl" else 1.0
+        return {name: {t.name: sign * t.signals[:, FEATURES.index(name) - 1] for t in test}}
     if name == "ridge":
         from dass_edge.predictor.baselines import create_baseline
 
@@ -293,7 +297,7 @@ def main() -> None:
     torch.set_num_threads(1)
     if args.recipes:
         tasks = load_cv_tasks()
-        if any(any(f in spec for f in FEATURES[1:]) for spec in args.recipes):
+        if any(any(f in spec for f in FEATURES[1:]) for spec in args.recipes):  # signals needed
             attach_signals(tasks)
         for spec in args.recipes:
             name, _, text = spec.partition(":")
