@@ -59,3 +59,18 @@ def test_ablation_inputs():
         model = DaSSPredictor(embed_channels=4, arch_dim=6, hidden=8, use=use)
         assert model(s, a, t).shape == (5,)
     assert not hasattr(DaSSPredictor(4, 6, 8, use=("arch",)), "student_enc")
+
+
+def test_head_only_adaptation_moves_only_the_head_and_fits_the_support():
+    torch.manual_seed(0)
+    model = DaSSPredictor(embed_channels=4, arch_dim=6, hidden=8, init_alpha=0.5)
+    model.config["adapt_scope"] = "head"
+    s, a, t, y = _data(n=3)
+    base = model.base_params()
+    params = adapt(model, (s, a, t, y), steps=3)
+    moved = {n for n in base if not torch.equal(base[n], params[n])}
+    assert moved and all(n.startswith("head.") for n in moved)
+    with torch.no_grad():
+        before = torch.mean((predict(model, base, s, a, t) - y) ** 2)
+        after = torch.mean((predict(model, params, s, a, t) - y) ** 2)
+    assert after < before

@@ -106,8 +106,10 @@ def test_store_round_trip_and_bad_files(meta_tasks, tmp_path):
         load_predictor(tmp_path / "junk.safetensors")
 
 
-def test_scorer_matches_the_meta_training_path(synthetic_db, meta_tasks, tmp_path):
-    """Search scores a student exactly as meta-training saw it: same embedding, code and adaptation."""
+@pytest.mark.parametrize("change", [{}, {"target": "relative", "adapt_scope": "head"}])
+def test_scorer_matches_the_meta_training_path(synthetic_db, meta_tasks, tmp_path, change):
+    """Search scores a student exactly as meta-training saw it: same embedding, code and adaptation
+    (and, for teacher-relative targets, the same teacher accuracy added back)."""
     from dass_edge.data import load_task
     from dass_edge.models.checkpoint import load_checkpoint
     from dass_edge.predictor.evaluation import ensemble_predict
@@ -117,8 +119,9 @@ def test_scorer_matches_the_meta_training_path(synthetic_db, meta_tasks, tmp_pat
     _, teachers = synthetic_db
     _, tasks = meta_tasks
     train = [t for t in tasks if not t.heldout]
-    models = [meta_train(train, TrainConfig(steps=20, seed=s))[0] for s in (0, 1)]
-    path = save_predictor(tmp_path / "p.safetensors", models, {"train": TrainConfig(steps=20).to_dict()})
+    cfg = TrainConfig(steps=20, **change)
+    models = [meta_train(train, TrainConfig(steps=20, seed=s, **change))[0] for s in (0, 1)]
+    path = save_predictor(tmp_path / "p.safetensors", models, {"train": cfg.to_dict()})
     held = next(t for t in tasks if t.heldout)
     teacher, tmeta = load_checkpoint(teachers / f"{held.name}.safetensors")
     scorer = load_scorer(teacher, load_task(held.name, resolution=16), path, teacher_meta=tmeta)
@@ -127,6 +130,12 @@ def test_scorer_matches_the_meta_training_path(synthetic_db, meta_tasks, tmp_pat
     np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-3)
     assert scorer.info["members"] == 2 and scorer.info["teacher_val_acc"] == 90.0
     assert scorer(held.archs[:3]).shape == (3,)
+    if change:  # relative targets: a teacher 5 points better moves every prediction up by exactly 5 points
+        from dataclasses import replace
+
+        better = replace(held, teacher_acc=held.teacher_acc + 0.05)
+        shift = predict_task(models[0], better) - predict_task(models[0], held)
+        torch.testing.assert_close(shift, torch.full_like(shift, 0.05), rtol=0, atol=1e-5)
 
 
 @pytest.mark.slow
@@ -181,6 +190,11 @@ def test_meta_commands_reject_bad_input(synthetic_db, tmp_path, capsys):
     code, _, err = run_cli(["meta", "eval", "--db", str(db), "--teachers", str(teachers), "--baselines",
                             "flops,oracle"], capsys)
     assert code == 2 and "unknown baseline oracle" in err and "ridge" in err and "Traceback" not in err
+    for flag, value in (("--target", "percent"), ("--adapt-scope", "encoders")):
+        out = tmp_path / "bad.safetensors"
+        code, _, err = run_cli(["meta", "train", "--db", str(db), "--teachers", str(teachers), "--out", str(out),
+                                flag, value], capsys)
+        assert code == 2 and flag in err and "Traceback" not in err and not out.exists()
     code, _, err = run_cli(["meta", "eval", "--db", str(db), "--teachers", str(teachers), "--bootstrap", "-1"],
                            capsys)
     assert code == 2 and "--bootstrap" in err

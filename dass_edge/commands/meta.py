@@ -283,6 +283,9 @@ def train_cmd(
                                                     "recipe's)."),
     seed: int = typer.Option(0, "--seed", help="Seed of the first member."),
     no_adapt: bool = typer.Option(False, "--no-adapt", help="Train without teacher-guided adaptation (ablation)."),
+    target: str = typer.Option("absolute", "--target", help="Regress accuracy ('absolute') or accuracy minus the "
+                                                            "teacher's ('relative')."),
+    adapt_scope: str = typer.Option("all", "--adapt-scope", help="Weights the adaptation moves: 'all' or 'head'."),
     use: str = typer.Option("arch,teacher", "--use", help="Inputs: student (embedding), arch, teacher; the "
                                                        "shipped recipe uses arch,teacher (see BENCHMARKS.md)."),
     json_out: bool = typer.Option(False, "--json", help="Print the held-out report as JSON."),
@@ -299,7 +302,12 @@ def train_cmd(
     if not inputs or set(inputs) - {"student", "arch", "teacher"}:
         raise DassEdgeError(f"--use takes a comma-separated subset of student,arch,teacher (got {use!r})")
     check_output_file(out, "--out", suffix=".safetensors")
-    cfg = replace(TrainConfig(), seed=seed, adapt=not no_adapt, use=inputs, **({"steps": steps} if steps else {}))
+    if target not in ("absolute", "relative"):
+        raise DassEdgeError(f"--target must be 'absolute' or 'relative' (got {target!r})")
+    if adapt_scope not in ("all", "head"):
+        raise DassEdgeError(f"--adapt-scope must be 'all' or 'head' (got {adapt_scope!r})")
+    cfg = replace(TrainConfig(), seed=seed, adapt=not no_adapt, use=inputs, target=target, adapt_scope=adapt_scope,
+                  **({"steps": steps} if steps else {}))
     if cfg.steps < 1:
         raise DassEdgeError(f"--steps must be >= 1, got {cfg.steps}")
     if members < 1:  # checked again by train_ensemble, but only after the database is embedded

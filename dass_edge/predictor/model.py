@@ -20,7 +20,7 @@ import torch
 from torch import nn
 from torch.func import functional_call
 
-__all__ = ["DaSSPredictor", "adapt", "predict", "trained_adapt_steps"]
+__all__ = ["DaSSPredictor", "adapt", "predict", "target_offset", "trained_adapt_steps"]
 
 Params = dict[str, torch.Tensor]
 
@@ -95,6 +95,12 @@ def trained_adapt_steps(model: DaSSPredictor) -> int:
     return int(model.config.get("inner_steps", 1)) if model.config.get("adapt", True) else 0
 
 
+def target_offset(model: DaSSPredictor, teacher_acc: float) -> float:
+    """What to add to the model's raw output to get accuracy (fraction): the teacher's accuracy when it was
+    trained on teacher-relative targets (``target = "relative"``), else 0."""
+    return float(teacher_acc) if model.config.get("target", "absolute") == "relative" else 0.0
+
+
 def predict(model: DaSSPredictor, params: Params, student: torch.Tensor, arch: torch.Tensor,
             teacher: torch.Tensor) -> torch.Tensor:
     """Forward with explicit (possibly adapted) parameters."""
@@ -112,11 +118,13 @@ def adapt(model: DaSSPredictor, support: tuple[torch.Tensor, torch.Tensor, torch
     if steps == 0:
         return dict(params)
     s, a, t, y = support
+    head_only = model.config.get("adapt_scope", "all") == "head"
     for _ in range(steps):
         loss = torch.mean((predict(model, params, s, a, t) - y) ** 2)
-        names = list(params)
+        # "head": only the head moves (a one-image support set cannot re-learn the encoders).
+        names = [n for n in params if n.startswith("head.")] if head_only else list(params)
         grads = torch.autograd.grad(loss, [params[n] for n in names], create_graph=create_graph, allow_unused=True)
-        params = {
+        params = dict(params) | {
             n: (params[n] - model.alpha[n.replace(".", "__")] * g) if g is not None else params[n]
             for n, g in zip(names, grads)
         }

@@ -22,7 +22,7 @@ from dass_edge.models.resnet import ResNet
 from dass_edge.predictor.embeddings import embed, probe_batch
 from dass_edge.predictor.encoding import student_features
 from dass_edge.predictor.fast_embed import StudentEmbedder
-from dass_edge.predictor.model import DaSSPredictor, adapt, predict, trained_adapt_steps
+from dass_edge.predictor.model import DaSSPredictor, adapt, predict, target_offset, trained_adapt_steps
 from dass_edge.predictor.store import load_predictor
 from dass_edge.predictor.training import calibrated
 from dass_edge.space import Arch
@@ -56,11 +56,15 @@ class StudentScorer:
         support = (self._teacher_map[None], torch.tensor([student_features(teacher_arch(teacher), teacher.spec)]),
                    self._teacher_map[None], torch.tensor([teacher_acc / 100.0]))
         steps = [trained_adapt_steps(m) for m in models]
-        self._params = [adapt(m, support, steps=s) if s else m.base_params() for m, s in zip(models, steps)]
+        # Members trained on teacher-relative targets adapt to 0 (the teacher minus itself) and get the
+        # teacher's accuracy added back.
+        self._offsets = [target_offset(m, teacher_acc / 100.0) for m in models]
+        self._params = [adapt(m, (*support[:3], support[3] - o), steps=s) if s else m.base_params()
+                        for m, s, o in zip(models, steps, self._offsets)]
         self.calibration = meta.get("calibration")
         with torch.no_grad():  # the teacher's own arch, scored like a student: the calibration's anchor
-            self._raw_teacher = float(torch.stack([predict(m, p, *support[:3])[0]
-                                                   for m, p in zip(models, self._params)]).mean())
+            self._raw_teacher = float(torch.stack([predict(m, p, *support[:3])[0] + o
+                                                   for m, p, o in zip(models, self._params, self._offsets)]).mean())
         self.info = {
             "path": meta.get("path"), "sha256": file_sha256(meta["path"]) if meta.get("path") else None,
             "format": meta.get("format"), "members": len(models), "db": meta.get("db"),
@@ -81,7 +85,8 @@ class StudentScorer:
             maps = self.embedder.embed(archs) if self.needs_student else None
             codes = torch.tensor([student_features(a, self.teacher_spec) for a in archs])
             teacher = self._teacher_map[None]  # encoded once, broadcast over the batch
-            preds = torch.stack([predict(m, p, maps, codes, teacher) for m, p in zip(self.models, self._params)])
+            preds = torch.stack([predict(m, p, maps, codes, teacher) + o
+                                 for m, p, o in zip(self.models, self._params, self._offsets)])
         self.seconds += time.perf_counter() - t0
         self.scored += len(archs)
         acc = calibrated(preds.mean(0), self._raw_teacher, self.teacher_acc / 100.0, self.calibration)

@@ -87,7 +87,8 @@ def load_predictor(path: str | Path | None = None) -> tuple[list[DaSSPredictor],
         except RuntimeError as e:
             raise DassEdgeError(f"predictor {path} is damaged: member {i} does not match its config ({e})"[:300]
                                 ) from None
-        model.config.update({k: meta["train"][k] for k in ("adapt", "inner_steps") if k in meta.get("train", {})})
+        model.config.update({k: meta["train"][k] for k in ("adapt", "inner_steps", "target", "adapt_scope")
+                             if k in meta.get("train", {})})
         models.append(model.eval())
     meta["path"] = str(path)
     return models, meta

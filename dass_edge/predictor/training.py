@@ -18,7 +18,7 @@ from dataclasses import asdict, dataclass, field
 import torch
 
 from dass_edge.predictor.meta_tasks import MetaTask
-from dass_edge.predictor.model import DaSSPredictor, adapt, predict, trained_adapt_steps
+from dass_edge.predictor.model import DaSSPredictor, adapt, predict, target_offset, trained_adapt_steps
 
 __all__ = ["TrainConfig", "meta_train", "predict_task", "task_support", "pairwise_rank_loss", "fit_calibration",
            "calibrated", "adapted_predictions"]
@@ -42,6 +42,10 @@ class TrainConfig:
     inner_steps: int = 1
     rank_weight: float = 3.0  # chosen by 2-fold cross-validation over meta-training tasks (see BENCHMARKS.md)
     rank_scale: float = 20.0  # logits of the pairwise loss: accuracy differences (fractions) times this
+    # "relative": regress accuracy minus the teacher's (the support label is then 0, and adaptation cannot
+    # be spent on a task's level); "absolute": accuracy itself.
+    target: str = "absolute"
+    adapt_scope: str = "all"  # "head": the inner loop moves only the head's weights
     seed: int = 0
     extra: dict = field(default_factory=dict)
 
@@ -84,11 +88,18 @@ def _teacher_maps(task: MetaTask, n: int) -> torch.Tensor:
     return task.teacher_embedding[None].expand(n, *task.teacher_embedding.shape)
 
 
+def _relative_support(model: DaSSPredictor, task: MetaTask, k_shot: int = 0, seed: int = 0
+                      ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """:func:`task_support` with labels in the model's target unit."""
+    s, a, t, y = task_support(task, k_shot, seed)
+    return s, a, t, y - target_offset(model, task.teacher_acc)
+
+
 def _episode_loss(model: DaSSPredictor, task: MetaTask, cfg: TrainConfig, idx: torch.Tensor) -> torch.Tensor:
-    params = adapt(model, task_support(task), steps=cfg.inner_steps, create_graph=True) if cfg.adapt else \
-        model.base_params()
+    params = adapt(model, _relative_support(model, task), steps=cfg.inner_steps, create_graph=True) \
+        if cfg.adapt else model.base_params()
     pred = predict(model, params, task.student_embeddings[idx], task.codes[idx], _teacher_maps(task, len(idx)))
-    y = task.labels[idx]
+    y = task.labels[idx] - target_offset(model, task.teacher_acc)
     loss = torch.mean((pred - y) ** 2)
     if cfg.rank_weight > 0:
         loss = loss + cfg.rank_weight * pairwise_rank_loss(pred, y, cfg.rank_scale)
@@ -104,9 +115,12 @@ def meta_train(tasks: list[MetaTask], cfg: TrainConfig, progress: ProgressFn | N
     rng = random.Random(cfg.seed)
     first = tasks[0]
     model = DaSSPredictor(first.student_embeddings.shape[2], first.codes.shape[1], hidden=cfg.hidden, use=cfg.use)
+    model.config.update({"adapt": cfg.adapt, "inner_steps": cfg.inner_steps, "target": cfg.target,
+                         "adapt_scope": cfg.adapt_scope})
     # Start the head at the mean label so early steps learn structure, not the offset.
     with torch.no_grad():
-        model.head[-1].bias.fill_(float(torch.cat([t.labels for t in tasks]).mean()))
+        model.head[-1].bias.fill_(float(torch.cat([t.labels - target_offset(model, t.teacher_acc)
+                                                   for t in tasks]).mean()))
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, cfg.steps)
     history: list[float] = []
@@ -128,7 +142,8 @@ def _adapted(model: DaSSPredictor, task: MetaTask, adapt_steps: int | None = Non
              k_seed: int = 0) -> dict[str, torch.Tensor]:
     """The model's weights adapted to ``task`` (``adapt_steps`` None: the trained setting)."""
     steps = trained_adapt_steps(model) if adapt_steps is None else adapt_steps
-    return adapt(model, task_support(task, k_shot, k_seed), steps=steps) if steps else model.base_params()
+    return adapt(model, _relative_support(model, task, k_shot, k_seed), steps=steps) if steps else \
+        model.base_params()
 
 
 def predict_task(model: DaSSPredictor, task: MetaTask, adapt_steps: int | None = None, k_shot: int = 0,
@@ -140,7 +155,8 @@ def predict_task(model: DaSSPredictor, task: MetaTask, adapt_steps: int | None =
     """
     params = _adapted(model, task, adapt_steps, k_shot, k_seed)
     with torch.no_grad():
-        return predict(model, params, task.student_embeddings, task.codes, _teacher_maps(task, len(task))).detach()
+        raw = predict(model, params, task.student_embeddings, task.codes, _teacher_maps(task, len(task))).detach()
+    return raw + target_offset(model, task.teacher_acc)
 
 
 def adapted_predictions(models: list[DaSSPredictor], task: MetaTask) -> tuple[torch.Tensor, float]:
@@ -150,9 +166,10 @@ def adapted_predictions(models: list[DaSSPredictor], task: MetaTask) -> tuple[to
     t_map = task.teacher_embedding[None]
     for m in models:
         params = _adapted(m, task)
+        off = target_offset(m, task.teacher_acc)
         with torch.no_grad():
-            students.append(predict(m, params, task.student_embeddings, task.codes, t_map))
-            teacher.append(predict(m, params, t_map, task.teacher_code[None], t_map)[0])
+            students.append(predict(m, params, task.student_embeddings, task.codes, t_map) + off)
+            teacher.append(predict(m, params, t_map, task.teacher_code[None], t_map)[0] + off)
     return torch.stack(students).mean(0), float(torch.stack(teacher).mean())
 
 

@@ -1,0 +1,53 @@
+import numpy as np
+import pytest
+
+from dass_edge.errors import DassEdgeError
+from dass_edge.predictor.hybrid import HybridPredictor, standardized
+from dass_edge.predictor.metrics import rank_metrics
+from tests.test_predictor_baselines import SPEC, synthetic_task
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+def _tasks():
+    train = [synthetic_task(f"train{i}", i, offset=0.05 * (i - 2)) for i in range(4)]
+    for t in train:
+        t.spec = SPEC
+    test = synthetic_task("test", 99, offset=0.03)
+    test.spec = SPEC
+    return train, test
+
+
+def test_standardized_has_zero_mean_unit_sd_and_survives_constant_labels():
+    z = standardized(np.array([1.0, 2.0, 3.0, 6.0]))
+    assert abs(z.mean()) < 1e-12 and abs(z.std() - 1.0) < 1e-12
+    assert np.all(standardized(np.full(4, 0.7)) == 0.0)
+
+
+def test_linear_part_reads_an_extra_feature_that_carries_the_order():
+    train, test = _tasks()
+    # An extra feature equal to the per-task standardized labels: the linear part must rank by it.
+    extra = {t.name: standardized(t.labels.numpy())[:, None] for t in train}
+    model = HybridPredictor(residual_steps=0, alpha=1e-3).fit(train, extra)
+    rho = rank_metrics(model.score(test, test.labels.numpy()[:, None]), test.labels.numpy())["spearman"]
+    assert rho > 0.999
+
+
+def test_residual_learns_what_the_size_features_miss_and_is_seeded():
+    train, test = _tasks()  # labels are linear in the one-hot code, which the size features only partly see
+    truth = test.labels.numpy()
+    linear = HybridPredictor(residual_steps=0).fit(train)
+    hybrid = HybridPredictor(residual_steps=400, seed=0).fit(train)
+    rho_linear = rank_metrics(linear.score(test), truth)["spearman"]
+    rho_hybrid = rank_metrics(hybrid.score(test), truth)["spearman"]
+    assert rho_hybrid > rho_linear + 0.05 and rho_hybrid > 0.9
+    again = HybridPredictor(residual_steps=400, seed=0).fit(train)
+    np.testing.assert_array_equal(again.score(test), hybrid.score(test))
+
+
+def test_unfitted_or_empty_fit_is_refused():
+    _, test = _tasks()
+    with pytest.raises(DassEdgeError, match="not fitted"):
+        HybridPredictor().score(test)
+    with pytest.raises(DassEdgeError, match="2 or more students"):
+        HybridPredictor().fit([])
