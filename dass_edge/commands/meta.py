@@ -79,7 +79,8 @@ def _logger(log_file: Path | None, progress, task_id):
 @app.command("build-db")
 def build_db_cmd(
     tasks: str = typer.Option(..., "--tasks", help="Built-in tasks, comma-separated; name:model picks its teacher."),
-    students_per_task: int = typer.Option(40, "--students-per-task", help="Students per task."),
+    students_per_task: int = typer.Option(40, "--students-per-task", help="Students per task (--sampling even; bands "
+                                          "take --bands x --per-band)."),
     seeds: str = typer.Option("0", "--seeds", help="KD seeds, comma-separated."),
     multi_seed_students: int = typer.Option(None, "--multi-seed-students",
                                             help="Only the first N students of a task get every seed (others: the "

@@ -49,10 +49,6 @@ class TaskPlan:
     per_band: int = 8
     band_tol: float = 0.05
 
-    @property
-    def planned_students(self) -> int:
-        return self.bands * self.per_band if self.sampling == "bands" else self.students
-
 
 @dataclass
 class BuildPlan:
