@@ -24,8 +24,10 @@ pytestmark = pytest.mark.slow
 def work(tmp_path, monkeypatch):
     monkeypatch.setenv("DASS_EDGE_TABLES", str(tmp_path / "user-tables"))
     monkeypatch.chdir(tmp_path)
+    before = torch.get_num_threads()
     torch.set_num_threads(1)
-    return tmp_path
+    yield tmp_path
+    torch.set_num_threads(before)
 
 
 def _image_folder(root, classes=3, per_class=14, side=80):
