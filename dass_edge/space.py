@@ -18,7 +18,7 @@ from dass_edge.errors import DassEdgeError
 from dass_edge.spec import ModelSpec, block_layout, conv_out
 from dass_edge.validate import whole
 
-__all__ = ["Arch", "SearchSpace", "WIDTH_MULTIPLIERS", "spec_params", "spec_flops"]
+__all__ = ["Arch", "SearchSpace", "WIDTH_MULTIPLIERS", "block_macs", "spec_params", "spec_flops"]
 
 #: Width multipliers relative to the teacher's stage width (step 1/16, as in DaSS).
 WIDTH_MULTIPLIERS: tuple[float, ...] = tuple(k / 16 for k in range(8, 17))
@@ -243,10 +243,13 @@ def spec_flops(spec: ModelSpec) -> int:
     else:
         r = conv_out(spec.resolution, 2)
         total = spec.in_chans * spec.stem_width * 49 * r * r
-    for cin, cout, stride, res, proj in block_layout(spec):
-        r = conv_out(res, stride)
-        total += 9 * cin * cout * r * r + 9 * cout * cout * r * r
-        if proj:
-            total += cin * cout * r * r
+    total += sum(block_macs(cin, cout, stride, res, proj) for cin, cout, stride, res, proj in block_layout(spec))
     total += spec.feature_width * spec.num_classes
     return total
+
+
+def block_macs(cin: int, cout: int, stride: int, res: int, proj: bool) -> int:
+    """Multiply-accumulates of one BasicBlock (two 3x3 convs, plus the 1x1 projection if it has one), the one
+    formula the cost model, the latency-table estimate and the band sampler share."""
+    r = conv_out(res, stride)
+    return (9 * cin * cout + 9 * cout * cout + (cin * cout if proj else 0)) * r * r

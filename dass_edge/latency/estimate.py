@@ -14,6 +14,7 @@ import numpy as np
 
 from dass_edge.latency.entries import Entry, space_entries
 from dass_edge.latency.table import LatencyTable
+from dass_edge.space import block_macs
 from dass_edge.spec import conv_out
 
 __all__ = ["entry_macs", "profiling_estimate_s"]
@@ -27,9 +28,7 @@ def entry_macs(e: Entry) -> int:
         return e.in_ch * e.out_ch * 49 * conv_out(e.resolution, 2) ** 2
     if e.kind == "head":
         return e.in_ch * e.out_ch
-    r = conv_out(e.resolution, e.stride)
-    proj = e.in_ch * e.out_ch if e.has_projection else 0
-    return (9 * e.in_ch * e.out_ch + 9 * e.out_ch * e.out_ch + proj) * r * r
+    return block_macs(e.in_ch, e.out_ch, e.stride, e.resolution, e.has_projection)
 
 
 def _fit(reference: LatencyTable) -> dict:

@@ -64,16 +64,16 @@ def shape_descriptor(space: SearchSpace, arch: Arch) -> list[float]:
     """Where a student puts its capacity: relative depth and mean relative width per stage, and each
     stage's share of the block FLOPs. Two students of equal FLOPs differ here (deep-narrow vs shallow-wide,
     early vs late capacity)."""
-    from dass_edge.spec import block_layout, conv_out
+    from dass_edge.space import block_macs
+    from dass_edge.spec import block_layout
 
     spec = space.to_spec(arch)
     depths = [d / m for d, m in zip(arch.depths, space.max_depths)]
     widths = [sum(ws) / len(ws) / space.teacher.widths[s] for s, ws in enumerate(arch.widths)]
     stage_of = [s for s, d in enumerate(arch.depths) for _ in range(d)]
     macs = [0.0] * len(arch.depths)
-    for s, (cin, cout, stride, res, proj) in zip(stage_of, block_layout(spec)):
-        r = conv_out(res, stride)
-        macs[s] += (9 * cin * cout + 9 * cout * cout + (cin * cout if proj else 0)) * r * r
+    for s, block in zip(stage_of, block_layout(spec)):
+        macs[s] += block_macs(*block)
     total = sum(macs) or 1.0
     return depths + widths + [m / total for m in macs]
 

@@ -343,14 +343,13 @@ def _resolve_table(device: str | None, spec: ModelSpec, fixed_last_stage: bool, 
 
 def _profiling_eta(space: SearchSpace) -> str:
     """``about N minutes`` for profiling ``space``, estimated from the shipped table's own timings."""
-    from importlib import resources
-
+    from dass_edge.latency import find_tables
     from dass_edge.latency.estimate import profiling_estimate_s
 
-    shipped = sorted(p for p in resources.files("dass_edge.latency_tables").iterdir() if p.name.endswith(".json"))
+    shipped = [t for t, source in find_tables("cpu") if source == "shipped"]
     if not shipped:
         return "a few minutes"
-    seconds = profiling_estimate_s(space, LatencyTable.load(Path(str(shipped[0]))))
+    seconds = profiling_estimate_s(space, shipped[0])
     if seconds < 90:
         return "about a minute"
     return f"about {round(seconds / 60)} minutes, estimated from the shipped table's timings"
