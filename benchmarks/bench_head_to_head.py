@@ -13,7 +13,7 @@ short line each):
     python benchmarks/bench_head_to_head.py            # plan (if none), picks, train, report
     python benchmarks/bench_head_to_head.py plan       # budgets and random students
     python benchmarks/bench_head_to_head.py picks [--evals 300]
-    python benchmarks/bench_head_to_head.py train [--device cuda --workers 8]
+    python benchmarks/bench_head_to_head.py train [--train-device cuda --workers 8]
     python benchmarks/bench_head_to_head.py report
 
 Latency comes from this machine's CPU table for each teacher (``search`` profiles one first when
@@ -179,7 +179,7 @@ def train(args: argparse.Namespace) -> None:
     while True:
         done = _done()
         skip = set(done) | failed
-        todo = [j for j in _jobs(args.device) if (j["task"], Arch.from_dict(j["arch"]).key()) not in skip
+        todo = [j for j in _jobs(args.train_device) if (j["task"], Arch.from_dict(j["arch"]).key()) not in skip
                 and _shard(j, args.shard[1]) == args.shard[0]]
         if not todo:
             return
@@ -256,7 +256,8 @@ def report(_: argparse.Namespace) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("stage", nargs="?", default="all", choices=["all", "plan", "picks", "train", "report"])
-    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--train-device", "--device", dest="train_device", default="cpu",
+                        help="torch accelerator of the train stage: cpu or cuda[:N] (--device: its old spelling)")
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--evals", type=int, default=300, help="students each search scores")

@@ -13,7 +13,7 @@ Stages (each resumable; trained students are appended to ``benchmarks/results/se
     python benchmarks/bench_search.py                      # all stages (plan only if there is none)
     python benchmarks/bench_search.py plan                 # budgets, random and largest students
     python benchmarks/bench_search.py picks                # run the search per (task, budget)
-    python benchmarks/bench_search.py train [--device cuda --workers 14]
+    python benchmarks/bench_search.py train [--train-device cuda --workers 14]
     python benchmarks/bench_search.py speed
     python benchmarks/bench_search.py report
 """
@@ -135,7 +135,7 @@ def train(args: argparse.Namespace) -> None:
     from dass_edge.metadb.store import append_row
 
     done = _done()
-    todo = [j for j in _jobs(args.device) if (j["task"], Arch.from_dict(j["arch"]).key()) not in done]
+    todo = [j for j in _jobs(args.train_device) if (j["task"], Arch.from_dict(j["arch"]).key()) not in done]
     print(f"{len(todo)} students to train")
     with LocalEngine(args.workers) as engine:
         for job, row, err in engine.run(kd_job, todo):
@@ -228,7 +228,7 @@ def report(_: argparse.Namespace) -> None:
                  f"~{s['exhaustive_seconds']:,} s (plus a latency lookup each), against {s['search_seconds']} s "
                  f"for the search, which scores {s['evaluated'] / s['space_size']:.2%} of the space.\n")
     write_fragment("search", "Student search (dass-edge search)", "python benchmarks/bench_search.py "
-                   "(plan, picks, train [--device cuda --workers 14 on the H200], speed, report)", body)
+                   "(plan, picks, train [--train-device cuda --workers 14 on the H200], speed, report)", body)
     print(body)
 
 
@@ -236,7 +236,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("stage", nargs="?", default="all", choices=["all", "plan", "picks", "train", "speed", "report"],
                         help="all (default): plan if there is none, then picks, train, speed and report")
-    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--train-device", "--device", dest="train_device", default="cpu",
+                        help="torch accelerator of the train stage: cpu or cuda[:N] (--device: its old spelling)")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--evals", type=int, default=2000)

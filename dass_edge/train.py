@@ -101,7 +101,7 @@ def resolve_device(name: str | None) -> torch.device:
     except RuntimeError:
         raise DassEdgeError(f"unknown device {name!r}; use cpu or cuda[:N]") from None
     if device.type == "cuda" and not torch.cuda.is_available():
-        raise DassEdgeError("--device cuda was asked for but this torch sees no CUDA GPU; use --device cpu")
+        raise DassEdgeError("--train-device cuda was asked for but this torch sees no CUDA GPU; use --train-device cpu")
     if device.type not in ("cpu", "cuda"):
         raise DassEdgeError(f"training runs on cpu or cuda, not {device.type}")
     return device

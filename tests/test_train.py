@@ -119,6 +119,6 @@ def test_distill_cli_rejects_a_missing_gpu(tmp_path, capsys):
     if torch.cuda.is_available():
         pytest.skip("this machine has a CUDA GPU")
     code, _, err = run_cli(["distill", "--arch", "d1-1-1-2_w12-24-48-128.128", "--out", str(tmp_path / "s"),
-                            "--device", "cuda"], capsys)
+                            "--train-device", "cuda"], capsys)
     assert code == 2 and "sees no CUDA GPU" in err and len(err.strip().splitlines()) == 1
     assert not (tmp_path / "s").exists()
