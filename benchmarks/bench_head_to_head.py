@@ -141,7 +141,7 @@ def _done() -> dict[tuple[str, str], dict]:
 
 def _jobs(device: str) -> list[dict]:
     from dass_edge.data.builtin import cache_dir
-    from dass_edge.distill import KDConfig
+    from dass_edge.training.distill import KDConfig
 
     data = json.loads(PLAN.read_text())
     config = KDConfig().to_dict()  # the meta-database recipe (10 epochs, lr 0.01, alpha 0.5, T 6)

@@ -33,9 +33,9 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks.common import RESULTS, write_fragment  # noqa: E402
-from dass_edge.distill import KDConfig  # noqa: E402
 from dass_edge.io import atomic_write_json, file_sha256  # noqa: E402
 from dass_edge.space import Arch, SearchSpace  # noqa: E402
+from dass_edge.training.distill import KDConfig  # noqa: E402
 
 TASKS = {"glyph-hebrew": "metadb/teachers/glyph-hebrew.safetensors", "shapes": "metadb/teachers/shapes.safetensors"}
 BUDGET_FRACTIONS = (0.35, 0.65)  # of the way from the fastest student to the teacher

@@ -148,7 +148,7 @@ def test_report_and_plot(searched):
 
 
 def test_distill_reads_the_run_folder(searched):
-    from dass_edge.distill_run import target_from_run
+    from dass_edge.training.distill_run import target_from_run
 
     run, record, _ = searched
     target = target_from_run(run, rank=2)

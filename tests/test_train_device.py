@@ -15,7 +15,7 @@ from dass_edge.data import load_task
 from dass_edge.metadb import read_rows
 from dass_edge.models import build_model, save_checkpoint
 from dass_edge.space import Arch
-from dass_edge.teacher import teacher_spec_for
+from dass_edge.training.teacher import teacher_spec_for
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

@@ -54,14 +54,14 @@ def distill_command(
 ) -> None:
     """KD-train a student remapped from the teacher; resumable (rerun the same command after a kill)."""
     from dass_edge.data.builtin import cache_dir
-    from dass_edge.distill import KDConfig
-    from dass_edge.distill_run import run_distill, target_from_args, target_from_run
-    from dass_edge.train import Recipe, resolve_device
+    from dass_edge.training.distill import KDConfig
+    from dass_edge.training.distill_run import run_distill, target_from_args, target_from_run
+    from dass_edge.training.loop import Recipe, resolve_train_device
 
     config = KDConfig(recipe=Recipe(epochs=epochs, batch_size=batch_size, lr=lr, weight_decay=weight_decay,
                                     warmup_epochs=min(1.0, epochs / 2), label_smoothing=0.0, seed=seed),
                       loss=loss, alpha=alpha, temperature=temperature, remap=remap_mode).validate()
-    torch_device = resolve_device(pick_train_device(train_device, old_device))
+    torch_device = resolve_train_device(pick_train_device(train_device, old_device))
     if run_dir is not None:
         if arch or teacher or task or data or out:
             raise DassEdgeError("with a run folder, the teacher, data, arch and output come from search.json; "

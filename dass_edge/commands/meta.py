@@ -122,9 +122,9 @@ def build_db_cmd(
     """Build or continue a meta-database: a teacher per task, then KD runs of seeded students."""
     from dataclasses import replace
 
-    from dass_edge.distill import DB_RECIPE, KDConfig
     from dass_edge.metadb.builder import TEACHER_RECIPE, BuildPlan, TaskPlan, build_db, validate_plan
     from dass_edge.metadb.engines import make_engine
+    from dass_edge.training.distill import DB_RECIPE, KDConfig
 
     device = pick_train_device(train_device, old_device)
     pairs = parse_tasks(tasks, teacher_model)

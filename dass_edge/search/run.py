@@ -14,7 +14,7 @@ Two steps, so that every mistake is caught before anything slow runs or anything
   ``search.json`` holds.
 
 ``dass-edge distill runs/<id> --rank K`` and ``dass-edge export runs/<id>`` read that folder
-(see :func:`dass_edge.distill_run.target_from_run`).
+(see :func:`dass_edge.training.distill_run.target_from_run`).
 """
 
 from __future__ import annotations
@@ -240,15 +240,6 @@ def _pick_out(out: str | Path | None, runs_dir: str | Path, run_id: str | None) 
     return base / rid, rid, run_id is None
 
 
-def _load_teacher(teacher: str | Path | None) -> tuple[ResNet, dict, str | None, str]:
-    from dass_edge.resources import asset_path
-    from dass_edge.teacher import load_teacher
-
-    model, meta = load_teacher(teacher)
-    real = Path(teacher) if teacher is not None else asset_path("demo_teacher.safetensors")
-    return model, meta, (str(Path(teacher).resolve()) if teacher is not None else None), file_sha256(real)
-
-
 def _task_for(teacher_meta: dict, teacher_label: str, task: str | None,
               data_dir: str | Path | None) -> tuple[str | None, str | None]:
     """The task to search for: the one given, else the one the teacher records it was trained on."""
@@ -453,9 +444,11 @@ def prepare_search(
               "predictor": str(predictor) if predictor is not None else None}
 
     from dass_edge.data import load_task
-    from dass_edge.distill import check_compatible
+    from dass_edge.training.distill import check_compatible
+    from dass_edge.training.teacher import load_teacher_and_sha256
 
-    model, tmeta, tpath, sha = _load_teacher(teacher)
+    model, tmeta, sha = load_teacher_and_sha256(teacher)
+    tpath = str(Path(teacher).resolve()) if teacher is not None else None
     if resolution is not None:
         from dataclasses import replace as _replace
 
