@@ -109,7 +109,8 @@ def _settings(data: dict) -> list[tuple[str, dict, dict]]:
 def picks(args: argparse.Namespace) -> None:
     """Top-1 pick of every method per (task, budget); already-picked methods are kept (resumable)."""
     from dass_edge.predictor.search_scorers import load_search_scorer
-    from dass_edge.search.run import prepare_search, run_search
+    from dass_edge.search.plan import prepare_search
+    from dass_edge.search.run import run_search
 
     data = json.loads(PLAN.read_text())
     methods = [m for m in args.methods.split(",") if m]

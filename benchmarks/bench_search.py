@@ -83,7 +83,8 @@ def plan(_: argparse.Namespace) -> None:
 
 def picks(args: argparse.Namespace) -> None:
     from dass_edge.predictor.scoring import load_scorer
-    from dass_edge.search.run import prepare_search, run_search
+    from dass_edge.search.plan import prepare_search
+    from dass_edge.search.run import run_search
 
     data = json.loads(PLAN.read_text())
     for task, entry in data["tasks"].items():
@@ -149,7 +150,8 @@ def train(args: argparse.Namespace) -> None:
 def speed(args: argparse.Namespace) -> None:
     """Median of 3 rounds (this shared machine varies a lot from minute to minute), range recorded."""
     from dass_edge.predictor.scoring import load_scorer
-    from dass_edge.search.run import prepare_search, run_search
+    from dass_edge.search.plan import prepare_search
+    from dass_edge.search.run import run_search
 
     torch.set_num_threads(2)
     rounds = []
