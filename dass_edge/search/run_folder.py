@@ -12,7 +12,6 @@ import datetime as _dt
 import json
 import os
 import shlex
-import shutil
 import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -118,29 +117,14 @@ def write_run(plan: SearchPlan, record: dict, rows: list[dict]) -> None:
         write_report(stage, record, rows)
         record["files"] = files
         (stage / "search.json").write_text(json.dumps(record, indent=2, sort_keys=True) + "\n")
-        old = _set_aside(plan.out) if plan.replace else None
-        try:
-            staged.commit_folder()
-        except BaseException:
-            if old is not None:  # put the replaced run back
-                os.rename(old / plan.out.name, plan.out)
-                old.rmdir()
-            raise
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
+        staged.commit_folder(replace=_only_a_search_run if plan.replace else None)
 
 
-def _set_aside(out: Path) -> Path | None:
-    """Move the search run folder being replaced into a hidden holder folder beside it (removed once the new
-    one is in place); returns the holder."""
-    if not out.exists() or not any(out.iterdir()):
-        return None
+def _only_a_search_run(out: Path) -> None:
+    """``--replace`` replaces a search run folder, nothing else (checked again as the new run moves in)."""
     if not is_search_run(out):
         raise DassEdgeError(f"--replace only replaces a search run folder, and {out} is not one (any more); "
                             "choose another --out")
-    old = Path(tempfile.mkdtemp(prefix=f".{out.name}.replaced-", dir=out.parent))
-    os.rename(out, old / out.name)
-    return old
 
 
 def _config(plan: SearchPlan, record: dict, pick: dict) -> dict:
