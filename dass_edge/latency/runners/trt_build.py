@@ -102,7 +102,7 @@ def write_engine(onnx_path: str, engine_path: str, precision: str = "fp16", min_
 def write_bytes_atomic(path: str, data: bytes) -> str:
     """Write ``data`` to a temporary file beside ``path``, then rename it into place: a reader (or a second
     profiling process) never sees half an engine. Standard library only, for the reason this file is;
-    dass-edge's own outputs go through :mod:`dass_edge.io`."""
+    the package's own outputs go through its io module."""
     folder = os.path.dirname(os.path.abspath(path))
     fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=folder)
     try:
