@@ -30,7 +30,6 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks.common import cpu_model  # noqa: E402
 from dass_edge.data import load_task
-from dass_edge.distill import DB_RECIPE, KDConfig, distill
 from dass_edge.io import file_sha256
 from dass_edge.metadb import db_info, read_rows
 from dass_edge.metadb.builder import BuildPlan, TaskPlan, build_db
@@ -38,6 +37,7 @@ from dass_edge.metadb.engines import LocalEngine, RayEngine
 from dass_edge.metadb.sampling import sample_students
 from dass_edge.models import load_checkpoint
 from dass_edge.space import SearchSpace
+from dass_edge.training.distill import DB_RECIPE, KDConfig, distill
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -28,7 +28,7 @@ from dass_edge.models.remap import remap  # noqa: E402
 from dass_edge.predictor.embeddings import embed, probe_batch  # noqa: E402
 from dass_edge.predictor.fast_embed import StudentEmbedder  # noqa: E402
 from dass_edge.space import Arch, SearchSpace  # noqa: E402
-from dass_edge.teacher import load_teacher  # noqa: E402
+from dass_edge.training.teacher import load_teacher  # noqa: E402
 
 TASK = "glyph-latin-upper"
 

@@ -13,7 +13,7 @@ short line each):
     python benchmarks/bench_head_to_head.py            # plan (if none), picks, train, report
     python benchmarks/bench_head_to_head.py plan       # budgets and random students
     python benchmarks/bench_head_to_head.py picks [--evals 300]
-    python benchmarks/bench_head_to_head.py train [--device cuda --workers 8]
+    python benchmarks/bench_head_to_head.py train [--train-device cuda --workers 8]
     python benchmarks/bench_head_to_head.py report
 
 Latency comes from this machine's CPU table for each teacher (``search`` profiles one first when
@@ -109,7 +109,8 @@ def _settings(data: dict) -> list[tuple[str, dict, dict]]:
 def picks(args: argparse.Namespace) -> None:
     """Top-1 pick of every method per (task, budget); already-picked methods are kept (resumable)."""
     from dass_edge.predictor.search_scorers import load_search_scorer
-    from dass_edge.search.run import prepare_search, run_search
+    from dass_edge.search.plan import prepare_search
+    from dass_edge.search.run import run_search
 
     data = json.loads(PLAN.read_text())
     methods = [m for m in args.methods.split(",") if m]
@@ -141,7 +142,7 @@ def _done() -> dict[tuple[str, str], dict]:
 
 def _jobs(device: str) -> list[dict]:
     from dass_edge.data.builtin import cache_dir
-    from dass_edge.distill import KDConfig
+    from dass_edge.training.distill import KDConfig
 
     data = json.loads(PLAN.read_text())
     config = KDConfig().to_dict()  # the meta-database recipe (10 epochs, lr 0.01, alpha 0.5, T 6)
@@ -179,7 +180,7 @@ def train(args: argparse.Namespace) -> None:
     while True:
         done = _done()
         skip = set(done) | failed
-        todo = [j for j in _jobs(args.device) if (j["task"], Arch.from_dict(j["arch"]).key()) not in skip
+        todo = [j for j in _jobs(args.train_device) if (j["task"], Arch.from_dict(j["arch"]).key()) not in skip
                 and _shard(j, args.shard[1]) == args.shard[0]]
         if not todo:
             return
@@ -256,7 +257,8 @@ def report(_: argparse.Namespace) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("stage", nargs="?", default="all", choices=["all", "plan", "picks", "train", "report"])
-    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--train-device", "--device", dest="train_device", default="cpu",
+                        help="torch accelerator of the train stage: cpu or cuda[:N] (--device: its old spelling)")
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--evals", type=int, default=300, help="students each search scores")

@@ -129,7 +129,7 @@ def _throughput() -> str:
     from dass_edge.predictor.model import DaSSPredictor
     from dass_edge.predictor.scoring import StudentScorer, load_scorer
     from dass_edge.space import SearchSpace
-    from dass_edge.teacher import load_teacher
+    from dass_edge.training.teacher import load_teacher
 
     torch.set_num_threads(2)
     teacher, tmeta = load_teacher(None)

@@ -13,7 +13,7 @@ Stages (each resumable; trained students are appended to ``benchmarks/results/se
     python benchmarks/bench_search.py                      # all stages (plan only if there is none)
     python benchmarks/bench_search.py plan                 # budgets, random and largest students
     python benchmarks/bench_search.py picks                # run the search per (task, budget)
-    python benchmarks/bench_search.py train [--device cuda --workers 14]
+    python benchmarks/bench_search.py train [--train-device cuda --workers 14]
     python benchmarks/bench_search.py speed
     python benchmarks/bench_search.py report
 """
@@ -33,9 +33,9 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks.common import RESULTS, write_fragment  # noqa: E402
-from dass_edge.distill import KDConfig  # noqa: E402
 from dass_edge.io import atomic_write_json, file_sha256  # noqa: E402
 from dass_edge.space import Arch, SearchSpace  # noqa: E402
+from dass_edge.training.distill import KDConfig  # noqa: E402
 
 TASKS = {"glyph-hebrew": "metadb/teachers/glyph-hebrew.safetensors", "shapes": "metadb/teachers/shapes.safetensors"}
 BUDGET_FRACTIONS = (0.35, 0.65)  # of the way from the fastest student to the teacher
@@ -83,7 +83,8 @@ def plan(_: argparse.Namespace) -> None:
 
 def picks(args: argparse.Namespace) -> None:
     from dass_edge.predictor.scoring import load_scorer
-    from dass_edge.search.run import prepare_search, run_search
+    from dass_edge.search.plan import prepare_search
+    from dass_edge.search.run import run_search
 
     data = json.loads(PLAN.read_text())
     for task, entry in data["tasks"].items():
@@ -135,7 +136,7 @@ def train(args: argparse.Namespace) -> None:
     from dass_edge.metadb.store import append_row
 
     done = _done()
-    todo = [j for j in _jobs(args.device) if (j["task"], Arch.from_dict(j["arch"]).key()) not in done]
+    todo = [j for j in _jobs(args.train_device) if (j["task"], Arch.from_dict(j["arch"]).key()) not in done]
     print(f"{len(todo)} students to train")
     with LocalEngine(args.workers) as engine:
         for job, row, err in engine.run(kd_job, todo):
@@ -149,7 +150,8 @@ def train(args: argparse.Namespace) -> None:
 def speed(args: argparse.Namespace) -> None:
     """Median of 3 rounds (this shared machine varies a lot from minute to minute), range recorded."""
     from dass_edge.predictor.scoring import load_scorer
-    from dass_edge.search.run import prepare_search, run_search
+    from dass_edge.search.plan import prepare_search
+    from dass_edge.search.run import run_search
 
     torch.set_num_threads(2)
     rounds = []
@@ -228,7 +230,7 @@ def report(_: argparse.Namespace) -> None:
                  f"~{s['exhaustive_seconds']:,} s (plus a latency lookup each), against {s['search_seconds']} s "
                  f"for the search, which scores {s['evaluated'] / s['space_size']:.2%} of the space.\n")
     write_fragment("search", "Student search (dass-edge search)", "python benchmarks/bench_search.py "
-                   "(plan, picks, train [--device cuda --workers 14 on the H200], speed, report)", body)
+                   "(plan, picks, train [--train-device cuda --workers 14 on the H200], speed, report)", body)
     print(body)
 
 
@@ -236,7 +238,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("stage", nargs="?", default="all", choices=["all", "plan", "picks", "train", "speed", "report"],
                         help="all (default): plan if there is none, then picks, train, speed and report")
-    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--train-device", "--device", dest="train_device", default="cpu",
+                        help="torch accelerator of the train stage: cpu or cuda[:N] (--device: its old spelling)")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--evals", type=int, default=2000)

@@ -18,8 +18,8 @@ from benchmarks.common import write_fragment  # noqa: E402
 from dass_edge.data import DEFAULT_TASK, iterate_batches, load_task  # noqa: E402
 from dass_edge.models import build_model
 from dass_edge.space import spec_params
-from dass_edge.teacher import load_teacher, teacher_spec_for
-from dass_edge.train import evaluate
+from dass_edge.training.loop import evaluate
+from dass_edge.training.teacher import load_teacher, teacher_spec_for
 
 
 def _throughput(resolution: int, steps: int = 20, batch: int = 128) -> float:

@@ -26,9 +26,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks.common import RESULTS, machine  # noqa: E402
 from dass_edge.data import load_task  # noqa: E402
 from dass_edge.data.task import Split  # noqa: E402
-from dass_edge.distill import DB_RECIPE, KDConfig, distill, parse_arch  # noqa: E402
-from dass_edge.space import SearchSpace  # noqa: E402
-from dass_edge.teacher import load_teacher  # noqa: E402
+from dass_edge.space import SearchSpace, parse_arch  # noqa: E402
+from dass_edge.training.distill import DB_RECIPE, KDConfig, distill  # noqa: E402
+from dass_edge.training.teacher import load_teacher  # noqa: E402
 
 STUDENT = "d1-2-2-1_w8-28.28-64.32-128"  # a pick of the quick start's search (50% of the teacher's latency)
 

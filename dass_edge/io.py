@@ -126,22 +126,40 @@ class StagedOutput:
             self.committed.append(final)
         return [self.out_dir / n for n in names]
 
-    def commit_folder(self) -> Path:
+    def commit_folder(self, replace: Callable[[Path], None] | None = None) -> Path:
         """Rename the staging folder to the output folder (``whole=True``; replaces an empty folder).
+
+        Args:
+            replace: replace a non-empty output folder too: ``replace(out)`` is called first and raises to
+                refuse; the old folder is set aside in a hidden holder beside it, put back if the rename
+                fails, and removed once the new one is in place.
 
         Raises:
             DassEdgeError: the output folder appeared meanwhile and is not empty, or cannot be replaced.
         """
         assert self.whole and self._tmp is not None, "commit_folder needs StagedOutput(..., whole=True)"
         os.chmod(self._tmp, 0o777 & ~umask())  # mkdtemp makes it 0700; give the folder the usual permissions
+        out = self.out_dir
+        holder = None
+        if replace is not None and out.is_dir() and any(out.iterdir()):
+            replace(out)
+            holder = Path(tempfile.mkdtemp(prefix=f".{out.name}.replaced-", dir=out.parent))
+            os.rename(out, holder / out.name)
         try:
-            os.rename(self._tmp, self.out_dir)
-        except OSError as e:
-            raise DassEdgeError(f"cannot write the {self.what} {self.out_dir}: {e.strerror or e} (did it appear "
+            os.rename(self._tmp, out)
+        except BaseException as e:
+            if holder is not None:  # put the replaced folder back
+                os.rename(holder / out.name, out)
+                holder.rmdir()
+            if not isinstance(e, OSError):
+                raise
+            raise DassEdgeError(f"cannot write the {self.what} {out}: {e.strerror or e} (did it appear "
                                 "meanwhile?); choose another --out") from None
+        if holder is not None:
+            shutil.rmtree(holder, ignore_errors=True)
         self._tmp = None
-        self.committed.append(self.out_dir)
-        return self.out_dir
+        self.committed.append(out)
+        return out
 
     def __exit__(self, exc_type, exc, tb) -> None:
         if self._tmp is not None:

@@ -11,6 +11,7 @@ analytic cost model (params, FLOPs). Building and remapping models lives in ``da
 
 from __future__ import annotations
 
+import json
 import random
 from dataclasses import dataclass
 
@@ -18,7 +19,7 @@ from dass_edge.errors import DassEdgeError
 from dass_edge.spec import ModelSpec, block_layout, conv_out
 from dass_edge.validate import whole
 
-__all__ = ["Arch", "SearchSpace", "WIDTH_MULTIPLIERS", "block_macs", "spec_params", "spec_flops"]
+__all__ = ["Arch", "SearchSpace", "parse_arch", "WIDTH_MULTIPLIERS", "block_macs", "spec_params", "spec_flops"]
 
 #: Width multipliers relative to the teacher's stage width (step 1/16, as in DaSS).
 WIDTH_MULTIPLIERS: tuple[float, ...] = tuple(k / 16 for k in range(8, 17))
@@ -57,6 +58,26 @@ class Arch:
         ds = "-".join(str(d) for d in self.depths)
         ws = "-".join(".".join(str(w) for w in s) for s in self.widths)
         return f"d{ds}_w{ws}"
+
+
+def parse_arch(text: str) -> Arch:
+    """An arch from JSON (``{"depths": [...], "widths": [[...], ...]}``) or its key (inverse of :meth:`Arch.key`)."""
+    text = text.strip()
+    if text.startswith("{"):
+        try:
+            return Arch.from_dict(json.loads(text))
+        except json.JSONDecodeError as e:
+            raise DassEdgeError(f"--arch is not valid JSON ({e.msg})") from None
+    try:
+        d_part, w_part = text.split("_w", 1)
+        if not d_part.startswith("d"):
+            raise ValueError
+        depths = tuple(int(v) for v in d_part[1:].split("-"))
+        widths = tuple(tuple(int(w) for w in stage.split(".")) for stage in w_part.split("-"))
+    except ValueError:
+        raise DassEdgeError(f"--arch {text!r} is neither JSON nor an arch key like d2-1-2-2_w16.16-32-64.48-128.128"
+                            ) from None
+    return Arch(depths, widths)
 
 
 def _stage_width_options(width: int) -> tuple[int, ...]:

@@ -13,7 +13,7 @@ DEVICE=${DEVICE:-cpu}
 PHASES=${PHASES:-1 2 3 4}
 COMMON=(--out dass_edge/assets/metadb.jsonl --teachers metadb/teachers --log metadb/build.log
         --resolution 16 --epochs 10 --lr 0.01 --teacher-epochs 100 --students-per-task 40
-        --workers "$WORKERS" --threads 1 --device "$DEVICE")
+        --workers "$WORKERS" --threads 1 --train-device "$DEVICE")
 META_TRAIN=glyph-latin-upper,glyph-latin-lower:resnet_edge_m,glyph-greek-upper:resnet_edge_m,glyph-cyrillic-upper,glyph-cyrillic-lower,glyph-armenian,glyph-georgian,glyph-math:resnet_edge_m,textures
 SPARE=${TASKS_OK:-glyph-digits,count-dots:resnet_edge_m,glyph-arrows}
 PHASE4_TASKS=${PHASE4_TASKS:-$META_TRAIN,$SPARE}

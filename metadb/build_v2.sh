@@ -18,7 +18,7 @@ PHASES=${PHASES:-0 1 2}
 COMMON=(--out metadb/metadb_v2.jsonl --teachers metadb/teachers --log metadb/build_v2.log
         --sampling bands --bands 8 --per-band 8 --band-tol 0.05
         --epochs 10 --lr 0.01 --teacher-epochs 40
-        --workers "$WORKERS" --threads 1 --device "$DEVICE")
+        --workers "$WORKERS" --threads 1 --train-device "$DEVICE")
 # Held out first (label quality and the evaluation need them): 2 real-image families, deeper teachers
 # (3-3-3-3, ResNet-34's 3-4-6-3) and two 64 px ImageNet-stem teachers (ResNet-18 and -34 shapes).
 HELDOUT=emoji-faces:resnet_edge_d3@16,photo-crops:resnet34_edge@16,emoji-animals:resnet18_in64@64,emoji-objects:resnet34_in64@64

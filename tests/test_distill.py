@@ -6,15 +6,16 @@ import torch
 from conftest import run_cli
 
 from dass_edge.data import load_task
-from dass_edge.distill import KDBox, KDConfig, distill, get_loss, kd_loss, parse_arch
-from dass_edge.distill_run import run_distill, target_from_args, target_from_run
 from dass_edge.errors import DassEdgeError
 from dass_edge.io import file_sha256
 from dass_edge.models import build_model, save_checkpoint
-from dass_edge.space import Arch, SearchSpace
-from dass_edge.teacher import teacher_spec_for
-from dass_edge.teacher_cache import build_teacher_cache, cache_key, load_or_build_cache
-from dass_edge.train import Recipe
+from dass_edge.space import Arch, SearchSpace, parse_arch
+from dass_edge.training.distill import KDBox, KDConfig, distill
+from dass_edge.training.distill_run import run_distill, target_from_args, target_from_run
+from dass_edge.training.loop import Recipe
+from dass_edge.training.losses import get_loss, kd_loss
+from dass_edge.training.teacher import teacher_spec_for
+from dass_edge.training.teacher_cache import build_teacher_cache, cache_key, load_or_build_cache
 
 TASK = "count-dots"
 RECIPE = Recipe(epochs=2, batch_size=64, lr=0.01, weight_decay=3e-5, label_smoothing=0.0, seed=3)

@@ -131,6 +131,10 @@ def _snapshot(*roots: Path) -> dict[str, tuple]:
     return out
 
 
+#: The teacher training loop: cases that must fail before it runs forbid it.
+TEACHER_TRAIN = "dass_edge.training.teacher.train"
+
+
 def _forbid(monkeypatch, target: str) -> None:
     """Replace ``module.attr`` by a function that fails the test: the case must fail before that work."""
     module, _, attr = target.rpartition(".")
@@ -235,11 +239,11 @@ _TINY_TEACHER = ["--task", "count-dots", "--resolution", "16", "--widths", "8,8,
                  "--epochs", "1"]
 CLASS_2 = _cases(
     ("teacher-lr-nan", ["teacher", "train", *_TINY_TEACHER, "--lr", "nan", "--out", "{tmp}/t.safetensors"],
-     "'--lr'", ("dass_edge.teacher.train",)),
+     "'--lr'", (TEACHER_TRAIN,)),
     ("teacher-lr-inf", ["teacher", "train", *_TINY_TEACHER, "--lr", "inf", "--out", "{tmp}/t.safetensors"],
-     "not a finite number", ("dass_edge.teacher.train",)),
+     "not a finite number", (TEACHER_TRAIN,)),
     ("teacher-label-smoothing-nan", ["teacher", "train", *_TINY_TEACHER, "--label-smoothing", "nan", "--out",
-                                     "{tmp}/t.safetensors"], "'--label-smoothing'", ("dass_edge.teacher.train",)),
+                                     "{tmp}/t.safetensors"], "'--label-smoothing'", (TEACHER_TRAIN,)),
     ("distill-lr-nan", ["distill", "--arch", SMALL, "--lr", "nan", "--out", "{tmp}/d"], "'--lr'", ()),
     ("distill-lr-inf", ["distill", "--arch", SMALL, "--lr", "inf", "--out", "{tmp}/d"], "'--lr'", ()),
     ("distill-temperature-nan", ["distill", "--arch", SMALL, "--temperature", "nan", "--out", "{tmp}/d"],
@@ -286,8 +290,8 @@ def _tiny_model(classes: int = 3, resolution: int = 8):
 def test_2_recipe_refuses(field, value):
     from dataclasses import replace
 
-    from dass_edge.distill import KDConfig
-    from dass_edge.train import Recipe
+    from dass_edge.training.distill import KDConfig
+    from dass_edge.training.loop import Recipe
 
     with pytest.raises(DassEdgeError):
         replace(Recipe(), **{field: value}).validate()
@@ -298,14 +302,14 @@ def test_2_recipe_refuses(field, value):
 @pytest.mark.parametrize("field", ["alpha", "temperature"])
 @pytest.mark.parametrize("loss", ["kd", "ce"])
 def test_2_kd_config_refuses_non_finite(field, loss):
-    from dass_edge.distill import KDConfig
+    from dass_edge.training.distill import KDConfig
 
     with pytest.raises(DassEdgeError, match="finite"):
         KDConfig(loss=loss, **{field: math.nan}).validate()
 
 
 def test_2_diverging_run_stops_naming_the_epoch(tmp_path):
-    from dass_edge.train import Recipe, train
+    from dass_edge.training.loop import Recipe, train
 
     data = _tiny_task()
     model = _tiny_model()
@@ -319,7 +323,7 @@ def test_2_diverging_run_stops_naming_the_epoch(tmp_path):
 
 def test_2_weights_gone_non_finite_stop_the_run(tmp_path):
     """A finite loss with weights that became infinite is caught at the end of the epoch."""
-    from dass_edge.train import Recipe, train
+    from dass_edge.training.loop import Recipe, train
 
     data = _tiny_task()
     model = _tiny_model()
@@ -372,7 +376,7 @@ def test_2_writers_refuse_non_finite(tmp_path):
 # --- 3. tracebacks -----------------------------------------------------------------------------------
 CLASS_3 = _cases(
     ("image-bomb", ["teacher", "train", "--data", "{inp}/bomb", "--resolution", "16", "--epochs", "1", "--out",
-                    "{tmp}/t.safetensors"], "huge.png has more than", ("dass_edge.teacher.train",)),
+                    "{tmp}/t.safetensors"], "huge.png has more than", (TEACHER_TRAIN,)),
     ("data-show-out-is-folder", ["data", "show", "count-dots", "--out", "{inp}"], "is a folder", ()),
     ("meta-info-binary", ["meta", "info", "{inp}/binary.jsonl"], "not a dass-edge database", ()),
     ("meta-train-db-binary", ["meta", "train", "--db", "{inp}/binary.jsonl", "--teachers", "{inp}/teachers",
@@ -381,7 +385,7 @@ CLASS_3 = _cases(
      "not a dass-edge database", ("dass_edge.metadb.builder.build_db",)),
     ("arch-width-1e400", ["distill", "--arch", ARCH_INF, "--out", "{tmp}/d"], "must be a whole number, got inf", ()),
     ("label-smoothing-5", ["teacher", "train", *_TINY_TEACHER, "--label-smoothing", "5", "--out",
-                           "{tmp}/t.safetensors"], "label smoothing must be in [0, 1)", ("dass_edge.teacher.train",)),
+                           "{tmp}/t.safetensors"], "label smoothing must be in [0, 1)", (TEACHER_TRAIN,)),
     ("spec-stem-width-negative", ["teacher", "info", "{inp}/stemneg.safetensors"], "stem_width", ()),
 )
 
@@ -394,7 +398,7 @@ def test_3_no_tracebacks(args, expect, forbid, inputs, tmp_path, capsys, monkeyp
 # --- 4. silent damage ---------------------------------------------------------------------------------
 CLASS_4 = _cases(
     ("float-images", ["teacher", "train", "--data", "{inp}/float", "--resolution", "16", "--epochs", "1", "--out",
-                      "{tmp}/t.safetensors"], "floating-point pixels", ("dass_edge.teacher.train",)),
+                      "{tmp}/t.safetensors"], "floating-point pixels", (TEACHER_TRAIN,)),
     ("profile-resolution-0", ["profile", "--device", "cpu", "--resolution", "0", "--out", "{tmp}/t.json"],
      "not 0", ()),
     ("arch-width-8.7", ["distill", "--arch", ARCH_FRACTION, "--out", "{tmp}/d"], "whole number, got 8.7", ()),
@@ -424,9 +428,9 @@ def test_4_16bit_png_scaled_to_8_bits(inputs):
 # --- 5. late checks -------------------------------------------------------------------------------
 CLASS_5 = _cases(
     ("teacher-out-unwritable", ["teacher", "train", *_TINY_TEACHER, "--out", "/proc/x/t.safetensors"],
-     "/proc/x", ("dass_edge.teacher.train",)),
+     "/proc/x", (TEACHER_TRAIN,)),
     ("teacher-out-suffix", ["teacher", "train", *_TINY_TEACHER, "--out", "{tmp}/t.pt"], "must end in .safetensors",
-     ("dass_edge.teacher.train",)),
+     (TEACHER_TRAIN,)),
     ("meta-train-members-0", ["meta", "train", "--members", "0", "--out", "{tmp}/p.safetensors"], "--members",
      ("dass_edge.predictor.pipeline.load_db",)),
     ("meta-train-out-unwritable", ["meta", "train", "--out", "/proc/x/p.safetensors"], "/proc/x",
@@ -434,7 +438,8 @@ CLASS_5 = _cases(
     ("meta-train-out-folder", ["meta", "train", "--out", "{inp}/teachers"], "must end in .safetensors",
      ("dass_edge.predictor.pipeline.load_db",)),
     ("distill-out-unwritable", ["distill", "--arch", SMALL, "--epochs", "1", "--out", "/proc/x/d"], "/proc/x",
-     ("dass_edge.distill_run._load_teacher", "dass_edge.distill_run.distill")),
+     ("dass_edge.training.distill_run.load_teacher_and_sha256",
+      "dass_edge.training.distill_run.distill")),
 )
 
 
@@ -494,7 +499,8 @@ def test_8_hints_are_in_range(args, expect, forbid, inputs, tmp_path, capsys, mo
 # --- 9. decided on purpose ------------------------------------------------------------------------------
 CLASS_9 = _cases(
     ("distill-out-holds-other-arch", ["distill", "--arch", SMALL, "--epochs", "1", "--out", "{inp}/other-student"],
-     f"already holds student {LARGE}", ("dass_edge.distill_run._load_teacher", "dass_edge.distill_run.distill")),
+     f"already holds student {LARGE}", ("dass_edge.training.distill_run.load_teacher_and_sha256",
+      "dass_edge.training.distill_run.distill")),
 )
 
 
@@ -514,7 +520,7 @@ def test_9_meta_info_says_how_many_lines_it_skipped(tmp_path, capsys):
 
 
 def test_9_teacher_cache_is_capped_and_leaves_no_locks(tmp_path, monkeypatch):
-    from dass_edge.teacher_cache import CACHE_LIMIT_ENV, load_or_build_cache
+    from dass_edge.training.teacher_cache import CACHE_LIMIT_ENV, load_or_build_cache
 
     teacher, data = _tiny_model().eval(), _tiny_task()
     kwargs = {"batch_size": 16, "epochs": 2, "augment": True, "mean": (0.5,) * 3, "std": (0.25,) * 3}

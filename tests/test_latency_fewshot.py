@@ -191,7 +191,8 @@ def test_search_on_a_transferred_table_says_so(shipped, tmp_path):
     """The search runs on a transferred table and its notes and search.json name the transfer."""
     from test_search_run import ToyScorer
 
-    from dass_edge.search.run import prepare_search, run_search
+    from dass_edge.search.plan import prepare_search
+    from dass_edge.search.run import run_search
 
     space = SearchSpace(shipped.teacher)
     specs = [space.to_spec(a) for a in spanning_students(space, 5)]

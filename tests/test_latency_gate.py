@@ -23,7 +23,8 @@ from dass_edge.errors import DassEdgeError
 from dass_edge.latency import LatencyTable, default_teacher_spec, load_profile, load_table, profile_device
 from dass_edge.latency.gate import FidelityTarget, disturbed_rounds, fidelity_warning, run_gate, worst_students
 from dass_edge.latency.runners import OrtRunner
-from dass_edge.search.run import prepare_search, run_search
+from dass_edge.search.plan import prepare_search
+from dass_edge.search.run import run_search
 from dass_edge.space import SearchSpace, spec_params
 from dass_edge.spec import ModelSpec
 

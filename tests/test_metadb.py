@@ -7,7 +7,6 @@ import torch
 from conftest import run_cli
 
 from dass_edge.data import load_task
-from dass_edge.distill import KDConfig
 from dass_edge.metadb import append_row, db_info, read_rows, row_key
 from dass_edge.metadb.builder import BuildPlan, TaskPlan, build_db, plan_jobs
 from dass_edge.metadb.engines import Engine, LocalEngine
@@ -15,8 +14,9 @@ from dass_edge.metadb.sampling import sample_students
 from dass_edge.metadb.schema import MEASURED_FIELDS
 from dass_edge.models import build_model, create_model, save_checkpoint
 from dass_edge.space import SearchSpace
-from dass_edge.teacher import teacher_spec_for
-from dass_edge.train import Recipe
+from dass_edge.training.distill import KDConfig
+from dass_edge.training.loop import Recipe
+from dass_edge.training.teacher import teacher_spec_for
 
 TASK = "count-dots"
 RES = 8

@@ -19,7 +19,7 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 @pytest.fixture(scope="module")
 def teachers() -> dict:
-    from dass_edge.teacher import load_teacher
+    from dass_edge.training.teacher import load_teacher
 
     return {"demo": load_teacher(None)[0], "resnet_edge_s": perturbed_teacher(),
             "resnet_edge_m": perturbed_teacher(model_name="resnet_edge_m", seed=1)}

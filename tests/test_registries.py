@@ -21,7 +21,6 @@ from fake_tensorrt import install_fakes
 from test_export_support import make_student
 from test_latency_profile import TINY_TEACHER, tiny_profile
 
-from dass_edge.distill import LOSSES, get_loss, loss_needs_teacher, register_loss
 from dass_edge.errors import DassEdgeError
 from dass_edge.latency.artifacts import MODEL_FORMATS
 from dass_edge.latency.graphs import PRECISIONS
@@ -36,6 +35,7 @@ from dass_edge.latency.runners import (
 )
 from dass_edge.latency.runners.registry import INT8_FLAVOURS
 from dass_edge.predictor.proxies import PROXIES, register_proxy, score_proxy
+from dass_edge.training.losses import LOSSES, get_loss, loss_needs_teacher, register_loss
 
 
 # --- backends ----------------------------------------------------------------------------------------------------

@@ -19,8 +19,10 @@ from dass_edge.latency import default_teacher_spec, load_table
 from dass_edge.latency.table import LatencyTable
 from dass_edge.search.algorithms import _Feasible, evolution, shrink
 from dass_edge.search.budget import Budget, parse_budget
+from dass_edge.search.costs import Costs
+from dass_edge.search.plan import prepare_search
 from dass_edge.search.report import render_markdown
-from dass_edge.search.run import _Costs, prepare_search, run_search
+from dass_edge.search.run import run_search
 from dass_edge.space import Arch, SearchSpace
 
 
@@ -36,7 +38,7 @@ def space():
 
 @pytest.fixture(scope="module")
 def costs(space, table):
-    return _Costs(space, table)
+    return Costs(space, table)
 
 
 def _plan(table, out, budget, **kw):

@@ -1,4 +1,4 @@
-"""``dass_edge.search.run``: checks before anything runs, the search under the budget, the run folder.
+"""``dass_edge.search`` (plan, run, run folder): checks before anything runs, the search under the budget, its folder.
 
 The latency side is real: the CPU table shipped for the demo teacher at 32 px, loaded with
 ``this_machine=False`` so these tests run on any machine. The accuracy side is a small deterministic
@@ -18,7 +18,8 @@ from PIL import Image
 
 from dass_edge.errors import DassEdgeError
 from dass_edge.latency import default_teacher_spec, load_table
-from dass_edge.search.run import prepare_search, run_search
+from dass_edge.search.plan import prepare_search
+from dass_edge.search.run import run_search
 from dass_edge.space import Arch, SearchSpace, spec_flops, spec_params
 
 BUDGET = 0.35  # ms: between the fastest student (~0.15 ms) and the demo teacher (~0.70 ms) on the shipped table
@@ -148,7 +149,7 @@ def test_report_and_plot(searched):
 
 
 def test_distill_reads_the_run_folder(searched):
-    from dass_edge.distill_run import target_from_run
+    from dass_edge.training.distill_run import target_from_run
 
     run, record, _ = searched
     target = target_from_run(run, rank=2)

@@ -6,7 +6,7 @@ from dass_edge.data.task import Split, TaskData
 from dass_edge.errors import DassEdgeError
 from dass_edge.models import build_model
 from dass_edge.spec import ModelSpec
-from dass_edge.train import Recipe, evaluate, train
+from dass_edge.training.loop import Recipe, evaluate, train
 
 
 def _small(name: str, per_split: int = 480) -> TaskData:
@@ -99,16 +99,16 @@ def test_resolve_device_gives_one_line_errors():
     import torch
 
     from dass_edge.errors import DassEdgeError
-    from dass_edge.train import resolve_device
+    from dass_edge.training.loop import resolve_train_device
 
-    assert resolve_device("cpu") == torch.device("cpu") and resolve_device(None) == torch.device("cpu")
+    assert resolve_train_device("cpu") == torch.device("cpu") and resolve_train_device(None) == torch.device("cpu")
     with pytest.raises(DassEdgeError, match="unknown device"):
-        resolve_device("gpu0")
+        resolve_train_device("gpu0")
     with pytest.raises(DassEdgeError, match="cpu or cuda"):
-        resolve_device("meta")
+        resolve_train_device("meta")
     if not torch.cuda.is_available():
         with pytest.raises(DassEdgeError, match="sees no CUDA GPU"):
-            resolve_device("cuda")
+            resolve_train_device("cuda")
 
 
 def test_distill_cli_rejects_a_missing_gpu(tmp_path, capsys):
@@ -119,6 +119,6 @@ def test_distill_cli_rejects_a_missing_gpu(tmp_path, capsys):
     if torch.cuda.is_available():
         pytest.skip("this machine has a CUDA GPU")
     code, _, err = run_cli(["distill", "--arch", "d1-1-1-2_w12-24-48-128.128", "--out", str(tmp_path / "s"),
-                            "--device", "cuda"], capsys)
+                            "--train-device", "cuda"], capsys)
     assert code == 2 and "sees no CUDA GPU" in err and len(err.strip().splitlines()) == 1
     assert not (tmp_path / "s").exists()

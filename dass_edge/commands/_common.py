@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -12,8 +13,10 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
+from dass_edge.errors import DassEdgeError
+
 __all__ = ["console", "err_console", "print_json", "finite_option", "progress_bar", "set_threads", "threads_option",
-           "DEFAULT_THREADS"]
+           "DEFAULT_THREADS", "train_device_option", "old_device_option", "pick_train_device"]
 
 #: torch intra-op threads for training, scoring and verification. One: the students are tiny, and on a
 #: shared machine a second OpenMP thread spin-waits for a busy core; measured 1 vs 2 threads under load in
@@ -76,3 +79,36 @@ def finite_option(value: float | None) -> float | None:
     if value is not None and not math.isfinite(value):
         raise typer.BadParameter(f"{value} is not a finite number")
     return value
+
+
+_TORCH_DEVICE = re.compile(r"(cpu|cuda(:\d+)?)\Z")
+
+
+def train_device_option():
+    """``--train-device``: the torch accelerator a training command runs on (``--device`` names a deployment
+    target, as in ``profile``, ``search`` and ``export``)."""
+    return typer.Option(None, "--train-device", help="Train on cpu or cuda[:N] (default: cpu).")
+
+
+def old_device_option():
+    """``--device cpu|cuda[:N]`` on a training command: the spelling before ``--train-device``, kept one release."""
+    return typer.Option(None, "--device", hidden=True, help="Deprecated: use --train-device.")
+
+
+def pick_train_device(train_device: str | None, old_device: str | None) -> str:
+    """The training accelerator from ``--train-device`` or the deprecated ``--device`` (which warns once).
+
+    Raises:
+        DassEdgeError: both are given, or the value is not cpu, cuda or cuda:N (checked before any warning,
+            so a bad value is one line).
+    """
+    if train_device is not None and old_device is not None:
+        raise DassEdgeError("give the training accelerator once: --train-device (--device is its old spelling)")
+    flag, value = ("--device", old_device) if old_device is not None else ("--train-device", train_device)
+    name = (value or "cpu").strip().lower()
+    if not _TORCH_DEVICE.match(name):
+        raise DassEdgeError(f"{flag} {value!r}: training runs on cpu, cuda or cuda:N (the deployment target is "
+                            "chosen later, by search and export)")
+    if old_device is not None:
+        sys.stderr.write("warning: --device for the training accelerator is deprecated; use --train-device\n")
+    return name

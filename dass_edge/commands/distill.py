@@ -6,7 +6,17 @@ from pathlib import Path
 
 import typer
 
-from dass_edge.commands._common import console, finite_option, print_json, progress_bar, set_threads, threads_option
+from dass_edge.commands._common import (
+    console,
+    finite_option,
+    old_device_option,
+    pick_train_device,
+    print_json,
+    progress_bar,
+    set_threads,
+    threads_option,
+    train_device_option,
+)
 from dass_edge.commands.teacher import rich_training_progress
 from dass_edge.errors import DassEdgeError
 from dass_edge.io import ensure_writable_dir
@@ -37,20 +47,21 @@ def distill_command(
     temperature: float = typer.Option(6.0, help="KD temperature T.", callback=finite_option),
     remap_mode: str = typer.Option("first", "--remap", help="Teacher->student remapping: first, last or uniform."),
     no_cache: bool = typer.Option(False, "--no-cache", help="Run the teacher live instead of caching its outputs."),
-    device: str = typer.Option("cpu", "--device", help="Train on cpu or cuda[:N]."),
+    train_device: str = train_device_option(),
+    old_device: str = old_device_option(),
     threads: int = threads_option(),
     json_out: bool = typer.Option(False, "--json", help="Print the JSON log (without history)."),
 ) -> None:
     """KD-train a student remapped from the teacher; resumable (rerun the same command after a kill)."""
     from dass_edge.data.builtin import cache_dir
-    from dass_edge.distill import KDConfig
-    from dass_edge.distill_run import run_distill, target_from_args, target_from_run
-    from dass_edge.train import Recipe, resolve_device
+    from dass_edge.training.distill import KDConfig
+    from dass_edge.training.distill_run import run_distill, target_from_args, target_from_run
+    from dass_edge.training.loop import Recipe, resolve_train_device
 
     config = KDConfig(recipe=Recipe(epochs=epochs, batch_size=batch_size, lr=lr, weight_decay=weight_decay,
                                     warmup_epochs=min(1.0, epochs / 2), label_smoothing=0.0, seed=seed),
                       loss=loss, alpha=alpha, temperature=temperature, remap=remap_mode).validate()
-    train_device = resolve_device(device)
+    torch_device = resolve_train_device(pick_train_device(train_device, old_device))
     if run_dir is not None:
         if arch or teacher or task or data or out:
             raise DassEdgeError("with a run folder, the teacher, data, arch and output come from search.json; "
@@ -65,7 +76,7 @@ def distill_command(
     with progress_bar() as progress:
         log = run_distill(target, config, cache_dir=None if no_cache else cache_dir(),
                           progress=rich_training_progress(progress, f"distill {target.arch.key()}"),
-                          device=train_device)
+                          device=torch_device)
     if json_out:
         print_json({k: v for k, v in log.items() if k != "history"} | {"out": str(target.out)})
         return

@@ -10,7 +10,15 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
-from dass_edge.commands._common import console, err_console, finite_option, print_json, progress_bar
+from dass_edge.commands._common import (
+    console,
+    err_console,
+    finite_option,
+    old_device_option,
+    pick_train_device,
+    print_json,
+    progress_bar,
+)
 from dass_edge.errors import DassEdgeError
 from dass_edge.validate import check_output_dir, check_output_file
 
@@ -103,7 +111,9 @@ def build_db_cmd(
     address: str = typer.Option(None, "--address", help="Ray cluster address (default: start a local one)."),
     workers: int = typer.Option(1, "--workers", help="Parallel jobs (0: run in this process)."),
     threads: int = typer.Option(1, "--threads", help="Torch threads per job (fixed, for reproducible rows)."),
-    device: str = typer.Option("cpu", "--device", help="Train on cpu or cuda (all workers share the GPU)."),
+    train_device: str = typer.Option(None, "--train-device", help="Train on cpu or cuda[:N] (default: cpu; all "
+                                                                   "workers share the GPU)."),
+    old_device: str = old_device_option(),
     sample_seed: int = typer.Option(0, "--sample-seed", help="Seed of the student sampling."),
     out: Path = typer.Option(Path("metadb/metadb.jsonl"), "--out", help="Database (JSONL; appended to)."),
     log_file: Path = typer.Option(None, "--log", help="Append a JSON line per event to this file."),
@@ -112,10 +122,11 @@ def build_db_cmd(
     """Build or continue a meta-database: a teacher per task, then KD runs of seeded students."""
     from dataclasses import replace
 
-    from dass_edge.distill import DB_RECIPE, KDConfig
     from dass_edge.metadb.builder import TEACHER_RECIPE, BuildPlan, TaskPlan, build_db, validate_plan
     from dass_edge.metadb.engines import make_engine
+    from dass_edge.training.distill import DB_RECIPE, KDConfig
 
+    device = pick_train_device(train_device, old_device)
     pairs = parse_tasks(tasks, teacher_model)
     held = {t for t in heldout.replace(" ", "").split(",") if t}
     unknown_held = held - {n for n, _, _ in pairs}

@@ -12,7 +12,8 @@ from rich.table import Table
 from dass_edge.commands._common import console, err_console, print_json, progress_bar, set_threads, threads_option
 
 if TYPE_CHECKING:
-    from dass_edge.search.run import Scorer, SearchPlan
+    from dass_edge.search.plan import SearchPlan
+    from dass_edge.search.run import Scorer
 
 __all__ = ["search_command"]
 
@@ -50,7 +51,8 @@ def search_command(
     budget = parse_budget(latency_ms, speedup)  # a bad budget fails before anything heavy is loaded
     set_threads(threads)
     from dass_edge.predictor.search_scorers import check_predictor
-    from dass_edge.search.run import prepare_search, run_search
+    from dass_edge.search.plan import prepare_search
+    from dass_edge.search.run import run_search
 
     check_predictor(predictor)
     with contextlib.ExitStack() as stack:

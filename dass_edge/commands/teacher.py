@@ -60,8 +60,8 @@ def train_cmd(
     if task is None and data is None:
         raise DassEdgeError("give --task NAME (see 'dass-edge data list') or --data DIR")
     from dass_edge.data import load_task
-    from dass_edge.teacher import DEMO_TEACHER_DEPTHS, DEMO_TEACHER_WIDTHS, teacher_spec_for, train_teacher
-    from dass_edge.train import Recipe
+    from dass_edge.training.loop import Recipe
+    from dass_edge.training.teacher import DEMO_TEACHER_DEPTHS, DEMO_TEACHER_WIDTHS, teacher_spec_for, train_teacher
 
     recipe = Recipe(epochs=epochs, lr=lr, batch_size=batch_size, label_smoothing=label_smoothing, seed=seed)
     recipe.validate()
@@ -86,7 +86,7 @@ def info_cmd(
 ) -> None:
     """Show a teacher's shape, size, accuracy and the size of its student space."""
     from dass_edge.models.checkpoint import load_checkpoint
-    from dass_edge.teacher import load_teacher
+    from dass_edge.training.teacher import load_teacher
 
     model, meta = load_teacher(checkpoint) if checkpoint is None else load_checkpoint(checkpoint)
     spec = model.spec

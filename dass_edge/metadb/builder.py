@@ -13,7 +13,6 @@ from pathlib import Path
 
 from dass_edge.data.builtin import builtin_tasks, cache_dir
 from dass_edge.data.frozen import task_file_sha
-from dass_edge.distill import KDConfig
 from dass_edge.errors import DassEdgeError
 from dass_edge.io import ensure_writable_dir, file_sha256
 from dass_edge.metadb.engines import Engine
@@ -22,7 +21,8 @@ from dass_edge.metadb.sampling import sample_band_students, sample_students, tas
 from dass_edge.metadb.schema import row_key
 from dass_edge.metadb.store import append_row, check_appendable, read_rows
 from dass_edge.models.resnet import is_model, list_models
-from dass_edge.train import Recipe
+from dass_edge.training.distill import KDConfig
+from dass_edge.training.loop import Recipe
 from dass_edge.validate import check_output_dir
 
 __all__ = ["TEACHER_RECIPE", "TaskPlan", "BuildPlan", "plan_jobs", "build_db"]
@@ -102,9 +102,9 @@ def validate_plan(plan: BuildPlan, out: Path) -> None:
             raise DassEdgeError(f"a teacher is given for {task!r}, which is not among the tasks")
     plan.config.validate()
     plan.teacher_recipe.validate()
-    from dass_edge.train import resolve_device
+    from dass_edge.training.loop import resolve_train_device
 
-    resolve_device(plan.device)
+    resolve_train_device(plan.device)
     check_appendable(out)
     missing = False
     for t in plan.tasks:

@@ -43,8 +43,8 @@ def teacher_job(job: dict) -> dict:
     from dass_edge.data import load_task
     from dass_edge.models.checkpoint import load_checkpoint, save_checkpoint
     from dass_edge.models.resnet import model_spec
-    from dass_edge.teacher import train_teacher
-    from dass_edge.train import Recipe, evaluate
+    from dass_edge.training.loop import Recipe, evaluate
+    from dass_edge.training.teacher import train_teacher
 
     pin_threads(job["threads"], job["recipe"]["seed"])
     data = load_task(job["task"], resolution=job["resolution"])
@@ -68,10 +68,10 @@ def kd_job(job: dict) -> dict:
     """KD-train one student and return its database row."""
     from dass_edge.data import load_task
     from dass_edge.data.frozen import check_frozen
-    from dass_edge.distill import KDConfig, distill
     from dass_edge.metadb.schema import SCHEMA_VERSION
     from dass_edge.models.checkpoint import load_checkpoint
     from dass_edge.space import Arch, SearchSpace, spec_flops, spec_params
+    from dass_edge.training.distill import KDConfig, distill
 
     config = KDConfig.from_dict(job["config"]).with_seed(job["seed"])
     pin_threads(job["threads"], job["seed"])

@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from dass_edge.data.task import Split, normalize
 from dass_edge.models.resnet import ResNet
 
-__all__ = ["EMBED_CHANNELS", "EMBED_GRID", "PROBE_SIZE", "embed", "embed_many", "probe_batch"]
+__all__ = ["EMBED_CHANNELS", "EMBED_GRID", "PROBE_SIZE", "channel_projection", "embed", "embed_many", "probe_batch"]
 
 EMBED_CHANNELS = 32
 EMBED_GRID = 4
@@ -36,7 +36,9 @@ def probe_batch(split: Split, mean: tuple[float, ...], std: tuple[float, ...], s
 
 
 @functools.lru_cache(maxsize=32)
-def _projection(width: int, channels: int) -> torch.Tensor:
+def channel_projection(width: int, channels: int) -> torch.Tensor:
+    """The fixed random ``(channels, width)`` map of :func:`project`, seeded by ``width`` (shared with the fast
+    embedder, whose embeddings must equal these)."""
     g = torch.Generator().manual_seed(1000 + width)
     return torch.randn(channels, width, generator=g) / width**0.5
 
@@ -44,7 +46,7 @@ def _projection(width: int, channels: int) -> torch.Tensor:
 def project(features: torch.Tensor, channels: int = EMBED_CHANNELS, grid: int = EMBED_GRID) -> torch.Tensor:
     """``(B, C, h, w)`` stage-4 maps → ``(B, channels, grid, grid)``."""
     pooled = F.adaptive_avg_pool2d(features, grid)
-    return torch.einsum("kc,bchw->bkhw", _projection(features.shape[1], channels), pooled)
+    return torch.einsum("kc,bchw->bkhw", channel_projection(features.shape[1], channels), pooled)
 
 
 @torch.no_grad()

@@ -27,7 +27,7 @@ import torch.nn.functional as F
 from dass_edge.errors import DassEdgeError
 from dass_edge.models.remap import REMAP_MODES, channel_indices
 from dass_edge.models.resnet import ResNet
-from dass_edge.predictor.embeddings import EMBED_CHANNELS, EMBED_GRID, _projection
+from dass_edge.predictor.embeddings import EMBED_CHANNELS, EMBED_GRID, channel_projection
 from dass_edge.space import Arch, SearchSpace
 from dass_edge.spec import conv_out
 
@@ -410,7 +410,7 @@ class StudentEmbedder:
             feats = torch.cat([values[finals[a]] for a in group])
             if tuple(feats.shape[-2:]) != (EMBED_GRID, EMBED_GRID):
                 feats = F.adaptive_avg_pool2d(feats, EMBED_GRID)
-            proj = _projection(width, EMBED_CHANNELS).to(feats.device, feats.dtype)
+            proj = channel_projection(width, EMBED_CHANNELS).to(feats.device, feats.dtype)
             emb = torch.einsum("kc,bchw->bkhw", proj, feats).contiguous()
             for a, e in zip(group, emb.split(self.batch)):
                 out[a] = e

@@ -33,7 +33,7 @@ __all__ = ["StudentScorer", "bounded_percent", "load_scorer", "teacher_accuracy"
 def teacher_accuracy(teacher: ResNet, meta: dict, data: TaskData) -> float:
     """The teacher's validation accuracy (percent): from its checkpoint when it was trained on this task,
     else measured now on ``data.val`` (the support label must describe this teacher on this data)."""
-    from dass_edge.train import evaluate
+    from dass_edge.training.loop import evaluate
 
     same_task = meta.get("task") is not None and meta.get("task") == data.name
     if same_task and isinstance(meta.get("val_acc"), (int, float)):

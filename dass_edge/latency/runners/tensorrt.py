@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from .base import BackendUnavailable, LatencyRunner, RunnerError
-from .trt_build import TrtBuildError, build_serialized
+from .trt_build import TrtBuildError, build_serialized, write_bytes_atomic
 
 __all__ = ["TrtRunner", "build_engine", "trt_version"]
 
@@ -213,10 +213,7 @@ class TrtRunner(LatencyRunner):
             with open(cache, "rb") as f:
                 return f.read()
         data = build_engine(self.path, self.precision, self.workspace_mb, self.batch)
-        tmp = cache + ".tmp"
-        with open(tmp, "wb") as f:
-            f.write(data)
-        os.replace(tmp, cache)
+        write_bytes_atomic(cache, data)
         return data
 
     def activate_impl(self) -> None:

@@ -20,7 +20,8 @@ import os
 import sys
 import tempfile
 
-__all__ = ["PRECISIONS", "TrtBuildError", "build_serialized", "main", "strongly_typed", "write_engine"]
+__all__ = ["PRECISIONS", "TrtBuildError", "build_serialized", "main", "strongly_typed", "write_bytes_atomic",
+           "write_engine"]
 
 PRECISIONS = ("fp32", "fp16", "int8")
 
@@ -95,17 +96,24 @@ def write_engine(onnx_path: str, engine_path: str, precision: str = "fp16", min_
     Returns the engine path. Raises what :func:`build_serialized` raises; no partial file is left.
     """
     data = build_serialized(onnx_path, precision, workspace_mib, (min_batch, opt_batch, max_batch))
-    folder = os.path.dirname(os.path.abspath(engine_path))
-    fd, tmp = tempfile.mkstemp(prefix=".engine.", suffix=".tmp", dir=folder)
+    return write_bytes_atomic(engine_path, data)
+
+
+def write_bytes_atomic(path: str, data: bytes) -> str:
+    """Write ``data`` to a temporary file beside ``path``, then rename it into place: a reader (or a second
+    profiling process) never sees half an engine. Standard library only, for the reason this file is;
+    the package's own outputs go through its io module."""
+    folder = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=folder)
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
-        os.replace(tmp, engine_path)
+        os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
-    return engine_path
+    return path
 
 
 def main(argv: list[str] | None = None) -> int:

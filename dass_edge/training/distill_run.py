@@ -15,13 +15,14 @@ import torch
 
 from dass_edge import __version__
 from dass_edge.data import TaskData, load_task
-from dass_edge.distill import DistillResult, KDConfig, check_compatible, distill, parse_arch
 from dass_edge.errors import DassEdgeError
-from dass_edge.io import atomic_write_json, ensure_writable_dir, file_sha256
+from dass_edge.io import atomic_write_json, ensure_writable_dir
 from dass_edge.models.checkpoint import save_checkpoint
 from dass_edge.models.resnet import ResNet
-from dass_edge.space import Arch, SearchSpace, spec_flops, spec_params
-from dass_edge.train import ProgressFn
+from dass_edge.space import Arch, SearchSpace, parse_arch, spec_flops, spec_params
+from dass_edge.training.distill import DistillResult, KDConfig, check_compatible, distill
+from dass_edge.training.loop import ProgressFn
+from dass_edge.training.teacher import load_teacher_and_sha256
 from dass_edge.validate import check_output_dir, finite_or_none
 
 __all__ = ["DistillTarget", "target_from_run", "target_from_args", "run_distill", "check_replaceable", "STUDENT_FILE",
@@ -47,15 +48,6 @@ class DistillTarget:
     rank: int | None = None
 
 
-def _load_teacher(path: str | Path | None) -> tuple[ResNet, dict, str | None, str]:
-    from dass_edge.resources import asset_path
-    from dass_edge.teacher import load_teacher
-
-    model, meta = load_teacher(path)
-    real = Path(path) if path is not None else asset_path("demo_teacher.safetensors")
-    return model, meta, (str(path) if path is not None else None), file_sha256(real)
-
-
 def _load_data(teacher: ResNet, task: str | None, data_dir: str | Path | None, resolution: int | None) -> TaskData:
     return load_task(task, data_dir, resolution or teacher.spec.resolution)
 
@@ -77,7 +69,7 @@ def target_from_run(run_dir: str | Path, rank: int = 1) -> DistillTarget:
     tpath = tinfo.get("path")
     if tpath is not None and not Path(tpath).is_absolute() and (run_dir / tpath).is_file():
         tpath = str(run_dir / tpath)
-    teacher, _, tpath, sha = _load_teacher(tpath)
+    teacher, _, sha = load_teacher_and_sha256(tpath)
     if tinfo.get("sha256") and tinfo["sha256"] != sha:
         raise DassEdgeError(f"teacher {tpath or 'demo teacher'} changed since the search (checksum differs)")
     data = _load_data(teacher, meta.get("task"), meta.get("data_dir"), meta.get("resolution"))
@@ -94,7 +86,8 @@ def target_from_args(arch: str, out: str | Path, teacher: str | Path | None = No
     a = parse_arch(arch)
     check_output_dir(out)  # output problems first, before the teacher and data are loaded
     check_replaceable(Path(out), a)
-    model, tmeta, tpath, sha = _load_teacher(teacher)
+    model, tmeta, sha = load_teacher_and_sha256(teacher)
+    tpath = str(teacher) if teacher is not None else None
     if task is None and data_dir is None:
         task = tmeta.get("task")  # the built-in task the teacher was trained on, if it says
     data = _load_data(model, task, data_dir, resolution)

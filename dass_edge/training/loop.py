@@ -27,7 +27,7 @@ from dass_edge.io import atomic_write
 from dass_edge.validate import finite, whole
 
 __all__ = ["Recipe", "TrainResult", "LossFn", "evaluate", "train", "cross_entropy_loss", "model_device",
-           "resolve_device"]
+           "resolve_train_device"]
 
 #: ``loss_fn(model, x, y, index, epoch) -> loss``; ``index`` are sample positions in the train split.
 LossFn = Callable[[nn.Module, torch.Tensor, torch.Tensor, torch.Tensor, int], torch.Tensor]
@@ -93,7 +93,7 @@ def model_device(model: nn.Module) -> torch.device:
     return p.device if p is not None else torch.device("cpu")
 
 
-def resolve_device(name: str | None) -> torch.device:
+def resolve_train_device(name: str | None) -> torch.device:
     """``cpu``, ``cuda`` or ``cuda:N``; a one-line error if that device is not here."""
     name = (name or "cpu").strip().lower()
     try:
@@ -101,7 +101,7 @@ def resolve_device(name: str | None) -> torch.device:
     except RuntimeError:
         raise DassEdgeError(f"unknown device {name!r}; use cpu or cuda[:N]") from None
     if device.type == "cuda" and not torch.cuda.is_available():
-        raise DassEdgeError("--device cuda was asked for but this torch sees no CUDA GPU; use --device cpu")
+        raise DassEdgeError("--train-device cuda was asked for but this torch sees no CUDA GPU; use --train-device cpu")
     if device.type not in ("cpu", "cuda"):
         raise DassEdgeError(f"training runs on cpu or cuda, not {device.type}")
     return device

@@ -1,8 +1,8 @@
 """Knowledge distillation: a student remapped from its teacher, trained against the teacher's logits.
 
-Split the way torchdistill splits it: losses are registered by key (:func:`register_loss`), a
+Split the way torchdistill splits it: losses are registered by key (:mod:`dass_edge.training.losses`), a
 :class:`KDBox` owns the teacher, the teacher-output source (cache or live forward) and the loss, and
-the shared training loop (:func:`dass_edge.train.train`) only calls the box's ``loss_fn``. So KD
+the shared training loop (:func:`dass_edge.training.loop.train`) only calls the box's ``loss_fn``. So KD
 inherits the loop's seeded stream, best-on-val selection and per-epoch resume.
 """
 
@@ -11,12 +11,10 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
-from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from dass_edge.data.task import TaskData
@@ -24,73 +22,12 @@ from dass_edge.errors import DassEdgeError
 from dass_edge.models.remap import REMAP_MODES, remap
 from dass_edge.models.resnet import ResNet
 from dass_edge.space import Arch, SearchSpace
-from dass_edge.teacher_cache import TeacherCache, load_or_build_cache
-from dass_edge.train import ProgressFn, Recipe, evaluate, train
+from dass_edge.training.loop import ProgressFn, Recipe, evaluate, train
+from dass_edge.training.losses import KDLoss, get_loss, loss_needs_teacher
+from dass_edge.training.teacher_cache import TeacherCache, load_or_build_cache
 from dass_edge.validate import finite
 
-__all__ = ["LOSSES", "KDConfig", "KDBox", "DistillResult", "register_loss", "get_loss", "kd_loss", "distill",
-           "loss_needs_teacher", "parse_arch", "DB_RECIPE"]
-
-#: ``loss(student_logits, teacher_logits, labels) -> scalar``.
-KDLoss = Callable[[torch.Tensor, torch.Tensor | None, torch.Tensor], torch.Tensor]
-LOSSES: dict[str, Callable[..., KDLoss]] = {}
-
-
-def register_loss(key: str, needs_teacher: bool = True) -> Callable[[Callable[..., KDLoss]], Callable[..., KDLoss]]:
-    """Register a loss factory under ``key`` (its keyword arguments are the loss options).
-
-    ``needs_teacher=False`` declares that the loss ignores the teacher's logits (it is called with
-    ``None``), so distillation neither runs the teacher nor builds its output cache.
-    """
-
-    def deco(factory: Callable[..., KDLoss]) -> Callable[..., KDLoss]:
-        if key in LOSSES:
-            raise ValueError(f"loss {key!r} registered twice")
-        factory.needs_teacher = needs_teacher  # type: ignore[attr-defined]
-        LOSSES[key] = factory
-        return factory
-
-    return deco
-
-
-def loss_needs_teacher(key: str) -> bool:
-    """Whether the registered loss ``key`` reads the teacher's logits."""
-    get_loss(key)  # a one-line error for an unknown key
-    return bool(getattr(LOSSES[key], "needs_teacher", True))
-
-
-def get_loss(key: str, **kwargs: float) -> KDLoss:
-    if key not in LOSSES:
-        raise DassEdgeError(f"no loss {key!r} registered; choose one of {', '.join(sorted(LOSSES))}")
-    return LOSSES[key](**kwargs)
-
-
-@register_loss("kd")
-def kd_loss(alpha: float = 0.5, temperature: float = 6.0) -> KDLoss:
-    """Hinton et al. 2015 as used by DaSS: ``α·CE(s, y) + (1−α)·T²·KL(softmax(t/T) ‖ softmax(s/T))``."""
-    if not 0.0 <= finite(alpha, "alpha") <= 1.0:
-        raise DassEdgeError(f"alpha must be in [0, 1], got {alpha}")
-    if finite(temperature, "temperature") <= 0:
-        raise DassEdgeError(f"temperature must be > 0, got {temperature}")
-
-    def loss(s: torch.Tensor, t: torch.Tensor | None, y: torch.Tensor) -> torch.Tensor:
-        ce = F.cross_entropy(s, y)
-        kl = F.kl_div(F.log_softmax(s / temperature, 1), F.log_softmax(t / temperature, 1), reduction="batchmean",
-                      log_target=True)
-        return alpha * ce + (1.0 - alpha) * temperature**2 * kl
-
-    return loss
-
-
-@register_loss("ce", needs_teacher=False)
-def ce_loss(alpha: float = 1.0, temperature: float = 1.0) -> KDLoss:
-    """Plain cross-entropy (no teacher): the baseline KD is compared against."""
-
-    def loss(s: torch.Tensor, t: torch.Tensor | None, y: torch.Tensor) -> torch.Tensor:
-        return F.cross_entropy(s, y)
-
-    return loss
-
+__all__ = ["KDConfig", "KDBox", "DistillResult", "check_compatible", "distill", "DB_RECIPE"]
 
 #: The meta-database label recipe (see benchmarks/results/distill.md): a short, low-lr schedule that
 #: is stable after remapping, so two seeds rank students alike.
@@ -210,7 +147,7 @@ def distill(teacher: ResNet, arch: Arch, data: TaskData, config: KDConfig, *, te
     Args:
         teacher_sha256: the teacher file's checksum; with ``cache_dir`` it keys the teacher-output cache.
         cache_dir: where teacher-output caches live (None: run the teacher live on every batch).
-        resume_path: per-epoch resume state (see :func:`dass_edge.train.train`).
+        resume_path: per-epoch resume state (see :func:`dass_edge.training.loop.train`).
         device: where student and teacher run (the student comes back on the CPU).
 
     Raises:
@@ -242,23 +179,3 @@ def distill(teacher: ResNet, arch: Arch, data: TaskData, config: KDConfig, *, te
                          seconds=result.seconds, images_per_second=result.images_per_second,
                          cache={"used": cache is not None, "hit": hit, "hits": box.hits,
                                 "misses": box.misses if needs_teacher else 0})
-
-
-def parse_arch(text: str) -> Arch:
-    """An arch from JSON (``{"depths": [...], "widths": [[...], ...]}``) or its key (``d2-1-2-2_w16.16-...``)."""
-    text = text.strip()
-    if text.startswith("{"):
-        try:
-            return Arch.from_dict(json.loads(text))
-        except json.JSONDecodeError as e:
-            raise DassEdgeError(f"--arch is not valid JSON ({e.msg})") from None
-    try:
-        d_part, w_part = text.split("_w", 1)
-        if not d_part.startswith("d"):
-            raise ValueError
-        depths = tuple(int(v) for v in d_part[1:].split("-"))
-        widths = tuple(tuple(int(w) for w in stage.split(".")) for stage in w_part.split("-"))
-    except ValueError:
-        raise DassEdgeError(f"--arch {text!r} is neither JSON nor an arch key like d2-1-2-2_w16.16-32-64.48-128.128"
-                            ) from None
-    return Arch(depths, widths)

@@ -7,13 +7,15 @@ from pathlib import Path
 from dass_edge import __version__
 from dass_edge.data import TaskData
 from dass_edge.errors import DassEdgeError
+from dass_edge.io import file_sha256
 from dass_edge.models.checkpoint import load_checkpoint, save_checkpoint
 from dass_edge.models.resnet import ResNet, build_model
 from dass_edge.spec import ModelSpec
-from dass_edge.train import ProgressFn, Recipe, evaluate, train
+from dass_edge.training.loop import ProgressFn, Recipe, evaluate, train
 from dass_edge.validate import check_output_file, finite_or_none
 
-__all__ = ["DEMO_TEACHER_WIDTHS", "DEMO_TEACHER_DEPTHS", "teacher_spec_for", "train_teacher", "load_teacher"]
+__all__ = ["DEMO_TEACHER_WIDTHS", "DEMO_TEACHER_DEPTHS", "teacher_spec_for", "train_teacher", "load_teacher",
+           "load_teacher_and_sha256", "demo_teacher_path"]
 
 DEMO_TEACHER_WIDTHS = (16, 32, 64, 128)
 DEMO_TEACHER_DEPTHS = (2, 2, 2, 2)
@@ -58,12 +60,24 @@ def train_teacher(data: TaskData, out: str | Path, recipe: Recipe, spec: ModelSp
     return meta
 
 
+def demo_teacher_path() -> Path:
+    """The shipped demo teacher: what every command uses when no ``--teacher`` is given."""
+    from dass_edge.resources import asset_path
+
+    path = asset_path("demo_teacher.safetensors")
+    if not path.is_file():
+        raise DassEdgeError("the demo teacher is missing from this installation; reinstall dass-edge")
+    return path
+
+
 def load_teacher(path: str | Path | None = None) -> tuple[ResNet, dict]:
     """Load a teacher checkpoint, or the shipped demo teacher when ``path`` is None."""
-    if path is None:
-        from dass_edge.resources import asset_path
+    return load_checkpoint(path if path is not None else demo_teacher_path())
 
-        path = asset_path("demo_teacher.safetensors")
-        if not path.is_file():
-            raise DassEdgeError("the demo teacher is missing from this installation; reinstall dass-edge")
-    return load_checkpoint(path)
+
+def load_teacher_and_sha256(path: str | Path | None = None) -> tuple[ResNet, dict, str]:
+    """:func:`load_teacher` plus the file's sha256, which names the teacher in search runs, distillation
+    records and the teacher-output cache (so a changed file is never mistaken for the one a run used)."""
+    src = path if path is not None else demo_teacher_path()
+    model, meta = load_checkpoint(src)
+    return model, meta, file_sha256(src)
