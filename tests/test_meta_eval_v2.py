@@ -14,6 +14,7 @@ import math
 
 import numpy as np
 import pytest
+from scipy.stats import spearmanr
 
 from dass_edge.data.builtin import builtin_tasks
 from dass_edge.errors import DassEdgeError
@@ -67,7 +68,9 @@ def world(tmp_path_factory):
         space = SearchSpace(teacher.spec)
         tspec = {"stem": teacher.spec.stem, "depths": list(teacher.spec.depths), "widths": list(teacher.spec.widths)}
         lo, hi = math.log(space.params(space.smallest_arch())), math.log(space.params(space.teacher_arch()))
-        for arch in sample_students(space, 12, seed=7):
+        archs = sample_students(space, 12, seed=7)
+        upper = set(sorted(archs, key=space.flops)[6:])  # v2 rows: two sampled bands of 6 by FLOPs
+        for arch in archs:
             acc = 40.0 + 35.0 * (math.log(space.params(arch)) - lo) / (hi - lo) + rng.normal(0, 1.0)
             for seed in ((0, 1) if heldout else (0,)):
                 row = {"task": name, "teacher_file": path.name, "teacher_sha256": file_sha256(path),
@@ -76,7 +79,8 @@ def world(tmp_path_factory):
                        "flops": space.flops(arch), "teacher_spec": tspec,
                        "val_acc": round(acc + rng.normal(0, 0.3) * seed, 4)}
                 if db == "v2":
-                    row.update(task_file=f"{name}-r16.npz", task_sha256=shas[name])
+                    row.update(task_file=f"{name}-r16.npz", task_sha256=shas[name],
+                               sampling={"kind": "bands", "band": int(arch in upper), "bands": 2})
                 dbs[db].append(row)
     for db, rows in dbs.items():
         (root / f"{db}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
@@ -175,6 +179,20 @@ def test_eval_on_v1_plus_v2_is_repeatable_with_pairs_and_groups(frozen_env, pred
         assert b["lo"] <= b["diff"] <= b["hi"]
     # a one-task group's means are that task's figures
     assert groups["imagenet_stem"]["mean"]["flops"] == first["tasks"]["textures"]["flops"]
+    # band-sampled pairs are also scored inside the bands the build sampled
+    assert "sampled_band_spearman" not in first["tasks"]["shapes"]["flops"]
+    v2 = [json.loads(line) for line in frozen_env["v2"].read_text().splitlines()]
+    acc: dict[str, list[float]] = {}
+    for r in v2:
+        acc.setdefault(r["arch_key"], []).append(r["val_acc"])
+    want = []
+    for band in (0, 1):
+        keys = sorted({r["arch_key"] for r in v2 if r["sampling"]["band"] == band})
+        flops = {r["arch_key"]: r["flops"] for r in v2}
+        want.append(spearmanr([flops[k] for k in keys], [np.mean(acc[k]) for k in keys]).statistic)
+    assert first["tasks"]["textures"]["flops"]["sampled_band_spearman"] == pytest.approx(np.mean(want), abs=1e-4)
+    assert set(first["tasks"]["textures"]) - {"seed_vs_seed", "ceiling"} <= {
+        m for m, v in first["tasks"]["textures"].items() if "sampled_band_spearman" in v}
     # labels follow log-params (plus noise): params ranks the full range well on both pairs
     assert all(first["tasks"][t]["params"]["spearman"] > 0.8 for t in ("shapes", "textures"))
 

@@ -29,7 +29,9 @@ import torch
 
 from dass_edge.errors import DassEdgeError
 from dass_edge.predictor.band_metrics import (
+    MIN_BAND,
     BandTask,
+    band_spearman,
     budgeted_metrics,
     paired_bootstrap,
     seed_noise_sd,
@@ -45,7 +47,7 @@ if TYPE_CHECKING:
     from dass_edge.latency.table import LatencyTable
 
 __all__ = ["BASELINE_METHODS", "METRICS", "ensemble_predict", "evaluate_heldout", "mean_metrics", "pair_info",
-           "task_costs"]
+           "sampled_bands", "task_costs"]
 
 #: Every registered baseline, cheap ones first (the registry's order).
 BASELINE_METHODS = tuple(list_baselines())
@@ -131,6 +133,30 @@ def _ceiling(task: MetaTask, true_pts: np.ndarray, costs: dict[str, np.ndarray],
     return out
 
 
+def sampled_bands(task: MetaTask, rows: Sequence[dict]) -> list[np.ndarray] | None:
+    """Student indices of each band the build sampled (rows with ``sampling.kind == "bands"``), or None
+    when some student of ``task`` was not band-sampled."""
+    band_of = {r["arch_key"]: (r.get("sampling") or {}).get("band") for r in rows if r["task"] == task.name
+               and (r.get("sampling") or {}).get("kind") == "bands"}
+    ids = [band_of.get(a.key()) for a in task.archs]
+    if not ids or any(b is None for b in ids):
+        return None
+    ids_arr = np.asarray(ids)
+    return [np.flatnonzero(ids_arr == b) for b in sorted(set(ids))]
+
+
+def _sampled_band_spearman(pred: np.ndarray, true_pts: np.ndarray, costs: np.ndarray,
+                           bands: list[np.ndarray]) -> float:
+    """Mean Spearman inside the build's own bands of near-equal FLOPs (those with >= MIN_BAND students).
+
+    Equal-count bands cut a band-sampled task at other places whenever a sampled band holds fewer
+    students than the band size (a build in progress, a band the sampler could not fill), and then mix
+    two FLOPs levels, which flatters FLOPs; this figure asks the question inside the bands as built."""
+    rhos = [band_spearman(pred[b], true_pts[b], costs[b], band_size=len(b)) for b in bands if len(b) >= MIN_BAND]
+    rhos = [r for r in rhos if not math.isnan(r)]
+    return round(float(np.mean(rhos)), 4) if rhos else math.nan
+
+
 def pair_info(task: MetaTask) -> dict:
     """What a held-out pair is: its teacher's stem, resolution and shape, and how many students it has."""
     spec = task.spec
@@ -180,8 +206,10 @@ def evaluate_heldout(models: Sequence[DaSSPredictor], tasks: Sequence[MetaTask],
     the budgeted ones (``band_spearman``, ``budget_regret`` per quantile and ``mean``; with a ``_latency``
     suffix too for tasks one of ``tables`` covers). With the predictor's ``calibration``, ``dass`` also
     gets ``mae``: the mean absolute error of its calibrated accuracy, in points. ``bootstrap=0`` skips
-    the intervals. ``pairs`` says what each held-out pair is (:func:`pair_info`); ``groups`` holds, per
-    stem group and per group of ``groups`` (name -> task names), ``{"tasks", "mean", "bootstrap"}``.
+    the intervals. On a band-sampled task every method also gets ``sampled_band_spearman``: the mean
+    Spearman inside the bands the build sampled. ``pairs`` says what each held-out pair is
+    (:func:`pair_info`); ``groups`` holds, per stem group and per group of ``groups`` (name -> task
+    names), ``{"tasks", "mean", "bootstrap"}``.
 
     Raises:
         DassEdgeError: the database names no held-out task, or no meta-training task to fit baselines on.
@@ -218,6 +246,11 @@ def evaluate_heldout(models: Sequence[DaSSPredictor], tasks: Sequence[MetaTask],
         exclude = task.teacher_shaped().numpy()
         pts = labels * 100.0
         result = {m: {**_metrics(p, labels), **_budgeted(p, pts, costs, exclude)} for m, p in preds.items()}
+        bands = sampled_bands(task, rows)
+        if bands is not None:
+            for m, p in preds.items():
+                result[m]["sampled_band_spearman"] = _sampled_band_spearman(np.asarray(p, dtype=float), pts,
+                                                                            costs["flops"], bands)
         band_tasks[task.name] = BandTask(true=pts, costs=costs["flops"], exclude=exclude, preds=preds)
         shown = dict(preds)
         if calibration:
