@@ -274,3 +274,22 @@ def test_combine_dbs_refuses_ambiguity(world, tmp_path):
     one = combine_dbs([world["v2"]])
     assert one.provenance()["file"] == "v2.jsonl" and one.provenance()["sha256"] == file_sha256(world["v2"])
     assert one.task_source == {"textures": str(world["v2"])}
+
+
+def test_meta_info_reads_several_databases_as_one(world, capsys):
+    code, out, err = run_cli(["meta", "info", str(world["v1"]), str(world["v2"]), "--json"], capsys)
+    assert code == 0, err
+    info = json.loads(out)
+    assert info["rows"] == 2 * 12 + 2 * 12 * 2 and info["tasks"] == 4 and info["path"].endswith("v2.jsonl")
+    assert info["stems"] == {"imagenet": 1, "small": 3} and info["heldout_tasks"] == ["shapes", "textures"]
+
+
+def test_databases_with_teachers_in_two_places_need_one_teachers_folder(world, tmp_path, capsys):
+    import shutil
+
+    other = tmp_path / "elsewhere"
+    (other / "teachers").mkdir(parents=True)
+    shutil.copy(world["v2"], other / "v2.jsonl")
+    code, _, err = run_cli(["meta", "eval", "--db", str(world["v1"]), "--db", str(other / "v2.jsonl"), "--bootstrap",
+                            "0"], capsys)
+    assert code == 2 and "pass --teachers DIR holding all of them" in err and len(err.strip().splitlines()) == 1

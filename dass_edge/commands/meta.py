@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 from rich.table import Table
@@ -13,6 +14,9 @@ from rich.table import Table
 from dass_edge.commands._common import console, err_console, finite_option, print_json, progress_bar
 from dass_edge.errors import DassEdgeError
 from dass_edge.validate import check_output_dir, check_output_file
+
+if TYPE_CHECKING:
+    from dass_edge.metadb.sources import CombinedDB
 
 __all__ = ["app", "parse_tasks", "SHIPPED_DB"]
 
@@ -193,13 +197,14 @@ def info_cmd(
     from dass_edge.metadb import db_info, scan_rows
     from dass_edge.metadb.sources import resolve_db_paths
 
+    paths = resolve_db_paths(db)
     rows, skipped = [], 0
-    for p in resolve_db_paths(db):
+    for p in paths:
         if not p.is_file():
             raise DassEdgeError(f"no database at {p}" + ("" if db else "; this installation ships none"))
         more, n = scan_rows(p)
         rows, skipped = rows + more, skipped + n
-    path = " + ".join(map(str, resolve_db_paths(db)))
+    path = " + ".join(map(str, paths))
     info = db_info(rows)
     info["path"], info["skipped_lines"] = str(path), skipped
     info["predictor"] = _shipped_predictor_info()
@@ -249,7 +254,7 @@ _DB_HELP = ("Meta-database; repeat to read several as one (--db shipped --db met
             "names the installed one, the default).")
 
 
-def _dbs_and_teachers(dbs: list[Path] | None, teachers: Path | None):
+def _dbs_and_teachers(dbs: list[Path] | None, teachers: Path | None) -> tuple[CombinedDB, Path]:
     """The databases read as one, and the one teacher folder that holds all their teachers."""
     from dass_edge.metadb.sources import combine_dbs, resolve_db_paths
     from dass_edge.predictor.pipeline import resolve_teachers_dir
