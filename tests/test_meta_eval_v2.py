@@ -293,3 +293,26 @@ def test_databases_with_teachers_in_two_places_need_one_teachers_folder(world, t
     code, _, err = run_cli(["meta", "eval", "--db", str(world["v1"]), "--db", str(other / "v2.jsonl"), "--bootstrap",
                             "0"], capsys)
     assert code == 2 and "pass --teachers DIR holding all of them" in err and len(err.strip().splitlines()) == 1
+
+
+def test_learned_baselines_are_fitted_on_the_predictors_tasks(frozen_env, predictor, capsys, tmp_path):
+    """A predictor meta-trained on count-dots only: ridge is fitted on count-dots only (``train_tasks`` is
+    the list the baselines are fitted on), though the databases hold glyph-math as a meta-training task
+    too (as a v2 file beside the v1 one a predictor learned from would)."""
+    from dass_edge.predictor.store import load_predictor, save_predictor
+
+    models, meta = load_predictor(predictor)
+    narrow = save_predictor(tmp_path / "narrow.safetensors", models,
+                            {"train": meta["train"], "db": {"train_tasks": ["count-dots"]}})
+    args = ["meta", "eval", "--db", str(frozen_env["v1"]), "--db", str(frozen_env["v2"]), "--teachers",
+            str(frozen_env["teachers"]), "--plots", str(tmp_path / "plots"), "--baselines", "ridge", "--bootstrap",
+            "0", "--json"]
+    code, out, err = run_cli([*args, "--predictor", str(narrow)], capsys)
+    assert code == 0, err
+    narrow_report = json.loads(out)
+    assert narrow_report["train_tasks"] == ["count-dots"]
+    code, out, err = run_cli([*args, "--predictor", str(predictor)], capsys)
+    assert code == 0, err
+    wide = json.loads(out)
+    assert wide["train_tasks"] == ["count-dots", "glyph-math"]
+    assert wide["tasks"]["shapes"]["dass"] == narrow_report["tasks"]["shapes"]["dass"]  # same DaSS weights

@@ -465,12 +465,14 @@ def eval_cmd(
     task_data = resolve_task_data(rows)  # every frozen file checked before any work
     check_output_dir(plots, "--plots folder")  # made when the first plot is written
     groups = {f"db:{Path(s['path']).name}": s["tasks"] for s in combined.sources} if len(combined.sources) > 1 else {}
+    fit = sorted(trained_on & {r["task"] for r in rows}) or None  # learned baselines see what DaSS saw
     with progress_bar(transient=True) as progress:
         task_id = progress.add_task("embedding students", total=None, status=combined.provenance()["file"])
         tasks = load_meta_tasks(rows, teachers_dir)
         report = evaluate_heldout(models, tasks, rows, teachers_dir, baselines=names, plots_dir=plots, k_shot=k_shot,
                                   calibration=meta.get("calibration"), tables=tables, bootstrap=bootstrap,
-                                  groups=groups, progress=lambda msg: progress.update(task_id, description=msg))
+                                  groups=groups, fit_tasks=fit,
+                                  progress=lambda msg: progress.update(task_id, description=msg))
     report["predictor"] = {"path": meta["path"], "trained_at": meta.get("trained_at"), "members": meta["members"]}
     report["databases"] = combined.sources
     report["task_data"] = {t: task_data[t] for t in report["heldout_tasks"]}

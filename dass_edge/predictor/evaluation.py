@@ -197,7 +197,8 @@ def evaluate_heldout(models: Sequence[DaSSPredictor], tasks: Sequence[MetaTask],
                      plots_dir: str | Path | None = None, k_shot: int = 0,
                      calibration: dict | None = None, progress: ProgressFn | None = None,
                      tables: Sequence[LatencyTable] = (), bootstrap: int = 1000,
-                     groups: Mapping[str, Sequence[str]] | None = None) -> dict:
+                     groups: Mapping[str, Sequence[str]] | None = None,
+                     fit_tasks: Sequence[str] | None = None) -> dict:
     """Score every held-out task with DaSS (adapted and not), each baseline and the ceilings.
 
     Returns ``{"tasks": {name: {method: metrics}}, "mean": {method: metrics}, "bootstrap": {baseline:
@@ -209,14 +210,16 @@ def evaluate_heldout(models: Sequence[DaSSPredictor], tasks: Sequence[MetaTask],
     the intervals. On a band-sampled task every method also gets ``sampled_band_spearman``: the mean
     Spearman inside the bands the build sampled. ``pairs`` says what each held-out pair is
     (:func:`pair_info`); ``groups`` holds, per stem group and per group of ``groups`` (name -> task
-    names), ``{"tasks", "mean", "bootstrap"}``.
+    names), ``{"tasks", "mean", "bootstrap"}``. ``fit_tasks`` limits the tasks learned baselines are fitted
+    on (``train_tasks`` of the report) to the ones the predictor was meta-trained on, when the database
+    holds more (a v2 database beside the v1 one a predictor learned from).
 
     Raises:
         DassEdgeError: the database names no held-out task, or no meta-training task to fit baselines on.
     """
     say = progress or (lambda msg: None)
     held = [t for t in tasks if t.heldout]
-    train = [t for t in tasks if not t.heldout]
+    train = [t for t in tasks if not t.heldout and (fit_tasks is None or t.name in fit_tasks)]
     if not held:
         raise DassEdgeError("the database names no held-out task; build it with --heldout")
     fitted = {}
