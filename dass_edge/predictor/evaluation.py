@@ -208,11 +208,12 @@ def evaluate_heldout(models: Sequence[DaSSPredictor], tasks: Sequence[MetaTask],
     suffix too for tasks one of ``tables`` covers). With the predictor's ``calibration``, ``dass`` also
     gets ``mae``: the mean absolute error of its calibrated accuracy, in points. ``bootstrap=0`` skips
     the intervals. On a band-sampled task every method also gets ``sampled_band_spearman``: the mean
-    Spearman inside the bands the build sampled. ``pairs`` says what each held-out pair is
-    (:func:`pair_info`); ``groups`` holds, per stem group and per group of ``groups`` (name -> task
-    names), ``{"tasks", "mean", "bootstrap"}``. ``fit_tasks`` limits the tasks learned baselines are fitted
-    on (``train_tasks`` of the report) to the ones the predictor was meta-trained on, when the database
-    holds more (a v2 database beside the v1 one a predictor learned from).
+    Spearman inside the bands the build sampled that hold at least ``MIN_BAND`` students (none: no
+    key). ``pairs`` says what each held-out pair is (:func:`pair_info`); ``groups`` holds, per stem
+    group and per group of ``groups`` (name -> task names), ``{"tasks", "mean", "bootstrap"}``.
+    ``fit_tasks`` limits the tasks learned baselines are fitted on (``train_tasks`` of the report) to
+    the ones the predictor was meta-trained on, when the database holds more (a v2 database beside the
+    v1 one a predictor learned from).
 
     Raises:
         DassEdgeError: the database names no held-out task, or no meta-training task to fit baselines on.
@@ -252,8 +253,9 @@ def evaluate_heldout(models: Sequence[DaSSPredictor], tasks: Sequence[MetaTask],
         bands = sampled_bands(task, rows)
         if bands is not None:
             for m, p in preds.items():
-                result[m]["sampled_band_spearman"] = _sampled_band_spearman(np.asarray(p, dtype=float), pts,
-                                                                            costs["flops"], bands)
+                rho = _sampled_band_spearman(np.asarray(p, dtype=float), pts, costs["flops"], bands)
+                if not math.isnan(rho):  # no sampled band of MIN_BAND students yet: no figure (a NaN would
+                    result[m]["sampled_band_spearman"] = rho  # stop meta train from storing its report)
         band_tasks[task.name] = BandTask(true=pts, costs=costs["flops"], exclude=exclude, preds=preds)
         shown = dict(preds)
         if calibration:
