@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 from rich.table import Table
@@ -21,6 +22,9 @@ from dass_edge.commands._common import (
 )
 from dass_edge.errors import DassEdgeError
 from dass_edge.validate import check_output_dir, check_output_file
+
+if TYPE_CHECKING:
+    from dass_edge.metadb.sources import CombinedDB
 
 __all__ = ["app", "parse_tasks", "SHIPPED_DB"]
 
@@ -196,17 +200,22 @@ def freeze_cmd(
 
 @app.command("info")
 def info_cmd(
-    db: Path = typer.Argument(None, help="Database (default: the one shipped with dass-edge)."),
+    db: list[Path] = typer.Argument(None, help="Databases, read as one (default: the one shipped with dass-edge; "
+                                               "'shipped' names it among others)."),
     json_out: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
     """What a meta-database holds: tasks, students, held-out tasks, label noise (seed Spearman), spread."""
     from dass_edge.metadb import db_info, scan_rows
-    from dass_edge.resources import asset_path
+    from dass_edge.metadb.sources import resolve_db_paths
 
-    path = db or asset_path(SHIPPED_DB)
-    if not Path(path).is_file():
-        raise DassEdgeError(f"no database at {path}" + ("" if db else "; this installation ships none"))
-    rows, skipped = scan_rows(path)
+    paths = resolve_db_paths(db)
+    rows, skipped = [], 0
+    for p in paths:
+        if not p.is_file():
+            raise DassEdgeError(f"no database at {p}" + ("" if db else "; this installation ships none"))
+        more, n = scan_rows(p)
+        rows, skipped = rows + more, skipped + n
+    path = " + ".join(map(str, paths))
     info = db_info(rows)
     info["path"], info["skipped_lines"] = str(path), skipped
     info["predictor"] = _shipped_predictor_info()
@@ -252,11 +261,21 @@ def _shipped_predictor_info() -> dict | None:
             "heldout_spearman_ceiling": mean.get("ceiling", {}).get("spearman")}
 
 
-def _db_and_teachers(db: Path | None, teachers: Path | None) -> tuple[Path, Path]:
-    from dass_edge.predictor.pipeline import default_db_path, resolve_teachers_dir
+_DB_HELP = ("Meta-database; repeat to read several as one (--db shipped --db metadb/metadb_v2.jsonl: 'shipped' "
+            "names the installed one, the default).")
 
-    path = db or default_db_path()
-    return path, resolve_teachers_dir(path, teachers)
+
+def _dbs_and_teachers(dbs: list[Path] | None, teachers: Path | None) -> tuple[CombinedDB, Path]:
+    """The databases read as one, and the one teacher folder that holds all their teachers."""
+    from dass_edge.metadb.sources import combine_dbs, resolve_db_paths
+    from dass_edge.predictor.pipeline import resolve_teachers_dir
+
+    combined = combine_dbs(resolve_db_paths(dbs))
+    found = {resolve_teachers_dir(p, teachers).resolve() for p in combined.paths}
+    if len(found) > 1:
+        raise DassEdgeError(f"the databases' teachers are in {' and '.join(map(str, sorted(found)))}; pass "
+                            "--teachers DIR holding all of them")
+    return combined, found.pop()
 
 
 def _fmt(v, spec: str = ".3f") -> str:
@@ -284,9 +303,62 @@ def _eval_table(report: dict) -> Table:
     return table
 
 
+def _best_baseline(mean: dict) -> str | None:
+    """The baseline with the highest band Spearman (DaSS, its variants and the ceilings aside)."""
+    scored = {m: v.get("band_spearman") for m, v in mean.items()
+              if not m.startswith("dass") and m not in ("ceiling", "seed_vs_seed")}
+    scored = {m: v for m, v in scored.items() if v is not None and v == v}
+    return max(scored, key=lambda m: scored[m]) if scored else None
+
+
+def _pairs_table(report: dict) -> Table:
+    """Per held-out pair: what it is, where its pixels came from, and DaSS against FLOPs and the best
+    baseline inside bands (the full per-method figures are in the table above and in --json)."""
+    table = Table("pair", "teacher", "data", "DaSS", "FLOPs", "best baseline", "ceiling", "regret DaSS/FLOPs",
+                  "sampled bands DaSS/FLOPs",
+                  title="Held-out pairs: band Spearman; budgeted regret in points; Spearman inside the bands a "
+                        "band-sampled build drew")
+    for name in report["heldout_tasks"]:
+        info, res = report["pairs"][name], report["tasks"][name]
+        data = (report.get("task_data") or {}).get(name) or {}
+        best = _best_baseline(res)
+        flops = res.get("flops", {})
+        sampled = (f"{_fmt(res['dass'].get('sampled_band_spearman'))}/{_fmt(flops.get('sampled_band_spearman'))}"
+                   if "sampled_band_spearman" in res["dass"] else "-")
+        table.add_row(name, f"{info['stem']}@{info['resolution']} {'-'.join(map(str, info['teacher_depths']))}",
+                      data.get("source", "-"), _fmt(res["dass"].get("band_spearman")),
+                      _fmt(flops.get("band_spearman")),
+                      f"{best} {_fmt(res[best].get('band_spearman'))}" if best else "-",
+                      _fmt(res.get("ceiling", {}).get("band_spearman")),
+                      f"{_fmt(res['dass']['budget_regret']['mean'], '.2f')}/"
+                      f"{_fmt(flops.get('budget_regret', {}).get('mean'), '.2f')}", sampled)
+    return table
+
+
+def _group_lines(report: dict) -> list[str]:
+    """One line per group of held-out pairs (stem; database when several): DaSS against FLOPs and the best
+    baseline on band Spearman (means over the group's pairs), with the bootstrap interval of each difference."""
+
+    def interval(group: dict, method: str) -> str:
+        b = (group["bootstrap"].get(method) or {}).get("band_spearman")
+        return f" (DaSS - it {b['diff']:+.3f} [{b['lo']:+.3f}, {b['hi']:+.3f}])" if b else ""
+
+    lines = []
+    for name, g in report.get("groups", {}).items():
+        mean, best = g["mean"], _best_baseline(g["mean"])
+        parts = [f"DaSS {_fmt(mean['dass'].get('band_spearman'))}"]
+        if "flops" in mean:
+            parts.append(f"flops {_fmt(mean['flops'].get('band_spearman'))}{interval(g, 'flops')}")
+        if best and best != "flops":
+            parts.append(f"best baseline {best} {_fmt(mean[best].get('band_spearman'))}{interval(g, best)}")
+        parts.append(f"ceiling {_fmt(mean.get('ceiling', {}).get('band_spearman'))}")
+        lines.append(f"{name} ({', '.join(g['tasks'])}): band rho " + "; ".join(parts))
+    return lines
+
+
 @app.command("train")
 def train_cmd(
-    db: Path = typer.Option(None, "--db", help="Meta-database (default: the shipped one)."),
+    db: list[Path] = typer.Option(None, "--db", help=_DB_HELP),
     teachers: Path = typer.Option(None, "--teachers", help="The database's teacher folder (default: beside it, "
                                                            "or metadb/teachers of a source checkout)."),
     out: Path = typer.Option(Path("predictor.safetensors"), "--out", help="Where to write the predictor."),
@@ -305,8 +377,11 @@ def train_cmd(
     """Meta-train the DaSS predictor on the database's meta-training tasks; report on its held-out tasks."""
     from dataclasses import replace
 
+    from dass_edge.metadb.task_data import resolve_task_data
+    from dass_edge.predictor.coverage import training_coverage
     from dass_edge.predictor.evaluation import evaluate_heldout
-    from dass_edge.predictor.pipeline import load_db, predictor_metadata, train_ensemble
+    from dass_edge.predictor.meta_tasks import load_meta_tasks
+    from dass_edge.predictor.pipeline import predictor_metadata, train_ensemble
     from dass_edge.predictor.store import save_predictor
     from dass_edge.predictor.training import TrainConfig, fit_calibration
 
@@ -324,11 +399,13 @@ def train_cmd(
         raise DassEdgeError(f"--steps must be >= 1, got {cfg.steps}")
     if members < 1:  # checked again by train_ensemble, but only after the database is embedded
         raise DassEdgeError(f"--members must be >= 1, got {members}")
-    db_path, teachers_dir = _db_and_teachers(db, teachers)
+    combined, teachers_dir = _dbs_and_teachers(db, teachers)
+    rows = combined.rows
+    task_data = resolve_task_data(rows)
     t0 = time.time()
     with progress_bar() as progress:
-        task_id = progress.add_task("embedding students", total=None, status=str(db_path.name))
-        rows, tasks = load_db(db_path, teachers_dir)
+        task_id = progress.add_task("embedding students", total=None, status=combined.provenance()["file"])
+        tasks = load_meta_tasks(rows, teachers_dir)
 
         def on(event: str, info: dict) -> None:
             if event == "member":
@@ -343,7 +420,10 @@ def train_cmd(
         progress.update(task_id, description="held-out evaluation", total=None, status="")
         report = evaluate_heldout(models, tasks, rows, teachers_dir, calibration=calibration,
                                   progress=lambda msg: progress.update(task_id, status=msg))
-    save_predictor(out, models, predictor_metadata(db_path, rows, tasks, cfg, seconds, report, calibration))
+    meta = predictor_metadata(combined.paths[0], rows, tasks, cfg, seconds, report, calibration)
+    meta["db"].update(combined.provenance())
+    meta["coverage"], meta["task_data"] = training_coverage(rows), task_data
+    save_predictor(out, models, meta)
     if json_out:
         print_json({**report, "out": str(out)})
         return
@@ -353,7 +433,7 @@ def train_cmd(
 
 @app.command("eval")
 def eval_cmd(
-    db: Path = typer.Option(None, "--db", help="Meta-database (default: the shipped one)."),
+    db: list[Path] = typer.Option(None, "--db", help=_DB_HELP),
     teachers: Path = typer.Option(None, "--teachers", help="The database's teacher folder."),
     predictor: Path = typer.Option(None, "--predictor", help="Predictor file (default: the shipped one)."),
     plots: Path = typer.Option(Path("runs/meta-eval"), "--plots", help="Folder for one predicted-vs-true PNG per "
@@ -370,9 +450,10 @@ def eval_cmd(
     """Held-out evaluation: DaSS vs every registered baseline and the seed-noise ceiling, on the full range of
     students and inside bands of near-equal cost (the question a budgeted search asks)."""
     from dass_edge.latency.table import LatencyTable
+    from dass_edge.metadb.task_data import resolve_task_data
     from dass_edge.predictor.baselines import is_baseline, list_baselines
     from dass_edge.predictor.evaluation import evaluate_heldout
-    from dass_edge.predictor.pipeline import load_db
+    from dass_edge.predictor.meta_tasks import load_meta_tasks
     from dass_edge.predictor.store import load_predictor
 
     if k_shot < 0:
@@ -385,22 +466,32 @@ def eval_cmd(
         raise DassEdgeError(f"unknown baseline {', '.join(unknown)}; known baselines: {', '.join(list_baselines())}")
     tables = [LatencyTable.load(p) for p in table or []]
     models, meta = load_predictor(predictor)
-    db_path, teachers_dir = _db_and_teachers(db, teachers)
+    combined, teachers_dir = _dbs_and_teachers(db, teachers)
+    rows = combined.rows
+    trained_on = set(meta.get("db", {}).get("train_tasks", []))
+    leaked = sorted(trained_on & {r["task"] for r in rows if r.get("heldout")})
+    if leaked:
+        raise DassEdgeError(f"the predictor was meta-trained on {', '.join(leaked)}, which this database holds "
+                            "out; evaluate it on a database whose held-out tasks it never saw")
+    task_data = resolve_task_data(rows)  # every frozen file checked before any work
     check_output_dir(plots, "--plots folder")  # made when the first plot is written
+    groups = {f"db:{Path(s['path']).name}": s["tasks"] for s in combined.sources} if len(combined.sources) > 1 else {}
+    fit = sorted(trained_on & {r["task"] for r in rows}) or None  # learned baselines see what DaSS saw
     with progress_bar(transient=True) as progress:
-        task_id = progress.add_task("embedding students", total=None, status=str(db_path.name))
-        rows, tasks = load_db(db_path, teachers_dir)
-        trained_on = set(meta.get("db", {}).get("train_tasks", []))
-        leaked = sorted(trained_on & {t.name for t in tasks if t.heldout})
-        if leaked:
-            raise DassEdgeError(f"the predictor was meta-trained on {', '.join(leaked)}, which this database holds "
-                                "out; evaluate it on a database whose held-out tasks it never saw")
+        task_id = progress.add_task("embedding students", total=None, status=combined.provenance()["file"])
+        tasks = load_meta_tasks(rows, teachers_dir)
         report = evaluate_heldout(models, tasks, rows, teachers_dir, baselines=names, plots_dir=plots, k_shot=k_shot,
                                   calibration=meta.get("calibration"), tables=tables, bootstrap=bootstrap,
+                                  groups=groups, fit_tasks=fit,
                                   progress=lambda msg: progress.update(task_id, description=msg))
     report["predictor"] = {"path": meta["path"], "trained_at": meta.get("trained_at"), "members": meta["members"]}
+    report["databases"] = combined.sources
+    report["task_data"] = {t: task_data[t] for t in report["heldout_tasks"]}
     if json_out:
         print_json(report)
         return
     console.print(_eval_table(report))
+    console.print(_pairs_table(report))
+    for line in _group_lines(report):
+        console.print(line, markup=False, highlight=False, soft_wrap=True)
     console.print(f"plots: {', '.join(report['plots'])}")

@@ -8,6 +8,7 @@ from matplotlib's bundled fonts, the rest is drawn procedurally.
 from __future__ import annotations
 
 import os
+import zipfile
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -157,7 +158,7 @@ def load_builtin(name: str, resolution: int = 32) -> TaskData:
         try:
             with np.load(path) as f:
                 arrays = {k: f[k] for k in f.files}
-        except (OSError, ValueError, zlib.error):
+        except (OSError, ValueError, zlib.error, zipfile.BadZipFile):
             arrays = {}  # corrupt cache: regenerate below
     if not arrays:
         arrays = render_arrays(name, resolution)

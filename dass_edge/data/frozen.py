@@ -4,7 +4,7 @@ Built-in tasks are rendered (fonts, photographs, Pillow, FreeType), and renderin
 and package versions: two glyph tasks rendered differently on another machine. Database rows are only
 comparable if their images are the same everywhere, so the meta-database keeps each task it uses as a
 uint8 ``.npz`` (train/val/test images and labels) in ``metadb/tasks/``, listed with its sha256 in
-``SHA256SUMS`` there. :func:`load_frozen` verifies the checksum before use: a corrupt or changed file is a
+``SHA256SUMS`` there. :func:`load_frozen_arrays` verifies the checksum before use: a corrupt or changed file is a
 one-line error, never silently different data.
 
 Files are stored at :data:`STORED_RESOLUTION`. A task used at a multiple of it (the 64 px ImageNet-stem
@@ -14,6 +14,7 @@ tasks) is upsampled by pixel repetition, an exact integer rule that is the same 
 from __future__ import annotations
 
 import os
+import zipfile
 import zlib
 from pathlib import Path
 
@@ -23,7 +24,7 @@ from dass_edge.errors import DassEdgeError
 from dass_edge.io import atomic_write, file_sha256
 
 __all__ = ["MANIFEST", "STORED_RESOLUTION", "check_frozen", "frozen_dir", "frozen_file", "freeze_task",
-           "load_frozen_arrays", "read_manifest", "task_file_sha"]
+           "load_frozen_arrays", "read_frozen", "read_manifest", "task_file_sha", "verify_frozen"]
 
 MANIFEST = "SHA256SUMS"
 STORED_RESOLUTION = 16
@@ -82,12 +83,12 @@ def check_frozen(name: str, sha256: str) -> None:
                             f"its rows were built from ({sha256[:12]}...)")
 
 
-def load_frozen_arrays(name: str, resolution: int) -> dict[str, np.ndarray] | None:
-    """The frozen images of task ``name`` at ``resolution`` (None when the task is not frozen).
+def verify_frozen(name: str) -> tuple[Path, str] | None:
+    """``(path, sha256)`` of task ``name``'s frozen file once its bytes match the manifest (None when the
+    task is not frozen). The checksum is computed once per file per process.
 
     Raises:
-        DassEdgeError: the file is missing, corrupt or does not match its recorded sha256, or the
-            resolution is not a multiple of the stored one.
+        DassEdgeError: the file is listed but missing, or does not match its recorded sha256.
     """
     found = task_file_sha(name)
     if found is None:
@@ -106,15 +107,41 @@ def load_frozen_arrays(name: str, resolution: int) -> dict[str, np.ndarray] | No
             raise DassEdgeError(f"frozen task file {path} does not match its sha256 in {MANIFEST} (corrupt or "
                                 f"changed); restore it from git")
         _verified[key] = sha
-    if resolution % STORED_RESOLUTION:
-        raise DassEdgeError(f"task {name} is stored at {STORED_RESOLUTION} px; use a multiple of it "
-                            f"(got {resolution})")
+    return path, sha
+
+
+def read_frozen(path: Path) -> dict[str, np.ndarray]:
+    """The arrays of a frozen file as stored (every split's ``_x`` and ``_y``).
+
+    Raises:
+        DassEdgeError: the file is not a readable ``.npz`` or lacks a split.
+    """
     try:
         with np.load(path) as f:
             arrays = {k: f[k] for k in f.files}
-    except (OSError, ValueError, zlib.error, EOFError) as e:
+    except (OSError, ValueError, zlib.error, EOFError, zipfile.BadZipFile) as e:
         raise DassEdgeError(f"frozen task file {path} cannot be read ({type(e).__name__}); restore it from git") \
             from None
+    missing = [f"{s}_{xy}" for s in _SPLITS for xy in "xy" if f"{s}_{xy}" not in arrays]
+    if missing:
+        raise DassEdgeError(f"frozen task file {path} lacks {', '.join(missing)}; restore it from git")
+    return arrays
+
+
+def load_frozen_arrays(name: str, resolution: int) -> dict[str, np.ndarray] | None:
+    """The frozen images of task ``name`` at ``resolution`` (None when the task is not frozen).
+
+    Raises:
+        DassEdgeError: the file is missing, corrupt or does not match its recorded sha256, or the
+            resolution is not a multiple of the stored one.
+    """
+    found = verify_frozen(name)
+    if found is None:
+        return None
+    if resolution % STORED_RESOLUTION:
+        raise DassEdgeError(f"task {name} is stored at {STORED_RESOLUTION} px; use a multiple of it "
+                            f"(got {resolution})")
+    arrays = read_frozen(found[0])
     k = resolution // STORED_RESOLUTION
     if k > 1:
         for s in _SPLITS:

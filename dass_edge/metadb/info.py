@@ -11,7 +11,7 @@ import math
 import statistics
 from collections import Counter, defaultdict
 
-__all__ = ["band_quality", "db_info", "task_summary", "seed_agreement"]
+__all__ = ["band_quality", "db_info", "per_band_quality", "task_summary", "seed_agreement"]
 
 
 def _spearman(a: list[float], b: list[float]) -> float:
@@ -48,40 +48,55 @@ def _band(row: dict) -> int | None:
     return s.get("band") if s.get("kind") == "bands" else None
 
 
-def band_quality(rows: list[dict], min_students: int = 3) -> dict | None:
-    """Label quality *inside* FLOPs bands, where the search's question lives: per band with at least
-    ``min_students`` seed pairs, the seed-to-seed Spearman and the mean seed gap over the band's spread;
-    and FLOPs' own Spearman with accuracy inside each band (>= 5 students; the figure a predictor must
-    beat). Means over bands; None for a task without band-sampled rows."""
+def per_band_quality(rows: list[dict], min_students: int = 3) -> list[dict]:
+    """One entry per sampled band of a task's rows (band order): its FLOPs range, students, rows, and
+    the seed-to-seed Spearman and mean gap over spread of its students trained with two seeds (None
+    with fewer than ``min_students`` such students), and FLOPs' Spearman with the seed-mean accuracy
+    (None with fewer than 5 students). Empty for a task without band-sampled rows."""
     by_band: dict[int, list[dict]] = defaultdict(list)
     for r in rows:
         b = _band(r)
         if b is not None:
             by_band[b].append(r)
-    if not by_band:
-        return None
-    seed_rhos, gap_ratios, flops_rhos = [], [], []
-    for band_rows in by_band.values():
+    out = []
+    for band in sorted(by_band):
+        band_rows = by_band[band]
         agree = seed_agreement(band_rows)
-        if agree and agree["students"] >= min_students and not math.isnan(agree["spearman"]):
-            seed_rhos.append(agree["spearman"])
-            if agree["gap_over_spread"] is not None:
-                gap_ratios.append(agree["gap_over_spread"])
+        ok = bool(agree and agree["students"] >= min_students and not math.isnan(agree["spearman"]))
         acc: dict[str, list[float]] = defaultdict(list)
         flops: dict[str, int] = {}
         for r in band_rows:
             acc[r["arch_key"]].append(r["val_acc"])
             flops[r["arch_key"]] = r["flops"]
+        rho = None
         if len(acc) >= 5:
             keys = sorted(acc)
-            rho = _spearman([flops[k] for k in keys], [statistics.mean(acc[k]) for k in keys])
-            if not math.isnan(rho):
-                flops_rhos.append(rho)
+            value = _spearman([flops[k] for k in keys], [statistics.mean(acc[k]) for k in keys])
+            rho = None if math.isnan(value) else round(value, 4)
+        out.append({"band": band, "flops_min": min(flops.values()), "flops_max": max(flops.values()),
+                    "students": len(acc), "rows": len(band_rows), "seed_pairs": agree["students"] if agree else 0,
+                    "seed_spearman": agree["spearman"] if ok else None,
+                    "gap_over_spread": agree["gap_over_spread"] if ok else None,
+                    "spread": agree["spread"] if ok else None, "flops_spearman": rho})
+    return out
+
+
+def band_quality(rows: list[dict], min_students: int = 3) -> dict | None:
+    """Label quality *inside* FLOPs bands, where the search's question lives: per band with at least
+    ``min_students`` seed pairs, the seed-to-seed Spearman and the mean seed gap over the band's spread;
+    and FLOPs' own Spearman with accuracy inside each band (>= 5 students; the figure a predictor must
+    beat). Means over bands; None for a task without band-sampled rows."""
+    bands = per_band_quality(rows, min_students)
+    if not bands:
+        return None
+    seed_rhos = [b["seed_spearman"] for b in bands if b["seed_spearman"] is not None]
+    gap_ratios = [b["gap_over_spread"] for b in bands if b["gap_over_spread"] is not None]
+    flops_rhos = [b["flops_spearman"] for b in bands if b["flops_spearman"] is not None]
 
     def mean(v: list[float]) -> float | None:
         return round(statistics.mean(v), 4) if v else None
 
-    return {"bands": len(by_band), "bands_with_seed_pairs": len(seed_rhos),
+    return {"bands": len(bands), "bands_with_seed_pairs": len(seed_rhos),
             "seed_spearman": mean(seed_rhos), "gap_over_spread": mean(gap_ratios),
             "flops_spearman": mean(flops_rhos), "bands_for_flops": len(flops_rhos)}
 

@@ -10,12 +10,17 @@ latency when a table covering the task's teacher is given). ``ceiling`` is a per
 scored against labels with the task's simulated seed noise; ``seed_vs_seed`` is seed 1 used as a
 prediction of seed 0 on the students trained with both. ``bootstrap`` holds paired 95% intervals
 of DaSS minus each baseline (students resampled within tasks).
+
+Held-out tasks are also summarized in groups: by the teacher's stem (``small_stem``, ``imagenet_stem``:
+ImageNet-stem teachers at 64 px are a family of their own, and a mean over every task would hide how the
+predictor does on them) and by any groups the caller names (e.g. the database each task came from); every
+group has each method's mean metrics and its own bootstrap intervals of DaSS minus every baseline.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -24,7 +29,9 @@ import torch
 
 from dass_edge.errors import DassEdgeError
 from dass_edge.predictor.band_metrics import (
+    MIN_BAND,
     BandTask,
+    band_spearman,
     budgeted_metrics,
     paired_bootstrap,
     seed_noise_sd,
@@ -39,7 +46,8 @@ from dass_edge.predictor.training import adapted_predictions, calibrated, predic
 if TYPE_CHECKING:
     from dass_edge.latency.table import LatencyTable
 
-__all__ = ["BASELINE_METHODS", "METRICS", "ensemble_predict", "evaluate_heldout", "mean_metrics", "task_costs"]
+__all__ = ["BASELINE_METHODS", "METRICS", "ensemble_predict", "evaluate_heldout", "mean_metrics", "pair_info",
+           "sampled_bands", "task_costs"]
 
 #: Every registered baseline, cheap ones first (the registry's order).
 BASELINE_METHODS = tuple(list_baselines())
@@ -125,11 +133,72 @@ def _ceiling(task: MetaTask, true_pts: np.ndarray, costs: dict[str, np.ndarray],
     return out
 
 
+def sampled_bands(task: MetaTask, rows: Sequence[dict]) -> list[np.ndarray] | None:
+    """Student indices of each band the build sampled (rows with ``sampling.kind == "bands"``), or None
+    when some student of ``task`` was not band-sampled."""
+    band_of = {r["arch_key"]: (r.get("sampling") or {}).get("band") for r in rows if r["task"] == task.name
+               and (r.get("sampling") or {}).get("kind") == "bands"}
+    ids = [band_of.get(a.key()) for a in task.archs]
+    if not ids or any(b is None for b in ids):
+        return None
+    ids_arr = np.asarray(ids)
+    return [np.flatnonzero(ids_arr == b) for b in sorted(set(ids))]
+
+
+def _sampled_band_spearman(pred: np.ndarray, true_pts: np.ndarray, costs: np.ndarray,
+                           bands: list[np.ndarray]) -> float:
+    """Mean Spearman inside the build's own bands of near-equal FLOPs (those with >= MIN_BAND students).
+
+    Equal-count bands cut a band-sampled task at other places whenever a sampled band holds fewer
+    students than the band size (a build in progress, a band the sampler could not fill), and then mix
+    two FLOPs levels, which flatters FLOPs; this figure asks the question inside the bands as built."""
+    rhos = [band_spearman(pred[b], true_pts[b], costs[b], band_size=len(b)) for b in bands if len(b) >= MIN_BAND]
+    rhos = [r for r in rhos if not math.isnan(r)]
+    return round(float(np.mean(rhos)), 4) if rhos else math.nan
+
+
+def pair_info(task: MetaTask) -> dict:
+    """What a held-out pair is: its teacher's stem, resolution and shape, and how many students it has."""
+    spec = task.spec
+    return {"stem": spec.stem if spec else None, "resolution": spec.resolution if spec else None,
+            "teacher_depths": list(spec.depths) if spec else None,
+            "teacher_widths": list(spec.widths) if spec else None, "students": len(task),
+            "seeds": len(task.seed_labels)}
+
+
+def _stem_groups(held: Sequence[MetaTask]) -> dict[str, list[str]]:
+    out: dict[str, list[str]] = {}
+    for t in held:
+        out.setdefault(f"{t.spec.stem if t.spec else 'unknown'}_stem", []).append(t.name)
+    return dict(sorted(out.items()))
+
+
+def _group_summaries(groups: Mapping[str, Sequence[str]], per_task: dict[str, dict[str, dict]],
+                     band_tasks: dict[str, BandTask], baselines: Sequence[str], bootstrap: int,
+                     known: dict[frozenset, dict]) -> dict:
+    """Means and bootstrap intervals per group; ``known`` maps task sets to intervals already computed."""
+    out = {}
+    for name, members in groups.items():
+        members = [t for t in members if t in per_task]
+        if not members:
+            continue
+        key = frozenset(members)
+        if key not in known:
+            mine = [band_tasks[t] for t in members]
+            known[key] = {b: paired_bootstrap(mine, "dass", b, replicates=bootstrap) for b in baselines} \
+                if bootstrap > 0 else {}
+        out[name] = {"tasks": members, "mean": mean_metrics({t: per_task[t] for t in members}),
+                     "bootstrap": known[key]}
+    return out
+
+
 def evaluate_heldout(models: Sequence[DaSSPredictor], tasks: Sequence[MetaTask], rows: Sequence[dict],
                      teachers_dir: str | Path, *, baselines: Sequence[str] = BASELINE_METHODS,
                      plots_dir: str | Path | None = None, k_shot: int = 0,
                      calibration: dict | None = None, progress: ProgressFn | None = None,
-                     tables: Sequence[LatencyTable] = (), bootstrap: int = 1000) -> dict:
+                     tables: Sequence[LatencyTable] = (), bootstrap: int = 1000,
+                     groups: Mapping[str, Sequence[str]] | None = None,
+                     fit_tasks: Sequence[str] | None = None) -> dict:
     """Score every held-out task with DaSS (adapted and not), each baseline and the ceilings.
 
     Returns ``{"tasks": {name: {method: metrics}}, "mean": {method: metrics}, "bootstrap": {baseline:
@@ -138,14 +207,20 @@ def evaluate_heldout(models: Sequence[DaSSPredictor], tasks: Sequence[MetaTask],
     the budgeted ones (``band_spearman``, ``budget_regret`` per quantile and ``mean``; with a ``_latency``
     suffix too for tasks one of ``tables`` covers). With the predictor's ``calibration``, ``dass`` also
     gets ``mae``: the mean absolute error of its calibrated accuracy, in points. ``bootstrap=0`` skips
-    the intervals.
+    the intervals. On a band-sampled task every method also gets ``sampled_band_spearman``: the mean
+    Spearman inside the bands the build sampled that hold at least ``MIN_BAND`` students (none: no
+    key). ``pairs`` says what each held-out pair is (:func:`pair_info`); ``groups`` holds, per stem
+    group and per group of ``groups`` (name -> task names), ``{"tasks", "mean", "bootstrap"}``.
+    ``fit_tasks`` limits the tasks learned baselines are fitted on (``train_tasks`` of the report) to
+    the ones the predictor was meta-trained on, when the database holds more (a v2 database beside the
+    v1 one a predictor learned from).
 
     Raises:
         DassEdgeError: the database names no held-out task, or no meta-training task to fit baselines on.
     """
     say = progress or (lambda msg: None)
     held = [t for t in tasks if t.heldout]
-    train = [t for t in tasks if not t.heldout]
+    train = [t for t in tasks if not t.heldout and (fit_tasks is None or t.name in fit_tasks)]
     if not held:
         raise DassEdgeError("the database names no held-out task; build it with --heldout")
     fitted = {}
@@ -158,7 +233,7 @@ def evaluate_heldout(models: Sequence[DaSSPredictor], tasks: Sequence[MetaTask],
             b.fit(train)
         fitted[name] = b
     per_task: dict[str, dict[str, dict]] = {}
-    band_tasks: list[BandTask] = []
+    band_tasks: dict[str, BandTask] = {}
     plots: list[str] = []
     for task in held:
         say(f"scoring {task.name}")
@@ -175,7 +250,13 @@ def evaluate_heldout(models: Sequence[DaSSPredictor], tasks: Sequence[MetaTask],
         exclude = task.teacher_shaped().numpy()
         pts = labels * 100.0
         result = {m: {**_metrics(p, labels), **_budgeted(p, pts, costs, exclude)} for m, p in preds.items()}
-        band_tasks.append(BandTask(true=pts, costs=costs["flops"], exclude=exclude, preds=preds))
+        bands = sampled_bands(task, rows)
+        if bands is not None:
+            for m, p in preds.items():
+                rho = _sampled_band_spearman(np.asarray(p, dtype=float), pts, costs["flops"], bands)
+                if not math.isnan(rho):  # no sampled band of MIN_BAND students yet: no figure (a NaN would
+                    result[m]["sampled_band_spearman"] = rho  # stop meta train from storing its report)
+        band_tasks[task.name] = BandTask(true=pts, costs=costs["flops"], exclude=exclude, preds=preds)
         shown = dict(preds)
         if calibration:
             acc = calibrated(raw, raw_teacher, task.teacher_acc, calibration).numpy()
@@ -195,7 +276,10 @@ def evaluate_heldout(models: Sequence[DaSSPredictor], tasks: Sequence[MetaTask],
     means = mean_metrics(per_task)
     if calibration:
         means["dass"]["mae"] = round(float(np.mean([per_task[t]["dass"]["mae"] for t in per_task])), 3)
-    intervals = {name: paired_bootstrap(band_tasks, "dass", name, replicates=bootstrap)
+    intervals = {name: paired_bootstrap(list(band_tasks.values()), "dass", name, replicates=bootstrap)
                  for name in fitted} if bootstrap > 0 else {}
+    summaries = _group_summaries({**_stem_groups(held), **(groups or {})}, per_task, band_tasks, list(fitted),
+                                 bootstrap, {frozenset(per_task): intervals})
     return {"tasks": per_task, "mean": means, "bootstrap": intervals, "heldout_tasks": [t.name for t in held],
-            "train_tasks": [t.name for t in train], "plots": plots}
+            "train_tasks": [t.name for t in train], "plots": plots,
+            "pairs": {t.name: pair_info(t) for t in held}, "groups": summaries}
