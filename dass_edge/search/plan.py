@@ -108,23 +108,9 @@ def _check_classes(teacher: ResNet, task: str | None) -> None:
 def _coverage_notes(predictor: str | Path | None, spec: ModelSpec) -> list[str]:
     """Notes when the teacher lies outside what the DaSS predictor was meta-trained on (stem, resolution,
     depth): its estimates are then an extrapolation. Baseline keys (flops, synflow, ...) learn nothing."""
-    from dass_edge.predictor.coverage import db_coverage, extrapolation_notes
-    from dass_edge.predictor.store import default_predictor_path, read_predictor_meta
+    from dass_edge.predictor.coverage import extrapolation_notes, predictor_coverage
 
-    path = Path(predictor) if predictor is not None else default_predictor_path()
-    if not path.is_file():
-        return []
-    try:
-        meta = read_predictor_meta(path)
-    except DassEdgeError:
-        return []
-    coverage = meta.get("coverage")
-    if coverage is None and path == default_predictor_path():  # shipped before coverage was recorded
-        from dass_edge.metadb import read_rows
-        from dass_edge.resources import asset_path
-
-        coverage = db_coverage(read_rows(asset_path("metadb.jsonl")))
-    return extrapolation_notes(coverage, spec)
+    return extrapolation_notes(predictor_coverage(predictor), spec)
 
 
 def prepare_search(
