@@ -13,15 +13,18 @@ read -ra PY <<< "$PY"  # PY may be a command with arguments, e.g. PY="python -m 
 WORKERS=${WORKERS:-1}
 LANES=${LANES:-1}
 DEVICE=${DEVICE:-cpu}
-PHASES=${PHASES:-0 1 2}
+PHASES=${PHASES:-0 1 2 3}
 # Band sampling: 8 bands of near-equal FLOPs (+-5%), 8 students each, shapes as different as the band allows.
 COMMON=(--out metadb/metadb_v2.jsonl --teachers metadb/teachers --log metadb/build_v2.log
         --sampling bands --bands 8 --per-band 8 --band-tol 0.05
         --epochs 10 --lr 0.01 --teacher-epochs 40
         --workers "$WORKERS" --threads 1 --train-device "$DEVICE")
-# Held out first (label quality and the evaluation need them): 2 real-image families, deeper teachers
-# (3-3-3-3, ResNet-34's 3-4-6-3) and two 64 px ImageNet-stem teachers (ResNet-18 and -34 shapes).
-HELDOUT=emoji-faces:resnet_edge_d3@16,photo-crops:resnet34_edge@16,emoji-animals:resnet18_in64@64,emoji-objects:resnet34_in64@64
+# Held out: 2 real-image families, deeper teachers (3-3-3-3, ResNet-34's 3-4-6-3) and two 64 px ImageNet-stem
+# teachers (ResNet-18 and -34 shapes). The small-stem held-out pairs come first, then the meta-training pairs (the predictor cannot be rebuilt on v2
+# without them), then the ImageNet-stem held-out pairs.
+HELDOUT_16=emoji-faces:resnet_edge_d3@16,photo-crops:resnet34_edge@16
+HELDOUT_64=emoji-animals:resnet18_in64@64,emoji-objects:resnet34_in64@64
+HELDOUT=$HELDOUT_16,$HELDOUT_64
 META_TRAIN=emoji-food:resnet18_in64@64,emoji-transport:resnet34_in64@64,emoji-people:resnet_edge_d3@16,emoji-activities:resnet34_edge@16
 names() { echo "$1" | sed -E 's/:[^,]*//g'; }
 
@@ -48,9 +51,11 @@ for phase in $PHASES; do
   case $phase in
     # Phase 0 - freeze the task images once (uint8 .npz + SHA256SUMS in metadb/tasks).
     0) "${PY[@]}" meta freeze "$(names "$HELDOUT"),$(names "$META_TRAIN")" --dir metadb/tasks ;;
-    # Phase 1 - held-out pairs, every student with 2 seeds (within-band label quality).
-    1) HELD=$(names "$HELDOUT")
-       if [ "$LANES" -le 1 ]; then build "$HELDOUT" --heldout "$HELD" --seeds 0,1; else build "$HELDOUT" --seeds 0,1; fi ;;
+    # Phases 1 and 3 - held-out pairs (small stem, then ImageNet stem), every student with 2 seeds
+    # (within-band label quality).
+    1|3) pairs=$HELDOUT_16; [ "$phase" = 3 ] && pairs=$HELDOUT_64
+       HELD=$(names "$pairs")
+       if [ "$LANES" -le 1 ]; then build "$pairs" --heldout "$HELD" --seeds 0,1; else build "$pairs" --seeds 0,1; fi ;;
     # Phase 2 - meta-training pairs, one seed.
     2) HELD="" build "$META_TRAIN" --seeds 0 ;;
   esac
