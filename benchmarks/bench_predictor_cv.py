@@ -17,7 +17,11 @@ Recipes (``NAME`` or ``NAME:JSON``):
   ``synflow`` (log synflow over the teacher's, the default), ``kl``, ``agreement``, ``cka``
   (:mod:`dass_edge.predictor.distill_signals` of the remapped student on the task's context batch));
 * ``dass`` — the DaSS predictor meta-trained with the JSON's changes to :class:`TrainConfig`; it
-  gives two rows, with the trained adaptation and with adaptation off at test time.
+  gives two rows, with the trained adaptation and with adaptation off at test time. Each member's fold
+  predictions are cached (``members/`` under the cache folder), so reruns and ensembles train nothing twice;
+* ``ensemble`` — a per-task rank (or z-score) average of member recipes (JSON: ``members``, ``weights``,
+  ``method``, ``options`` per member; :func:`dass_edge.predictor.ensemble.combine_scores`);
+  ``--ensemble-grid`` adds the pre-declared grid (:func:`ensemble_grid`).
 
 Each recipe appends one line per row to ``results/predictor_v2_cv.jsonl``; the fragment lists them all.
 Tasks (embeddings and synflow) are cached under ``$DASS_EDGE_CV_CACHE`` (default /tmp/dass-edge-cv) after the first run.
@@ -29,6 +33,8 @@ Tasks (embeddings and synflow) are cached under ``$DASS_EDGE_CV_CACHE`` (default
 from __future__ import annotations
 
 import argparse
+import hashlib
+import itertools
 import json
 import math
 import os
@@ -49,6 +55,8 @@ LOG = RESULTS / "predictor_v2_cv.jsonl"
 HELD_LOG = RESULTS / "predictor_v2_heldout.jsonl"
 QUICK_STEPS = 300
 SEED0 = 0  # first DaSS member's seed (--seed): reruns with other seeds measure the training-seed noise
+CACHE = Path(os.environ.get("DASS_EDGE_CV_CACHE", "/tmp/dass-edge-cv"))
+DB_TAG = ""  # checksum prefix of the database the tasks came from (set by load_cv_tasks)
 
 
 # --- data -----------------------------------------------------------------------------------------------------
@@ -71,8 +79,10 @@ def load_cv_tasks() -> list:
     from dass_edge.models.checkpoint import load_checkpoint
     from dass_edge.predictor.pipeline import default_db_path, load_db, resolve_teachers_dir
 
+    global DB_TAG
     db = default_db_path()
-    cache = Path(os.environ.get("DASS_EDGE_CV_CACHE", "/tmp/dass-edge-cv")) / f"cv_tasks_{file_sha256(db)[:12]}.pt"
+    DB_TAG = file_sha256(db)[:12]
+    cache = CACHE / f"cv_tasks_{DB_TAG}.pt"
     if cache.is_file():
         return torch.load(cache, weights_only=False)
     teachers = resolve_teachers_dir(db, None)
@@ -97,7 +107,7 @@ def attach_signals(tasks: list) -> None:
     from dass_edge.predictor.pipeline import default_db_path, resolve_teachers_dir
 
     db = default_db_path()
-    cache = Path(os.environ.get("DASS_EDGE_CV_CACHE", "/tmp/dass-edge-cv")) / f"cv_signals_{file_sha256(db)[:12]}.pt"
+    cache = CACHE / f"cv_signals_{file_sha256(db)[:12]}.pt"
     if cache.is_file():
         signals = torch.load(cache, weights_only=False)
     else:
@@ -169,16 +179,68 @@ def run_recipe(name: str, opts: dict, fit: list, test: list, members: int, quick
             change.setdefault("steps", QUICK_STEPS)
         on: dict[str, list] = {t.name: [] for t in test}
         off: dict[str, list] = {t.name: [] for t in test}
-        for seed in range(members):
-            model, _ = meta_train(fit, replace(TrainConfig(), seed=SEED0 + seed, **change))
+        for seed in range(SEED0, SEED0 + members):
+            path = _member_cache(name, change, seed, fit, test)
+            if path.is_file():  # this member was trained on this fold before: reuse its predictions
+                preds = torch.load(path, weights_only=False)
+            else:
+                t0 = time.perf_counter()
+                model, _ = meta_train(fit, replace(TrainConfig(), seed=seed, **change))
+                preds = {t.name: (predict_task(model, t).numpy(), predict_task(model, t, adapt_steps=0).numpy())
+                         for t in test}
+                path.parent.mkdir(parents=True, exist_ok=True)
+                torch.save(preds, path)
+                print(f"  dass member seed {seed}: {time.perf_counter() - t0:.0f} s", flush=True)
             for t in test:
-                on[t.name].append(predict_task(model, t).numpy())
-                off[t.name].append(predict_task(model, t, adapt_steps=0).numpy())
+                on[t.name].append(preds[t.name][0])
+                off[t.name].append(preds[t.name][1])
         rows = {"dass": {k: np.mean(v, 0) for k, v in on.items()}}
         if opts.get("adapt", True):
             rows["dass (adaptation off at test)"] = {k: np.mean(v, 0) for k, v in off.items()}
         return rows
+    if name == "ensemble":
+        return {name: _ensemble(opts, fit, test, members, quick)}
     raise SystemExit(f"error: unknown recipe {name!r}")
+
+
+def _member_cache(name: str, change: dict, seed: int, fit: list, test: list) -> Path:
+    """Where one trained member's fold predictions are kept: keyed by the database, the fold's tasks, the
+    recipe's changes and the seed, so ensembles and reruns reuse them instead of training again."""
+    key = json.dumps([DB_TAG, name, change, seed, sorted(t.name for t in fit), sorted(t.name for t in test)],
+                     sort_keys=True, default=str)
+    return CACHE / "members" / f"{hashlib.sha1(key.encode()).hexdigest()[:16]}.pt"
+
+
+ENSEMBLE_MEMBERS = ("dass", "ridge", "synflow", "flops", "params")
+
+
+def ensemble_grid() -> list[str]:
+    """The ensembles declared before any was scored (``--ensemble-grid``): equal-weight rank averages of every
+    subset of two or more of dass, ridge, synflow, flops, and the z-score average of dass + ridge + synflow.
+    No weights are searched: with 10 tasks, a tuned weight would fit the fold noise."""
+    pool = ("dass", "ridge", "synflow", "flops")
+    subsets = [c for k in range(2, len(pool) + 1) for c in itertools.combinations(pool, k)]
+    specs = [{"members": list(c)} for c in subsets] + [{"members": ["dass", "ridge", "synflow"], "method": "z"}]
+    return ["ensemble:" + json.dumps(o) for o in specs]
+
+
+def _ensemble(opts: dict, fit: list, test: list, members: int, quick: bool) -> dict[str, np.ndarray]:
+    """Per-task combination (:func:`combine_scores`) of member recipes' scores. JSON: ``members`` (names),
+    ``weights`` (default equal), ``method`` (``rank`` or ``z``), ``options`` ({member: its recipe options})."""
+    from dass_edge.predictor.ensemble import combine_scores
+
+    names = list(opts.get("members", []))
+    unknown = [m for m in names if m not in ENSEMBLE_MEMBERS]
+    if not names or unknown:
+        raise SystemExit(f"error: ensemble members {unknown or names} unknown or none; known: "
+                         f"{', '.join(ENSEMBLE_MEMBERS)}")
+    scores = [run_recipe(m, opts.get("options", {}).get(m, {}), fit, test, members, quick)[m] for m in names]
+    return {t.name: combine_scores([s[t.name] for s in scores], opts.get("weights"), opts.get("method", "rank"))
+            for t in test}
+
+
+def _trains_dass(name: str, opts: dict) -> bool:
+    return name == "dass" or (name == "ensemble" and "dass" in opts.get("members", []))
 
 
 def task_metrics(scores: np.ndarray, task) -> dict[str, float]:
@@ -203,7 +265,7 @@ def cross_validate(tasks: list, name: str, opts: dict, folds: int, members: int,
     out = []
     for row, by_task in per.items():
         rec = {"recipe": row, "options": opts, "folds": folds, "members": members, "quick": quick,
-               **({"seed": SEED0} if SEED0 and name == "dass" else {}),
+               **({"seed": SEED0} if SEED0 and _trains_dass(name, opts) else {}),
                "per_task": {k: {m: round(v, 4) for m, v in d.items()} for k, d in sorted(by_task.items())}}
         for m in ("band_spearman", "regret", "spearman"):
             vals = [d[m] for d in by_task.values()]
@@ -287,6 +349,54 @@ def _body(recs: list[dict]) -> str:
             + "\n".join(lines) + "\n")
 
 
+def _member_row(recs: list[dict], ens: dict, name: str) -> dict | None:
+    """The latest CV row of ensemble ``ens``'s member ``name`` on the same folds (DaSS: same members and seed)."""
+    opts = ens["options"].get("options", {}).get(name, {})
+    found = [r for r in recs if r["recipe"] == name and r["options"] == opts and r["folds"] == ens["folds"]
+             and not r.get("quick") and (name != "dass" or (r["members"] == ens["members"]
+                                                           and r.get("seed", 0) == ens.get("seed", 0)))]
+    return found[-1] if found else None
+
+
+def _ensemble_body(recs: list[dict]) -> str:
+    ens = [r for r in recs if r["recipe"] == "ensemble" and not r.get("quick")]
+    if not ens:
+        return ""
+    lines = ["| members | method | DaSS members, seeds | band rho (fold sd) | budget regret, pts (fold sd) "
+             "| full rho (fold sd) | Δ band rho vs DaSS (fold sd) | Δ regret vs DaSS (fold sd) | best member "
+             "| Δ band rho vs best member (fold sd) | Δ regret vs best member (fold sd) |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
+
+    def delta(rec: dict, ref: dict | None) -> list[str]:
+        out = []
+        for m, spec in (("band_spearman", "+.3f"), ("regret", "+.2f")):
+            d = paired_delta(rec, ref, m) if ref is not None else None
+            out.append(f"{d[0]:{spec}} ({abs(d[1]):{spec[1:]}})" if d else "")
+        return out
+
+    for r in ens:
+        names = r["options"]["members"]
+        rows = {n: _member_row(recs, r, n) for n in names}
+        dass = _member_row(recs, r, "dass") if "dass" in names else _member_row(recs, {**r, "seed": 0}, "dass")
+        known = {n: x for n, x in rows.items() if x is not None}
+        best = max(known, key=lambda n: known[n]["band_spearman"]) if len(known) == len(names) else None
+        seeds = (f"{r['members']}, {r.get('seed', 0)}..{r.get('seed', 0) + r['members'] - 1}" if "dass" in names
+                 else "-")
+        lines.append(f"| {' + '.join(names)} | {r['options'].get('method', 'rank')} | {seeds} "
+                     f"| {r['band_spearman']:.3f} ({r['band_spearman_fold_sd']:.3f}) "
+                     f"| {r['regret']:.2f} ({r['regret_fold_sd']:.2f}) "
+                     f"| {r['spearman']:.3f} ({r['spearman_fold_sd']:.3f}) "
+                     f"| {' | '.join(delta(r, dass))} | {best or '?'} "
+                     f"| {' | '.join(delta(r, known[best] if best else None))} |")
+    return ("\n### Rank ensembles (`ensemble` recipe; the grid of `--ensemble-grid`, declared before scoring)\n\n"
+            "Per task, each member's scores become ranks in [0, 1] (`rank`) or z-scores (`z`) and are averaged "
+            "with equal weights (`dass_edge.predictor.ensemble.combine_scores`). Same folds as above; each DaSS "
+            "member's fold predictions are cached, so an ensemble reuses the DaSS rows' trained members. Δ vs DaSS: "
+            "paired difference to the DaSS recipe with the same members and seeds (for ensembles without DaSS: "
+            "the DaSS row of the first seeds); best member: the member with the highest CV band rho.\n\n"
+            + "\n".join(lines) + "\n")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("recipes", nargs="*", help="NAME or NAME:JSON (see above)")
@@ -296,7 +406,11 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0, help="seed of the first DaSS member")
     parser.add_argument("--heldout", action="store_true",
                         help="fit on all meta-training tasks and report the held-out tasks instead (chooses nothing)")
+    parser.add_argument("--ensemble-grid", action="store_true",
+                        help="add the pre-declared ensembles (see ensemble_grid)")
     args = parser.parse_args()
+    if args.ensemble_grid:
+        args.recipes += ensemble_grid()
     torch.set_num_threads(1)
     global SEED0
     SEED0 = args.seed
@@ -321,11 +435,13 @@ def main() -> None:
                     fh.write(json.dumps(rec) + "\n")
                     print({k: rec[k] for k in rec if k != "per_task"}, flush=True)
     recs = [json.loads(line) for line in LOG.read_text().splitlines()] if LOG.is_file() else []
+    ens = _ensemble_body(recs)
+    recs = [r for r in recs if r["recipe"] != "ensemble"]
     held = [json.loads(line) for line in HELD_LOG.read_text().splitlines()] if HELD_LOG.is_file() else []
     notes = RESULTS / "predictor_v2_notes.txt"  # the reading of the tables, written by hand after the runs
     write_fragment("predictor_v2_cv", "DaSS predictor v2: cross-validation on the budgeted metrics",
                    "python benchmarks/bench_predictor_cv.py [--quick] [--folds K] [--heldout] RECIPE ...",
-                   _body(recs) + _held_body(held) + ("\n" + notes.read_text() if notes.is_file() else ""))
+                   _body(recs) + ens + _held_body(held) + ("\n" + notes.read_text() if notes.is_file() else ""))
 
 
 if __name__ == "__main__":
