@@ -17,7 +17,9 @@ Recipes (``NAME`` or ``NAME:JSON``):
   ``synflow`` (log synflow over the teacher's, the default), ``kl``, ``agreement``, ``cka``
   (:mod:`dass_edge.predictor.distill_signals` of the remapped student on the task's context batch));
 * ``dass`` — the DaSS predictor meta-trained with the JSON's changes to :class:`TrainConfig`; it
-  gives two rows, with the trained adaptation and with adaptation off at test time. Each member's fold
+  gives two rows, with the trained adaptation and with adaptation off at test time (``"embedding":
+  "aligned"``: the student and teacher maps in the teacher's channel basis, :func:`embed_aligned`, for
+  ``use`` with ``student``). Each member's fold
   predictions are cached (``members/`` under the cache folder), so reruns and ensembles train nothing twice;
 * ``ensemble`` — a per-task rank (or z-score) average of member recipes (JSON: ``members``, ``weights``,
   ``method``, ``options`` per member; :func:`dass_edge.predictor.ensemble.combine_scores`);
@@ -127,6 +129,43 @@ def attach_signals(tasks: list) -> None:
         t.signals = signals[t.name]
 
 
+def attach_aligned(tasks: list) -> None:
+    """Attach ``t.aligned``: (teacher, students) embeddings in the teacher's channel basis
+    (:func:`dass_edge.predictor.embeddings.embed_aligned`) on the task's usual probe; cached like the tasks."""
+    from dass_edge.data import load_task
+    from dass_edge.metadb.store import read_rows
+    from dass_edge.models.checkpoint import load_checkpoint
+    from dass_edge.models.remap import remap
+    from dass_edge.predictor.embeddings import embed_aligned, probe_batch
+    from dass_edge.predictor.pipeline import default_db_path, resolve_teachers_dir
+
+    cache = CACHE / f"cv_aligned_{DB_TAG}.pt"
+    if cache.is_file():
+        aligned = torch.load(cache, weights_only=False)
+    else:
+        db = default_db_path()
+        rows = {r["task"]: r for r in read_rows(db)}
+        teachers = resolve_teachers_dir(db, None)
+        aligned = {}
+        for t in tasks:
+            teacher, _ = load_checkpoint(teachers / rows[t.name]["teacher_file"])
+            spec = teacher.spec
+            data = load_task(t.name, resolution=rows[t.name]["resolution"])
+            probe = probe_batch(data.train, spec.mean, spec.std)
+            width = spec.widths[-1]
+            aligned[t.name] = (embed_aligned(teacher, probe, width),
+                               torch.stack([embed_aligned(remap(teacher, a), probe, width) for a in t.archs]))
+            print(f"  aligned embeddings of {t.name}", flush=True)
+        torch.save(aligned, cache)
+    for t in tasks:
+        t.aligned = aligned[t.name]
+
+
+def _with_aligned(tasks: list) -> list:
+    """Copies of ``tasks`` whose student and teacher embeddings are the teacher-aligned ones."""
+    return [replace(t, teacher_embedding=t.aligned[0], student_embeddings=t.aligned[1]) for t in tasks]
+
+
 # --- recipes: fit(train_tasks) -> {"name": scores} for each test task ---------------------------------------
 FEATURES = ("synflow", "kl", "agreement", "cka")
 
@@ -174,13 +213,18 @@ def run_recipe(name: str, opts: dict, fit: list, test: list, members: int, quick
     if name == "dass":
         from dass_edge.predictor.training import TrainConfig, meta_train, predict_task
 
-        change = {k: tuple(v) if k == "use" else v for k, v in opts.items()}
+        change = {k: tuple(v) if k == "use" else v for k, v in opts.items() if k != "embedding"}
         if quick:
             change.setdefault("steps", QUICK_STEPS)
+        key = {**change, **({"embedding": opts["embedding"]} if "embedding" in opts else {})}
+        if opts.get("embedding", "projected") == "aligned":  # teacher-aligned student embeddings (S input)
+            fit, test = _with_aligned(fit), _with_aligned(test)
+        elif opts.get("embedding", "projected") != "projected":
+            raise SystemExit(f"error: unknown embedding {opts['embedding']!r}; known: projected, aligned")
         on: dict[str, list] = {t.name: [] for t in test}
         off: dict[str, list] = {t.name: [] for t in test}
         for seed in range(SEED0, SEED0 + members):
-            path = _member_cache(name, change, seed, fit, test)
+            path = _member_cache(name, key, seed, fit, test)
             if path.is_file():  # this member was trained on this fold before: reuse its predictions
                 preds = torch.load(path, weights_only=False)
             else:
@@ -418,6 +462,8 @@ def main() -> None:
         tasks = load_cv_tasks()
         if any(any(f in spec for f in FEATURES[1:]) for spec in args.recipes):  # signals needed
             attach_signals(tasks)
+        if any('"aligned"' in spec for spec in args.recipes):
+            attach_aligned(tasks)
         for spec in args.recipes:
             name, _, text = spec.partition(":")
             t0 = time.perf_counter()
