@@ -441,6 +441,28 @@ def _ensemble_body(recs: list[dict]) -> str:
             + "\n".join(lines) + "\n")
 
 
+def scorer_speed(keys: list[str], students: int = 400) -> None:
+    """Students/s of search-path scorers side by side (demo teacher and task, 32 px, this process's threads):
+    ``dass`` is the shipped predictor, any other key a registered baseline (``load_search_scorer``)."""
+    from dass_edge.data import load_task
+    from dass_edge.models.checkpoint import load_checkpoint
+    from dass_edge.predictor.search_scorers import load_search_scorer
+    from dass_edge.resources import asset_path
+    from dass_edge.space import SearchSpace
+
+    teacher, meta = load_checkpoint(asset_path("demo_teacher.safetensors"))
+    data = load_task(meta["task"], resolution=teacher.spec.resolution)
+    archs = SearchSpace(teacher.spec).sample_many(students, seed=7)
+    print(f"load average {os.getloadavg()[0]:.1f}; demo teacher, {teacher.spec.resolution} px", flush=True)
+    for key in keys:
+        scorer = load_search_scorer(None if key == "dass" else key, teacher.eval(), data, teacher_meta=meta)
+        n = students if key != "synflow" else students // 10  # synflow: a few students/s, 40 are enough
+        t0 = time.perf_counter()
+        for i in range(0, n, 50):
+            scorer(archs[i:min(i + 50, n)])
+        print(f"{key}: {n / (time.perf_counter() - t0):.1f} students/s", flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("recipes", nargs="*", help="NAME or NAME:JSON (see above)")
@@ -452,7 +474,13 @@ def main() -> None:
                         help="fit on all meta-training tasks and report the held-out tasks instead (chooses nothing)")
     parser.add_argument("--ensemble-grid", action="store_true",
                         help="add the pre-declared ensembles (see ensemble_grid)")
+    parser.add_argument("--scorer-speed", nargs="+", metavar="KEY",
+                        help="only measure search-path scoring speed of these keys (dass = shipped), side by side")
     args = parser.parse_args()
+    if args.scorer_speed:
+        torch.set_num_threads(1)
+        scorer_speed(args.scorer_speed)
+        return
     if args.ensemble_grid:
         args.recipes += ensemble_grid()
     torch.set_num_threads(1)
