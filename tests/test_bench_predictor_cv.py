@@ -1,5 +1,6 @@
 import numpy as np
 import pytest
+import torch
 
 from benchmarks.bench_predictor_cv import cross_validate, paired_delta
 from dass_edge.predictor.band_metrics import band_spearman
@@ -82,3 +83,26 @@ def test_dass_members_are_trained_once_per_fold_and_reused_by_ensembles(tasks, t
     assert len(list(tmp_path.glob("members/*.pt"))) == 4
     dass = recs[0]
     assert dass["recipe"] == "dass" and rec["per_task"].keys() == dass["per_task"].keys()
+
+
+def test_the_aligned_embedding_option_trains_on_the_aligned_maps(tasks, tmp_path, monkeypatch):
+    import benchmarks.bench_predictor_cv as cv
+    import dass_edge.predictor.training as training
+
+    monkeypatch.setattr(cv, "CACHE", tmp_path)
+    for i, t in enumerate(tasks):
+        t.aligned = (torch.full((4, 8, 1, 1), float(i)), torch.full((len(t), 4, 8, 1, 1), float(i)))
+    seen = []
+    real = training.meta_train
+
+    def spying(fit, config):
+        seen.append({float(t.student_embeddings.mean()) for t in fit}
+                    | {float(t.teacher_embedding.mean()) for t in fit})
+        return real(fit, config)
+
+    monkeypatch.setattr(training, "meta_train", spying)
+    opts = {"steps": 2, "tasks_per_step": 2, "use": ["student", "arch", "teacher"], "embedding": "aligned"}
+    cross_validate(tasks, "dass", opts, folds=2, members=1, quick=False)
+    assert seen == [{1.0, 3.0}, {0.0, 2.0, 4.0}]  # fold 0 fits on t1, t3; fold 1 on t0, t2, t4
+    with pytest.raises(SystemExit, match=r"^error: unknown embedding 'raw'"):
+        cross_validate(tasks, "dass", {**opts, "embedding": "raw"}, folds=2, members=1, quick=False)
