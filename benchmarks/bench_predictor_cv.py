@@ -403,7 +403,12 @@ def _member_row(recs: list[dict], ens: dict, name: str) -> dict | None:
 
 
 def _ensemble_body(recs: list[dict]) -> str:
-    ens = [r for r in recs if r["recipe"] == "ensemble" and not r.get("quick")]
+    latest = {json.dumps([r["options"], r["folds"], r["members"], r.get("seed", 0)], sort_keys=True): r
+              for r in recs if r["recipe"] == "ensemble" and not r.get("quick")}  # reruns: the last one
+    # Grouped by member set (the grid's order), then by DaSS seeds.
+    order = {json.dumps(json.loads(g.partition(":")[2]), sort_keys=True): i for i, g in enumerate(ensemble_grid())}
+    ens = sorted(latest.values(), key=lambda r: (order.get(json.dumps(r["options"], sort_keys=True), len(order)),
+                                                 r.get("seed", 0)))
     if not ens:
         return ""
     lines = ["| members | method | DaSS members, seeds | band rho (fold sd) | budget regret, pts (fold sd) "
