@@ -25,7 +25,8 @@ Recipes (``NAME`` or ``NAME:JSON``):
   ``method``, ``options`` per member; :func:`dass_edge.predictor.ensemble.combine_scores`);
   ``--ensemble-grid`` adds the pre-declared grid (:func:`ensemble_grid`).
 
-Each recipe appends one line per row to ``results/predictor_v2_cv.jsonl``; the fragment lists them all.
+Each recipe appends one line per row to ``results/predictor_v2_cv.jsonl`` (ensembles: ``predictor_v2_ensembles.jsonl``);
+the fragment lists them all.
 Tasks (embeddings and synflow) are cached under ``$DASS_EDGE_CV_CACHE`` (default /tmp/dass-edge-cv) after the first run.
 
     python benchmarks/bench_predictor_cv.py --quick flops ridge 'dass:{"target": "relative"}'
@@ -55,6 +56,7 @@ from dass_edge.predictor.metrics import rank_metrics  # noqa: E402
 
 LOG = RESULTS / "predictor_v2_cv.jsonl"
 HELD_LOG = RESULTS / "predictor_v2_heldout.jsonl"
+ENS_LOG = RESULTS / "predictor_v2_ensembles.jsonl"  # ensemble rows (their members' rows are in LOG)
 QUICK_STEPS = 300
 SEED0 = 0  # first DaSS member's seed (--seed): reruns with other seeds measure the training-seed noise
 CACHE = Path(os.environ.get("DASS_EDGE_CV_CACHE", "/tmp/dass-edge-cv"))
@@ -508,14 +510,14 @@ def main() -> None:
                 continue
             recs = cross_validate(tasks, name, json.loads(text) if text else {}, 2 if args.quick else args.folds,
                                   args.members, args.quick)
-            with open(LOG, "a") as fh:
+            with open(ENS_LOG if name == "ensemble" else LOG, "a") as fh:
                 for rec in recs:
                     rec["seconds"] = round(time.perf_counter() - t0)
                     fh.write(json.dumps(rec) + "\n")
                     print({k: rec[k] for k in rec if k != "per_task"}, flush=True)
     recs = [json.loads(line) for line in LOG.read_text().splitlines()] if LOG.is_file() else []
-    ens = _ensemble_body(recs)
-    recs = [r for r in recs if r["recipe"] != "ensemble"]
+    ens = _ensemble_body(recs + ([json.loads(line) for line in ENS_LOG.read_text().splitlines()]
+                                 if ENS_LOG.is_file() else []))
     held = [json.loads(line) for line in HELD_LOG.read_text().splitlines()] if HELD_LOG.is_file() else []
     notes = RESULTS / "predictor_v2_notes.txt"  # the reading of the tables, written by hand after the runs
     write_fragment("predictor_v2_cv", "DaSS predictor v2: cross-validation on the budgeted metrics",
