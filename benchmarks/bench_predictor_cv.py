@@ -19,8 +19,9 @@ Recipes (``NAME`` or ``NAME:JSON``):
 * ``dass`` — the DaSS predictor meta-trained with the JSON's changes to :class:`TrainConfig`; it
   gives two rows, with the trained adaptation and with adaptation off at test time (``"embedding":
   "aligned"``: the student and teacher maps in the teacher's channel basis, :func:`embed_aligned`, for
-  ``use`` with ``student``). Each member's fold
-  predictions are cached (``members/`` under the cache folder), so reruns and ensembles train nothing twice;
+  ``use`` with ``student``; ``"aligned_diff"``: the student input is its aligned maps minus the teacher's).
+  Each member's fold predictions are cached (``members/`` under the cache folder), so reruns and
+  ensembles train nothing twice;
 * ``ensemble`` — a per-task rank (or z-score) average of member recipes (JSON: ``members``, ``weights``,
   ``method``, ``options`` per member; :func:`dass_edge.predictor.ensemble.combine_scores`);
   ``--ensemble-grid`` adds the pre-declared grid (:func:`ensemble_grid`).
@@ -163,9 +164,11 @@ def attach_aligned(tasks: list) -> None:
         t.aligned = aligned[t.name]
 
 
-def _with_aligned(tasks: list) -> list:
-    """Copies of ``tasks`` whose student and teacher embeddings are the teacher-aligned ones."""
-    return [replace(t, teacher_embedding=t.aligned[0], student_embeddings=t.aligned[1]) for t in tasks]
+def _with_aligned(tasks: list, diff: bool = False) -> list:
+    """Copies of ``tasks`` whose student and teacher embeddings are the teacher-aligned ones (``diff``: the
+    student's maps minus the teacher's, what distillation has to close, as the student input)."""
+    return [replace(t, teacher_embedding=t.aligned[0],
+                    student_embeddings=t.aligned[1] - t.aligned[0][None] if diff else t.aligned[1]) for t in tasks]
 
 
 # --- recipes: fit(train_tasks) -> {"name": scores} for each test task ---------------------------------------
@@ -219,10 +222,11 @@ def run_recipe(name: str, opts: dict, fit: list, test: list, members: int, quick
         if quick:
             change.setdefault("steps", QUICK_STEPS)
         key = {**change, **({"embedding": opts["embedding"]} if "embedding" in opts else {})}
-        if opts.get("embedding", "projected") == "aligned":  # teacher-aligned student embeddings (S input)
-            fit, test = _with_aligned(fit), _with_aligned(test)
-        elif opts.get("embedding", "projected") != "projected":
-            raise SystemExit(f"error: unknown embedding {opts['embedding']!r}; known: projected, aligned")
+        embedding = opts.get("embedding", "projected")
+        if embedding in ("aligned", "aligned_diff"):  # teacher-aligned student embeddings (S input)
+            fit, test = (_with_aligned(ts, embedding == "aligned_diff") for ts in (fit, test))
+        elif embedding != "projected":
+            raise SystemExit(f"error: unknown embedding {embedding!r}; known: projected, aligned, aligned_diff")
         on: dict[str, list] = {t.name: [] for t in test}
         off: dict[str, list] = {t.name: [] for t in test}
         for seed in range(SEED0, SEED0 + members):
@@ -497,7 +501,7 @@ def main() -> None:
         tasks = load_cv_tasks()
         if any(any(f in spec for f in FEATURES[1:]) for spec in args.recipes):  # signals needed
             attach_signals(tasks)
-        if any('"aligned"' in spec for spec in args.recipes):
+        if any('"aligned' in spec for spec in args.recipes):
             attach_aligned(tasks)
         for spec in args.recipes:
             name, _, text = spec.partition(":")

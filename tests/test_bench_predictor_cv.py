@@ -92,10 +92,11 @@ def test_the_aligned_embedding_option_trains_on_the_aligned_maps(tasks, tmp_path
     monkeypatch.setattr(cv, "CACHE", tmp_path)
     for i, t in enumerate(tasks):
         t.aligned = (torch.full((4, 8, 1, 1), float(i)), torch.full((len(t), 4, 8, 1, 1), float(i)))
-    seen = []
+    seen, fits = [], []
     real = training.meta_train
 
     def spying(fit, config):
+        fits.append(fit)
         seen.append({float(t.student_embeddings.mean()) for t in fit}
                     | {float(t.teacher_embedding.mean()) for t in fit})
         return real(fit, config)
@@ -104,5 +105,11 @@ def test_the_aligned_embedding_option_trains_on_the_aligned_maps(tasks, tmp_path
     opts = {"steps": 2, "tasks_per_step": 2, "use": ["student", "arch", "teacher"], "embedding": "aligned"}
     cross_validate(tasks, "dass", opts, folds=2, members=1, quick=False)
     assert seen == [{1.0, 3.0}, {0.0, 2.0, 4.0}]  # fold 0 fits on t1, t3; fold 1 on t0, t2, t4
+    for t in tasks:  # students 1 above their teacher: the difference input is 1 everywhere
+        t.aligned = (t.aligned[0], t.aligned[1] + 1.0)
+    seen.clear()
+    fits.clear()
+    cross_validate(tasks, "dass", {**opts, "embedding": "aligned_diff"}, folds=2, members=1, quick=False)
+    assert [{float(t.student_embeddings.mean()) for t in fit} for fit in fits] == [{1.0}, {1.0}]
     with pytest.raises(SystemExit, match=r"^error: unknown embedding 'raw'"):
         cross_validate(tasks, "dass", {**opts, "embedding": "raw"}, folds=2, members=1, quick=False)
