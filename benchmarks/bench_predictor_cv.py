@@ -525,7 +525,8 @@ def main() -> None:
     held = [json.loads(line) for line in HELD_LOG.read_text().splitlines()] if HELD_LOG.is_file() else []
     notes = RESULTS / "predictor_v2_notes.txt"  # the reading of the tables, written by hand after the runs
     write_fragment("predictor_v2_cv", "DaSS predictor v2: cross-validation on the budgeted metrics",
-                   "python benchmarks/bench_predictor_cv.py [--quick] [--folds K] [--heldout] RECIPE ...",
+                   "python benchmarks/bench_predictor_cv.py [--quick] [--folds K] [--members N] [--seed S] "
+                   "[--heldout] [--ensemble-grid] RECIPE ...",
                    _body(recs) + ens + _held_body(held) + ("\n" + notes.read_text() if notes.is_file() else ""))
 
 
