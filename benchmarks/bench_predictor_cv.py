@@ -17,9 +17,17 @@ Recipes (``NAME`` or ``NAME:JSON``):
   ``synflow`` (log synflow over the teacher's, the default), ``kl``, ``agreement``, ``cka``
   (:mod:`dass_edge.predictor.distill_signals` of the remapped student on the task's context batch));
 * ``dass`` — the DaSS predictor meta-trained with the JSON's changes to :class:`TrainConfig`; it
-  gives two rows, with the trained adaptation and with adaptation off at test time.
+  gives two rows, with the trained adaptation and with adaptation off at test time (``"embedding":
+  "aligned"``: the student and teacher maps in the teacher's channel basis, :func:`embed_aligned`, for
+  ``use`` with ``student``; ``"aligned_diff"``: the student input is its aligned maps minus the teacher's).
+  Each member's fold predictions are cached (``members/`` under the cache folder), so reruns and
+  ensembles train nothing twice;
+* ``ensemble`` — a per-task rank (or z-score) average of member recipes (JSON: ``members``, ``weights``,
+  ``method``, ``options`` per member; :func:`dass_edge.predictor.ensemble.combine_scores`);
+  ``--ensemble-grid`` adds the pre-declared grid (:func:`ensemble_grid`).
 
-Each recipe appends one line per row to ``results/predictor_v2_cv.jsonl``; the fragment lists them all.
+Each recipe appends one line per row to ``results/predictor_v2_cv.jsonl`` (ensembles: ``predictor_v2_ensembles.jsonl``);
+the fragment lists them all.
 Tasks (embeddings and synflow) are cached under ``$DASS_EDGE_CV_CACHE`` (default /tmp/dass-edge-cv) after the first run.
 
     python benchmarks/bench_predictor_cv.py --quick flops ridge 'dass:{"target": "relative"}'
@@ -29,6 +37,8 @@ Tasks (embeddings and synflow) are cached under ``$DASS_EDGE_CV_CACHE`` (default
 from __future__ import annotations
 
 import argparse
+import hashlib
+import itertools
 import json
 import math
 import os
@@ -47,8 +57,11 @@ from dass_edge.predictor.metrics import rank_metrics  # noqa: E402
 
 LOG = RESULTS / "predictor_v2_cv.jsonl"
 HELD_LOG = RESULTS / "predictor_v2_heldout.jsonl"
+ENS_LOG = RESULTS / "predictor_v2_ensembles.jsonl"  # ensemble rows (their members' rows are in LOG)
 QUICK_STEPS = 300
 SEED0 = 0  # first DaSS member's seed (--seed): reruns with other seeds measure the training-seed noise
+CACHE = Path(os.environ.get("DASS_EDGE_CV_CACHE", "/tmp/dass-edge-cv"))
+DB_TAG = ""  # checksum prefix of the database the tasks came from (set by load_cv_tasks)
 
 
 # --- data -----------------------------------------------------------------------------------------------------
@@ -71,8 +84,10 @@ def load_cv_tasks() -> list:
     from dass_edge.models.checkpoint import load_checkpoint
     from dass_edge.predictor.pipeline import default_db_path, load_db, resolve_teachers_dir
 
+    global DB_TAG
     db = default_db_path()
-    cache = Path(os.environ.get("DASS_EDGE_CV_CACHE", "/tmp/dass-edge-cv")) / f"cv_tasks_{file_sha256(db)[:12]}.pt"
+    DB_TAG = file_sha256(db)[:12]
+    cache = CACHE / f"cv_tasks_{DB_TAG}.pt"
     if cache.is_file():
         return torch.load(cache, weights_only=False)
     teachers = resolve_teachers_dir(db, None)
@@ -97,7 +112,7 @@ def attach_signals(tasks: list) -> None:
     from dass_edge.predictor.pipeline import default_db_path, resolve_teachers_dir
 
     db = default_db_path()
-    cache = Path(os.environ.get("DASS_EDGE_CV_CACHE", "/tmp/dass-edge-cv")) / f"cv_signals_{file_sha256(db)[:12]}.pt"
+    cache = CACHE / f"cv_signals_{file_sha256(db)[:12]}.pt"
     if cache.is_file():
         signals = torch.load(cache, weights_only=False)
     else:
@@ -115,6 +130,45 @@ def attach_signals(tasks: list) -> None:
         torch.save(signals, cache)
     for t in tasks:
         t.signals = signals[t.name]
+
+
+def attach_aligned(tasks: list) -> None:
+    """Attach ``t.aligned``: (teacher, students) embeddings in the teacher's channel basis
+    (:func:`dass_edge.predictor.embeddings.embed_aligned`) on the task's usual probe; cached like the tasks."""
+    from dass_edge.data import load_task
+    from dass_edge.metadb.store import read_rows
+    from dass_edge.models.checkpoint import load_checkpoint
+    from dass_edge.models.remap import remap
+    from dass_edge.predictor.embeddings import embed_aligned, probe_batch
+    from dass_edge.predictor.pipeline import default_db_path, resolve_teachers_dir
+
+    cache = CACHE / f"cv_aligned_{DB_TAG}.pt"
+    if cache.is_file():
+        aligned = torch.load(cache, weights_only=False)
+    else:
+        db = default_db_path()
+        rows = {r["task"]: r for r in read_rows(db)}
+        teachers = resolve_teachers_dir(db, None)
+        aligned = {}
+        for t in tasks:
+            teacher, _ = load_checkpoint(teachers / rows[t.name]["teacher_file"])
+            spec = teacher.spec
+            data = load_task(t.name, resolution=rows[t.name]["resolution"])
+            probe = probe_batch(data.train, spec.mean, spec.std)
+            width = spec.widths[-1]
+            aligned[t.name] = (embed_aligned(teacher, probe, width),
+                               torch.stack([embed_aligned(remap(teacher, a), probe, width) for a in t.archs]))
+            print(f"  aligned embeddings of {t.name}", flush=True)
+        torch.save(aligned, cache)
+    for t in tasks:
+        t.aligned = aligned[t.name]
+
+
+def _with_aligned(tasks: list, diff: bool = False) -> list:
+    """Copies of ``tasks`` whose student and teacher embeddings are the teacher-aligned ones (``diff``: the
+    student's maps minus the teacher's, what distillation has to close, as the student input)."""
+    return [replace(t, teacher_embedding=t.aligned[0],
+                    student_embeddings=t.aligned[1] - t.aligned[0][None] if diff else t.aligned[1]) for t in tasks]
 
 
 # --- recipes: fit(train_tasks) -> {"name": scores} for each test task ---------------------------------------
@@ -164,21 +218,79 @@ def run_recipe(name: str, opts: dict, fit: list, test: list, members: int, quick
     if name == "dass":
         from dass_edge.predictor.training import TrainConfig, meta_train, predict_task
 
-        change = {k: tuple(v) if k == "use" else v for k, v in opts.items()}
+        change = {k: tuple(v) if k == "use" else v for k, v in opts.items() if k != "embedding"}
         if quick:
             change.setdefault("steps", QUICK_STEPS)
+        key = {**change, **({"embedding": opts["embedding"]} if "embedding" in opts else {})}
+        embedding = opts.get("embedding", "projected")
+        if embedding in ("aligned", "aligned_diff"):  # teacher-aligned student embeddings (S input)
+            fit, test = (_with_aligned(ts, embedding == "aligned_diff") for ts in (fit, test))
+        elif embedding != "projected":
+            raise SystemExit(f"error: unknown embedding {embedding!r}; known: projected, aligned, aligned_diff")
         on: dict[str, list] = {t.name: [] for t in test}
         off: dict[str, list] = {t.name: [] for t in test}
-        for seed in range(members):
-            model, _ = meta_train(fit, replace(TrainConfig(), seed=SEED0 + seed, **change))
+        for seed in range(SEED0, SEED0 + members):
+            path = _member_cache(name, key, seed, fit, test)
+            if path.is_file():  # this member was trained on this fold before: reuse its predictions
+                preds = torch.load(path, weights_only=False)
+            else:
+                t0 = time.perf_counter()
+                model, _ = meta_train(fit, replace(TrainConfig(), seed=seed, **change))
+                preds = {t.name: (predict_task(model, t).numpy(), predict_task(model, t, adapt_steps=0).numpy())
+                         for t in test}
+                path.parent.mkdir(parents=True, exist_ok=True)
+                torch.save(preds, path)
+                print(f"  dass member seed {seed}: {time.perf_counter() - t0:.0f} s", flush=True)
             for t in test:
-                on[t.name].append(predict_task(model, t).numpy())
-                off[t.name].append(predict_task(model, t, adapt_steps=0).numpy())
+                on[t.name].append(preds[t.name][0])
+                off[t.name].append(preds[t.name][1])
         rows = {"dass": {k: np.mean(v, 0) for k, v in on.items()}}
         if opts.get("adapt", True):
             rows["dass (adaptation off at test)"] = {k: np.mean(v, 0) for k, v in off.items()}
         return rows
+    if name == "ensemble":
+        return {name: _ensemble(opts, fit, test, members, quick)}
     raise SystemExit(f"error: unknown recipe {name!r}")
+
+
+def _member_cache(name: str, change: dict, seed: int, fit: list, test: list) -> Path:
+    """Where one trained member's fold predictions are kept: keyed by the database, the fold's tasks, the
+    recipe's changes and the seed, so ensembles and reruns reuse them instead of training again."""
+    key = json.dumps([DB_TAG, name, change, seed, sorted(t.name for t in fit), sorted(t.name for t in test)],
+                     sort_keys=True, default=str)
+    return CACHE / "members" / f"{hashlib.sha1(key.encode()).hexdigest()[:16]}.pt"
+
+
+ENSEMBLE_MEMBERS = ("dass", "ridge", "synflow", "flops", "params")
+
+
+def ensemble_grid() -> list[str]:
+    """The ensembles declared before any was scored (``--ensemble-grid``): equal-weight rank averages of every
+    subset of two or more of dass, ridge, synflow, flops, and the z-score average of dass + ridge + synflow.
+    No weights are searched: with 10 tasks, a tuned weight would fit the fold noise."""
+    pool = ("dass", "ridge", "synflow", "flops")
+    subsets = [c for k in range(2, len(pool) + 1) for c in itertools.combinations(pool, k)]
+    specs = [{"members": list(c)} for c in subsets] + [{"members": ["dass", "ridge", "synflow"], "method": "z"}]
+    return ["ensemble:" + json.dumps(o) for o in specs]
+
+
+def _ensemble(opts: dict, fit: list, test: list, members: int, quick: bool) -> dict[str, np.ndarray]:
+    """Per-task combination (:func:`combine_scores`) of member recipes' scores. JSON: ``members`` (names),
+    ``weights`` (default equal), ``method`` (``rank`` or ``z``), ``options`` ({member: its recipe options})."""
+    from dass_edge.predictor.ensemble import combine_scores
+
+    names = list(opts.get("members", []))
+    unknown = [m for m in names if m not in ENSEMBLE_MEMBERS]
+    if not names or unknown:
+        raise SystemExit(f"error: ensemble members {unknown or names} unknown or none; known: "
+                         f"{', '.join(ENSEMBLE_MEMBERS)}")
+    scores = [run_recipe(m, opts.get("options", {}).get(m, {}), fit, test, members, quick)[m] for m in names]
+    return {t.name: combine_scores([s[t.name] for s in scores], opts.get("weights"), opts.get("method", "rank"))
+            for t in test}
+
+
+def _trains_dass(name: str, opts: dict) -> bool:
+    return name == "dass" or (name == "ensemble" and "dass" in opts.get("members", []))
 
 
 def task_metrics(scores: np.ndarray, task) -> dict[str, float]:
@@ -203,7 +315,7 @@ def cross_validate(tasks: list, name: str, opts: dict, folds: int, members: int,
     out = []
     for row, by_task in per.items():
         rec = {"recipe": row, "options": opts, "folds": folds, "members": members, "quick": quick,
-               **({"seed": SEED0} if SEED0 and name == "dass" else {}),
+               **({"seed": SEED0} if SEED0 and _trains_dass(name, opts) else {}),
                "per_task": {k: {m: round(v, 4) for m, v in d.items()} for k, d in sorted(by_task.items())}}
         for m in ("band_spearman", "regret", "spearman"):
             vals = [d[m] for d in by_task.values()]
@@ -287,6 +399,81 @@ def _body(recs: list[dict]) -> str:
             + "\n".join(lines) + "\n")
 
 
+def _member_row(recs: list[dict], ens: dict, name: str) -> dict | None:
+    """The latest CV row of ensemble ``ens``'s member ``name`` on the same folds (DaSS: same members and seed)."""
+    opts = ens["options"].get("options", {}).get(name, {})
+    found = [r for r in recs if r["recipe"] == name and r["options"] == opts and r["folds"] == ens["folds"]
+             and not r.get("quick") and (name != "dass" or (r["members"] == ens["members"]
+                                                           and r.get("seed", 0) == ens.get("seed", 0)))]
+    return found[-1] if found else None
+
+
+def _ensemble_body(recs: list[dict]) -> str:
+    latest = {json.dumps([r["options"], r["folds"], r["members"], r.get("seed", 0)], sort_keys=True): r
+              for r in recs if r["recipe"] == "ensemble" and not r.get("quick")}  # reruns: the last one
+    # Grouped by member set (the grid's order), then by DaSS seeds.
+    order = {json.dumps(json.loads(g.partition(":")[2]), sort_keys=True): i for i, g in enumerate(ensemble_grid())}
+    ens = sorted(latest.values(), key=lambda r: (order.get(json.dumps(r["options"], sort_keys=True), len(order)),
+                                                 r.get("seed", 0)))
+    if not ens:
+        return ""
+    lines = ["| members | method | DaSS members, seeds | band rho (fold sd) | budget regret, pts (fold sd) "
+             "| full rho (fold sd) | Δ band rho vs DaSS (fold sd) | Δ regret vs DaSS (fold sd) | best member "
+             "| Δ band rho vs best member (fold sd) | Δ regret vs best member (fold sd) |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
+
+    def delta(rec: dict, ref: dict | None) -> list[str]:
+        out = []
+        for m, spec in (("band_spearman", "+.3f"), ("regret", "+.2f")):
+            d = paired_delta(rec, ref, m) if ref is not None else None
+            out.append(f"{d[0]:{spec}} ({abs(d[1]):{spec[1:]}})" if d else "")
+        return out
+
+    for r in ens:
+        names = r["options"]["members"]
+        rows = {n: _member_row(recs, r, n) for n in names}
+        dass = _member_row(recs, r, "dass") if "dass" in names else _member_row(recs, {**r, "seed": 0}, "dass")
+        known = {n: x for n, x in rows.items() if x is not None}
+        best = max(known, key=lambda n: known[n]["band_spearman"]) if len(known) == len(names) else None
+        seeds = (f"{r['members']}, {r.get('seed', 0)}..{r.get('seed', 0) + r['members'] - 1}" if "dass" in names
+                 else "-")
+        lines.append(f"| {' + '.join(names)} | {r['options'].get('method', 'rank')} | {seeds} "
+                     f"| {r['band_spearman']:.3f} ({r['band_spearman_fold_sd']:.3f}) "
+                     f"| {r['regret']:.2f} ({r['regret_fold_sd']:.2f}) "
+                     f"| {r['spearman']:.3f} ({r['spearman_fold_sd']:.3f}) "
+                     f"| {' | '.join(delta(r, dass))} | {best or '?'} "
+                     f"| {' | '.join(delta(r, known[best] if best else None))} |")
+    return ("\n### Rank ensembles (`ensemble` recipe; the grid of `--ensemble-grid`, declared before scoring)\n\n"
+            "Per task, each member's scores become ranks in [0, 1] (`rank`) or z-scores (`z`) and are averaged "
+            "with equal weights (`dass_edge.predictor.ensemble.combine_scores`). Same folds as above; each DaSS "
+            "member's fold predictions are cached, so an ensemble reuses the DaSS rows' trained members. Δ vs DaSS: "
+            "paired difference to the DaSS recipe with the same members and seeds (for ensembles without DaSS: "
+            "the DaSS row of the first seeds); best member: the member with the highest CV band rho.\n\n"
+            + "\n".join(lines) + "\n")
+
+
+def scorer_speed(keys: list[str], students: int = 400) -> None:
+    """Students/s of search-path scorers side by side (demo teacher and task, 32 px, this process's threads):
+    ``dass`` is the shipped predictor, any other key a registered baseline (``load_search_scorer``)."""
+    from dass_edge.data import load_task
+    from dass_edge.models.checkpoint import load_checkpoint
+    from dass_edge.predictor.search_scorers import load_search_scorer
+    from dass_edge.resources import asset_path
+    from dass_edge.space import SearchSpace
+
+    teacher, meta = load_checkpoint(asset_path("demo_teacher.safetensors"))
+    data = load_task(meta["task"], resolution=teacher.spec.resolution)
+    archs = SearchSpace(teacher.spec).sample_many(students, seed=7)
+    print(f"load average {os.getloadavg()[0]:.1f}; demo teacher, {teacher.spec.resolution} px", flush=True)
+    for key in keys:
+        scorer = load_search_scorer(None if key == "dass" else key, teacher.eval(), data, teacher_meta=meta)
+        n = students if key != "synflow" else students // 10  # synflow: a few students/s, 40 are enough
+        t0 = time.perf_counter()
+        for i in range(0, n, 50):
+            scorer(archs[i:min(i + 50, n)])
+        print(f"{key}: {n / (time.perf_counter() - t0):.1f} students/s", flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("recipes", nargs="*", help="NAME or NAME:JSON (see above)")
@@ -296,7 +483,17 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0, help="seed of the first DaSS member")
     parser.add_argument("--heldout", action="store_true",
                         help="fit on all meta-training tasks and report the held-out tasks instead (chooses nothing)")
+    parser.add_argument("--ensemble-grid", action="store_true",
+                        help="add the pre-declared ensembles (see ensemble_grid)")
+    parser.add_argument("--scorer-speed", nargs="+", metavar="KEY",
+                        help="only measure search-path scoring speed of these keys (dass = shipped), side by side")
     args = parser.parse_args()
+    if args.scorer_speed:
+        torch.set_num_threads(1)
+        scorer_speed(args.scorer_speed)
+        return
+    if args.ensemble_grid:
+        args.recipes += ensemble_grid()
     torch.set_num_threads(1)
     global SEED0
     SEED0 = args.seed
@@ -304,6 +501,8 @@ def main() -> None:
         tasks = load_cv_tasks()
         if any(any(f in spec for f in FEATURES[1:]) for spec in args.recipes):  # signals needed
             attach_signals(tasks)
+        if any('"aligned' in spec for spec in args.recipes):
+            attach_aligned(tasks)
         for spec in args.recipes:
             name, _, text = spec.partition(":")
             t0 = time.perf_counter()
@@ -315,17 +514,20 @@ def main() -> None:
                 continue
             recs = cross_validate(tasks, name, json.loads(text) if text else {}, 2 if args.quick else args.folds,
                                   args.members, args.quick)
-            with open(LOG, "a") as fh:
+            with open(ENS_LOG if name == "ensemble" else LOG, "a") as fh:
                 for rec in recs:
                     rec["seconds"] = round(time.perf_counter() - t0)
                     fh.write(json.dumps(rec) + "\n")
                     print({k: rec[k] for k in rec if k != "per_task"}, flush=True)
     recs = [json.loads(line) for line in LOG.read_text().splitlines()] if LOG.is_file() else []
+    ens = _ensemble_body(recs + ([json.loads(line) for line in ENS_LOG.read_text().splitlines()]
+                                 if ENS_LOG.is_file() else []))
     held = [json.loads(line) for line in HELD_LOG.read_text().splitlines()] if HELD_LOG.is_file() else []
     notes = RESULTS / "predictor_v2_notes.txt"  # the reading of the tables, written by hand after the runs
     write_fragment("predictor_v2_cv", "DaSS predictor v2: cross-validation on the budgeted metrics",
-                   "python benchmarks/bench_predictor_cv.py [--quick] [--folds K] [--heldout] RECIPE ...",
-                   _body(recs) + _held_body(held) + ("\n" + notes.read_text() if notes.is_file() else ""))
+                   "python benchmarks/bench_predictor_cv.py [--quick] [--folds K] [--members N] [--seed S] "
+                   "[--heldout] [--ensemble-grid] RECIPE ...",
+                   _body(recs) + ens + _held_body(held) + ("\n" + notes.read_text() if notes.is_file() else ""))
 
 
 if __name__ == "__main__":

@@ -1,5 +1,6 @@
 import numpy as np
 import pytest
+import torch
 
 from benchmarks.bench_predictor_cv import cross_validate, paired_delta
 from dass_edge.predictor.band_metrics import band_spearman
@@ -38,3 +39,77 @@ def test_a_learned_recipe_beats_flops_on_its_own_rule_and_paired_delta_sees_it(t
     d, s = paired_delta(shifted, flops, "spearman")
     assert d == pytest.approx(0.1) and s == pytest.approx(0.0, abs=1e-12)
     assert paired_delta({**flops, "folds": 2}, flops, "spearman") is None
+
+
+def test_an_ensemble_of_flops_and_params_scores_their_hand_computed_rank_average(tasks):
+    from benchmarks.bench_predictor_cv import task_metrics
+    from dass_edge.predictor.ensemble import combine_scores
+
+    (rec,) = cross_validate(tasks, "ensemble", {"members": ["flops", "params"]}, folds=5, members=1, quick=False)
+    t = tasks[2]
+    f, p = np.asarray(t.flops, float), np.asarray(t.params, float)
+    ranks = (np.argsort(np.argsort(f)) + np.argsort(np.argsort(p))) / (2 * (len(t) - 1))  # no ties here
+    assert combine_scores([f, p]) == pytest.approx(ranks)
+    want = task_metrics(ranks, t)
+    assert rec["per_task"][t.name]["band_spearman"] == pytest.approx(want["band_spearman"], abs=1e-4)
+    assert rec["per_task"][t.name]["regret"] == pytest.approx(want["regret"], abs=1e-4)
+
+
+def test_an_unknown_ensemble_member_is_a_one_line_error(tasks):
+    with pytest.raises(SystemExit, match=r"^error: ensemble members \['dsas'\] unknown") as err:
+        cross_validate(tasks, "ensemble", {"members": ["flops", "dsas"]}, folds=5, members=1, quick=False)
+    assert "\n" not in str(err.value)
+
+
+def test_dass_members_are_trained_once_per_fold_and_reused_by_ensembles(tasks, tmp_path, monkeypatch):
+    import benchmarks.bench_predictor_cv as cv
+    import dass_edge.predictor.training as training
+
+    monkeypatch.setattr(cv, "CACHE", tmp_path)
+    calls = []
+    real = training.meta_train
+
+    def counting(fit, config):
+        calls.append(config.seed)
+        return real(fit, config)
+
+    monkeypatch.setattr(training, "meta_train", counting)
+    opts = {"steps": 3, "tasks_per_step": 2}
+    recs = cross_validate(tasks, "dass", opts, folds=2, members=2, quick=False)
+    assert calls == [0, 1, 0, 1]  # 2 folds x 2 seeds
+    ens = {"members": ["dass", "flops"], "options": {"dass": opts}}
+    (rec,) = cross_validate(tasks, "ensemble", ens, folds=2, members=2, quick=False)
+    assert calls == [0, 1, 0, 1]  # nothing trained again
+    assert len(list(tmp_path.glob("members/*.pt"))) == 4
+    dass = recs[0]
+    assert dass["recipe"] == "dass" and rec["per_task"].keys() == dass["per_task"].keys()
+
+
+def test_the_aligned_embedding_option_trains_on_the_aligned_maps(tasks, tmp_path, monkeypatch):
+    import benchmarks.bench_predictor_cv as cv
+    import dass_edge.predictor.training as training
+
+    monkeypatch.setattr(cv, "CACHE", tmp_path)
+    for i, t in enumerate(tasks):
+        t.aligned = (torch.full((4, 8, 1, 1), float(i)), torch.full((len(t), 4, 8, 1, 1), float(i)))
+    seen, fits = [], []
+    real = training.meta_train
+
+    def spying(fit, config):
+        fits.append(fit)
+        seen.append({float(t.student_embeddings.mean()) for t in fit}
+                    | {float(t.teacher_embedding.mean()) for t in fit})
+        return real(fit, config)
+
+    monkeypatch.setattr(training, "meta_train", spying)
+    opts = {"steps": 2, "tasks_per_step": 2, "use": ["student", "arch", "teacher"], "embedding": "aligned"}
+    cross_validate(tasks, "dass", opts, folds=2, members=1, quick=False)
+    assert seen == [{1.0, 3.0}, {0.0, 2.0, 4.0}]  # fold 0 fits on t1, t3; fold 1 on t0, t2, t4
+    for t in tasks:  # students 1 above their teacher: the difference input is 1 everywhere
+        t.aligned = (t.aligned[0], t.aligned[1] + 1.0)
+    seen.clear()
+    fits.clear()
+    cross_validate(tasks, "dass", {**opts, "embedding": "aligned_diff"}, folds=2, members=1, quick=False)
+    assert [{float(t.student_embeddings.mean()) for t in fit} for fit in fits] == [{1.0}, {1.0}]
+    with pytest.raises(SystemExit, match=r"^error: unknown embedding 'raw'"):
+        cross_validate(tasks, "dass", {**opts, "embedding": "raw"}, folds=2, members=1, quick=False)

@@ -18,7 +18,8 @@ import torch.nn.functional as F
 from dass_edge.data.task import Split, normalize
 from dass_edge.models.resnet import ResNet
 
-__all__ = ["EMBED_CHANNELS", "EMBED_GRID", "PROBE_SIZE", "channel_projection", "embed", "embed_many", "probe_batch"]
+__all__ = ["EMBED_CHANNELS", "EMBED_GRID", "PROBE_SIZE", "channel_projection", "embed", "embed_aligned", "embed_many",
+           "probe_batch"]
 
 EMBED_CHANNELS = 32
 EMBED_GRID = 4
@@ -57,6 +58,29 @@ def embed(model: ResNet, probe: torch.Tensor) -> torch.Tensor:
     out = project(model.forward_features(probe))
     model.train(was_training)
     return out
+
+
+@torch.no_grad()
+def embed_aligned(model: ResNet, probe: torch.Tensor, teacher_width: int, channels: int = EMBED_CHANNELS,
+                  grid: int = EMBED_GRID) -> torch.Tensor:
+    """The functional embedding in the teacher's channel basis, ``(B, channels, g, g)`` with ``g <= grid``.
+
+    A student remapped "first" from the teacher starts from the teacher's first ``C_s`` stage-4 channels,
+    so its maps are zero-padded to the teacher's width and projected with the *teacher's* projection (the
+    same basis for every student of that teacher and for the teacher itself), where :func:`embed` projects
+    each width in its own unrelated basis. Maps are pooled down to at most ``grid x grid``, never upsampled.
+    """
+    was_training = model.training
+    model.eval()
+    feats = model.forward_features(probe)
+    model.train(was_training)
+    c = feats.shape[1]
+    if c > teacher_width:
+        raise ValueError(f"a student with {c} stage-4 channels does not fit a teacher {teacher_width} wide")
+    h, w = feats.shape[-2:]
+    pooled = F.adaptive_avg_pool2d(feats, (min(grid, h), min(grid, w)))
+    # Zero-padding to the teacher's width and projecting = projecting with the first c columns.
+    return torch.einsum("kc,bchw->bkhw", channel_projection(teacher_width, channels)[:, :c], pooled)
 
 
 def embed_many(models: list[ResNet], probe: torch.Tensor) -> torch.Tensor:
