@@ -3,7 +3,7 @@ import torch
 import torch.nn.functional as F
 
 from dass_edge.models import build_model, model_spec, remap
-from dass_edge.predictor.embeddings import _projection, embed, embed_aligned
+from dass_edge.predictor.embeddings import channel_projection, embed, embed_aligned
 from dass_edge.space import SearchSpace
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -31,7 +31,7 @@ def test_a_narrow_student_is_zero_padded_into_the_teachers_basis_and_never_upsam
     feats = student.forward_features(probe).detach()
     assert feats.shape[1] < width and feats.shape[-1] == 2
     padded = F.pad(feats, (0, 0, 0, 0, 0, width - feats.shape[1]))
-    want = torch.einsum("kc,bchw->bkhw", _projection(width, 32), padded)
+    want = torch.einsum("kc,bchw->bkhw", channel_projection(width, 32), padded)
     got = embed_aligned(student, probe, width)
     assert got.shape == (2, 32, 2, 2)
     assert torch.allclose(got, want, atol=1e-5)
