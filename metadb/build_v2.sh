@@ -28,36 +28,53 @@ HELDOUT=$HELDOUT_16,$HELDOUT_64
 META_TRAIN=emoji-food:resnet18_in64@64,emoji-transport:resnet34_in64@64,emoji-people:resnet_edge_d3@16,emoji-activities:resnet34_edge@16
 names() { echo "$1" | sed -E 's/:[^,]*//g'; }
 
-# build PAIRS ARGS...: one build-db over all PAIRS (LANES=1), or LANES background lanes that each build
-# their share of the pairs one pair at a time (rows are appended under a file lock, so lanes share the DB).
-build() {
-  local pairs=$1; shift
-  if [ "$LANES" -le 1 ]; then "${PY[@]}" meta build-db "${COMMON[@]}" --tasks "$pairs" "$@"; return; fi
-  IFS=, read -ra list <<< "$pairs"
-  local pids=() lane i
+# LANES=1: one build-db per phase over all its pairs (WORKERS processes share the machine, e.g. 14 on a GPU).
+# LANES>1 (a CPU): the phases' pairs form one queue in phase order and lane i takes pairs i, i+LANES, ..., one
+# build-db (1 worker) each, with no barrier between phases, so a lane that finishes early goes on to the next
+# phase's pairs. Rows are appended under a file lock, so lanes share the DB.
+heldout_args() { [ "$1" = 1 ] && echo "--heldout $(names "$2")"; }
+
+for phase in $PHASES; do
+  if [ "$phase" = 0 ]; then  # freeze the task images once (uint8 .npz + SHA256SUMS in metadb/tasks)
+    echo "phase 0 started $(date -Is)"
+    "${PY[@]}" meta freeze "$(names "$HELDOUT"),$(names "$META_TRAIN")" --dir metadb/tasks
+  fi
+done
+# Phases 1 and 3 - held-out pairs (small stem, then ImageNet stem), every student with 2 seeds (within-band label
+# quality); phase 2 - meta-training pairs, one seed. Each entry: "PAIRS SEEDS HELD".
+queue=()
+for phase in $PHASES; do
+  case $phase in
+    1) queue+=("$HELDOUT_16 0,1 1") ;;
+    2) queue+=("$META_TRAIN 0 0") ;;
+    3) queue+=("$HELDOUT_64 0,1 1") ;;
+  esac
+done
+if [ "$LANES" -le 1 ]; then
+  for entry in "${queue[@]}"; do
+    read -r pairs seeds held <<< "$entry"
+    echo "pairs $pairs started $(date -Is)"
+    # shellcheck disable=SC2046
+    "${PY[@]}" meta build-db "${COMMON[@]}" --tasks "$pairs" $(heldout_args "$held" "$pairs") --seeds "$seeds"
+  done
+else
+  work=()
+  for entry in "${queue[@]}"; do
+    read -r pairs seeds held <<< "$entry"
+    IFS=, read -ra list <<< "$pairs"
+    for p in "${list[@]}"; do work+=("$p $seeds $held"); done
+  done
+  pids=()
   for ((lane = 0; lane < LANES; lane++)); do
-    (for ((i = lane; i < ${#list[@]}; i += LANES)); do
-       local p=${list[$i]} held=()
-       [[ ",$HELD," == *",${p%%:*},"* ]] && held=(--heldout "${p%%:*}")
-       "${PY[@]}" meta build-db "${COMMON[@]}" --tasks "$p" "${held[@]}" "$@" --workers 1
+    (for ((i = lane; i < ${#work[@]}; i += LANES)); do
+       read -r p seeds held <<< "${work[$i]}"
+       echo "lane $lane: $p started $(date -Is)"
+       # shellcheck disable=SC2046
+       "${PY[@]}" meta build-db "${COMMON[@]}" --tasks "$p" $(heldout_args "$held" "$p") --seeds "$seeds" --workers 1
      done) &
     pids+=($!)
   done
-  local rc=0; for pid in "${pids[@]}"; do wait "$pid" || rc=1; done; return $rc
-}
-
-for phase in $PHASES; do
-  echo "phase $phase started $(date -Is)"
-  case $phase in
-    # Phase 0 - freeze the task images once (uint8 .npz + SHA256SUMS in metadb/tasks).
-    0) "${PY[@]}" meta freeze "$(names "$HELDOUT"),$(names "$META_TRAIN")" --dir metadb/tasks ;;
-    # Phases 1 and 3 - held-out pairs (small stem, then ImageNet stem), every student with 2 seeds
-    # (within-band label quality).
-    1|3) pairs=$HELDOUT_16; [ "$phase" = 3 ] && pairs=$HELDOUT_64
-       HELD=$(names "$pairs")
-       if [ "$LANES" -le 1 ]; then build "$pairs" --heldout "$HELD" --seeds 0,1; else build "$pairs" --seeds 0,1; fi ;;
-    # Phase 2 - meta-training pairs, one seed.
-    2) HELD="" build "$META_TRAIN" --seeds 0 ;;
-  esac
-done
+  rc=0; for pid in "${pids[@]}"; do wait "$pid" || rc=1; done
+  [ "$rc" = 0 ] || exit 1
+fi
 echo "build finished $(date -Is)"
