@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import json
+import os
 import time
 from collections import Counter
 from pathlib import Path
@@ -176,6 +177,10 @@ def test_profile_target_field(tmp_path):
 def test_a_passing_burst_is_remeasured_and_the_table_recovers(tmp_path, monkeypatch):
     """Three of ten students run with a co-tenant for their first 5 sessions (all of the first pass):
     the first table misses the target; the gate re-measures them, after the burst, and the table meets it."""
+    load, cores = os.getloadavg()[0], os.cpu_count() or 1
+    if load > 1.5 * cores:
+        pytest.skip(f"1-minute load {load:.1f} on {cores} cores: other jobs disturb every student, so no "
+                    "re-measurement can recover a table here (the gate's marking is tested above)")
     cot = Cotenant(student_prefixes([0, 3, 6]), sleep_s=0.0004, sessions=5)
     cot.install(monkeypatch)
     result = profile_device(str(gate_profile(tmp_path / "profiles", remeasure_s=30)), TEACHER,
