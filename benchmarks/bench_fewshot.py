@@ -171,9 +171,7 @@ def main() -> None:
             "heldout_p50_ms": [{"arch": s["arch"], "p50_ms": s["p50_ms"]} for s in samples], "fewshot": []}
         print(f"{name}: full table {row['full_s']:.0f} s", flush=True)
         for n in ns:
-            # seed 1: fit students other than the full run's (seed 0), which are the held-out set
-            res = profile_fewshot(profile, teacher, n, 32, source=src, out=tmp / f"{name}-n{n}.json", heldout=0,
-                                  seed=1)
+            res = profile_fewshot(profile, teacher, n, 32, source=src, out=tmp / f"{name}-n{n}.json", heldout=0)
             tr = res.table.data["transferred"]
             row["fewshot"].append({"n": n, "fit_s": res.measure_s, "fit_p50_ms": [
                 {"arch": s["arch"], "p50_ms": s["p50_ms"]} for s in tr["fit_samples"]]})

@@ -15,9 +15,9 @@ from dass_edge.latency.entries import Entry, spec_entries
 from dass_edge.latency.fewshot import (
     describe_transfer,
     entry_group,
-    fit_students,
     fit_transfer,
     profile_fewshot,
+    spanning_students,
     transfer_table,
 )
 from dass_edge.resources import tables_dir
@@ -43,13 +43,14 @@ def _as_table(source: LatencyTable, fit) -> LatencyTable:
     return LatencyTable(data)
 
 
-def test_fit_students_are_the_spaces_random_students_and_nested(shipped):
+def test_spanning_students_start_with_teacher_and_smallest_and_are_nested(shipped):
     space = SearchSpace(shipped.teacher)
-    picks = fit_students(space, 12, seed=3)
-    assert picks == space.sample_many(12, seed=3)  # drawn like the students search scores
+    picks = spanning_students(space, 12)
+    assert picks[0] == space.teacher_arch() and picks[1] == space.smallest_arch()
     assert len(set(picks)) == 12 and all(space.contains(a) for a in picks)
-    assert fit_students(space, 5, seed=3) == picks[:5]  # nested: a larger N adds students
-    assert fit_students(space, 12, seed=4) != picks and fit_students(space, 0) == []
+    assert spanning_students(space, 5) == picks[:5]  # farthest-point order is nested
+    depths = {a.depths for a in picks}
+    assert len(depths) >= 6  # spread over depths, not 12 variations of one shape
 
 
 def test_entry_groups_split_blocks_by_channel_alignment():
@@ -62,7 +63,7 @@ def test_entry_groups_split_blocks_by_channel_alignment():
 def test_a_uniformly_slower_device_is_transferred_exactly_from_three_students(shipped):
     """Data that agree with the prior (the source's prediction times a ratio) leave the prior unchanged."""
     space = SearchSpace(shipped.teacher)
-    specs = [space.to_spec(a) for a in fit_students(space, 3)]
+    specs = [space.to_spec(a) for a in spanning_students(space, 3)]
     fit = fit_transfer(shipped, specs, [2.5 * shipped.predict(s)["p50_ms"] for s in specs])
     assert fit.ratio == pytest.approx(2.5)
     table = _as_table(shipped, fit)
@@ -83,7 +84,7 @@ def test_per_group_speedups_are_learned_from_enough_students(shipped):
             total += ms * (0.3 if entry_group(e) == "block/a16" else 0.9)
         return total
 
-    specs = [space.to_spec(a) for a in fit_students(space, 40)]
+    specs = [space.to_spec(a) for a in spanning_students(space, 40)]
     fit = fit_transfer(shipped, specs, [device_ms(s) for s in specs])
     table = _as_table(shipped, fit)
     held = [space.to_spec(a) for a in space.sample_many(40, seed=11)]
@@ -194,7 +195,7 @@ def test_search_on_a_transferred_table_says_so(shipped, tmp_path):
     from dass_edge.search.run import run_search
 
     space = SearchSpace(shipped.teacher)
-    specs = [space.to_spec(a) for a in fit_students(space, 5)]
+    specs = [space.to_spec(a) for a in spanning_students(space, 5)]
     fit = fit_transfer(shipped, specs, [1.5 * shipped.predict(s)["p50_ms"] for s in specs])
     table = _as_table(shipped, fit)
     table.data["transferred"] = {"from": "cpu (onnxruntime fp32) on a test machine: source.json", "samples": 5}

@@ -12,8 +12,8 @@ Groups are the entry kinds, with blocks split by channel alignment (the largest 
 dividing both channel counts): INT8 and vector kernels run aligned channel counts at a different speed
 from odd ones. The fit minimizes relative error plus a ridge penalty pulling every coefficient toward the
 source's own correction times one global ratio (so 5 students give a scaled source table, 40 a per-group
-one); the penalty's strength is chosen by leave-one-out. The fit's students are random students of the
-space, like the ones search scores (:func:`fit_students` says why not the space's corners).
+one); the penalty's strength is chosen by leave-one-out. Students are picked to span the space (the
+teacher, the smallest student, then farthest-point in an architecture descriptor), not at random.
 
 The result is a normal table (entries, overhead, identity correction) marked ``"transferred"`` with its
 source, the samples and the fit, and a fidelity report on random students that were *not* used for the
@@ -50,8 +50,8 @@ from dass_edge.latency.stats import fidelity_metrics, summarize_rounds
 from dass_edge.latency.store import table_filename, user_tables_dir
 from dass_edge.latency.table import FORMAT, LUT_STATISTIC, VERSION, LatencyTable
 
-__all__ = ["FewShotResult", "TransferFit", "describe_transfer", "entry_group", "fit_students", "fit_transfer",
-           "measure_students", "profile_fewshot", "transfer_table"]
+__all__ = ["FewShotResult", "TransferFit", "describe_transfer", "entry_group", "fit_transfer", "measure_students",
+           "profile_fewshot", "spanning_students", "transfer_table"]
 
 Progress = Callable[[str, int, int], None]
 _KINDS = ("stem", "block", "head")
@@ -63,16 +63,32 @@ MIN_SAMPLES = 3
 
 
 # -- which students -----------------------------------------------------------------------------
-def fit_students(space, n: int, seed: int = 0) -> list:
-    """``n`` random students of the space (``seed``), the kind ``search`` scores; nested in ``n``.
+def _descriptor(space, arch) -> np.ndarray:
+    """Per stage: depth as a share of the teacher's, mean width as a share of the widest option."""
+    out = []
+    for d_max, opts, d, ws in zip(space.max_depths, space.width_options, arch.depths, arch.widths):
+        out += [d / d_max, float(np.mean(ws)) / max(opts)]
+    return np.array(out)
 
-    Random rather than spread to the space's corners: farthest-point picks (the teacher, the smallest, then
-    extremes of depth and width) have channel counts at the width options' ends, whose target/source ratios
-    differ from the odd widths of typical students. On a quiet machine, fitting on 20 such picks put 0% (INT8)
-    and 57% (2 threads) of 40 random students within +-10%; fitting on 20 random students from the same
-    measurements put 51% and 92% (mean of 5 splits; BENCHMARKS.md, few-shot section).
+
+def spanning_students(space, n: int, seed: int = 0, pool: int = 2000) -> list:
+    """``n`` students that cover the space: the teacher, the smallest, then farthest-point picks.
+
+    Farthest-point order is nested (the first 10 of 20 are the 10), so the picks for a small ``n`` are a
+    prefix of those for a larger one. Candidates: ``pool`` random students (``seed``).
     """
-    return space.sample_many(min(n, space.size()), seed=seed) if n > 0 else []
+    if n < 1:
+        return []
+    cands = list(dict.fromkeys([space.teacher_arch(), space.smallest_arch(),
+                                *space.sample_many(min(pool, space.size()), seed=seed)]))
+    feats = np.stack([_descriptor(space, a) for a in cands])
+    picked = [0, 1][:n]
+    dist = np.min([np.linalg.norm(feats - feats[i], axis=1) for i in picked], axis=0)
+    while len(picked) < min(n, len(cands)):
+        i = int(np.argmax(dist))
+        picked.append(i)
+        dist = np.minimum(dist, np.linalg.norm(feats - feats[i], axis=1))
+    return [cands[i] for i in picked]
 
 
 # -- the transfer model -------------------------------------------------------------------------
@@ -307,7 +323,7 @@ def profile_fewshot(
     seed: int = 0,
     progress: Progress | None = None,
 ) -> FewShotResult:
-    """Transfer ``source`` to ``device`` from ``samples`` random students measured there; write the table.
+    """Transfer ``source`` to ``device`` from ``samples`` spanning students measured there; write the table.
 
     Args:
         device: profile name, ``jetson`` (detected over ``target``), a profile file or object.
@@ -341,7 +357,7 @@ def profile_fewshot(
     if target is not None and target.python == "python3":
         target.python = profile.remote_python
     space = SearchSpace(teacher, fixed_last_stage=fixed_last_stage)
-    fit_archs = fit_students(space, samples, seed=seed)
+    fit_archs = spanning_students(space, samples, seed=seed)
     taken = set(fit_archs)
     check_archs = [a for a in space.sample_many(heldout + len(fit_archs), seed=seed + 1) if a not in taken][:heldout]
     fit_specs = [space.to_spec(a) for a in fit_archs]
@@ -383,7 +399,7 @@ def _assemble(profile: DeviceProfile, src: LatencyTable, teacher, fixed_last_sta
                     "session_spread": s["session_spread"]} for a, s in zip(fit_archs, fit_sum)]
     data["transferred"] = {"from": _source_label(src), "source_measured_on": src.provenance["measured_on"],
                            "source_date": src.provenance["date"], "samples": len(fit_archs),
-                           "selection": "random students of the space (seeded), like those search scores",
+                           "selection": "teacher, smallest, then farthest-point in (depth, mean width) per stage",
                            "fit": fit.to_dict(), "fit_samples": fit_samples}
     data["provenance"] = {
         "measured_on": measured_on(info, profile),
