@@ -3,8 +3,8 @@
 # session and it continues (frozen tasks and teachers are kept; rows are keyed).
 #   nohup setsid metadb/build_v2.sh > metadb/build_v2.out 2>&1 &
 # On a CPU, LANES=2 runs two pairs side by side, each pair's teacher then its rows (1 worker each), so rows
-# arrive while other teachers still train. DEVICE=cuda WORKERS=14 on a GPU machine (LANES=1: every pair at
-# once, teachers in parallel, then rows).
+# arrive while other teachers still train. DEVICE=cuda WORKERS=14 on a GPU machine (LANES=1: each phase's
+# pairs at once, teachers in parallel, then rows).
 # Rows go to metadb/metadb_v2.jsonl until predictor v2 is trained on v1 + v2.
 set -euo pipefail
 cd "$(dirname "$0")/.."
