@@ -140,6 +140,10 @@ def main() -> None:
                     "with the current transfer code (needs --work with the source table); measures nothing.")
     ap.add_argument("--work", default=None, help="Folder for the tables; full tables already there are reused "
                     "(an interrupted run resumes), so their wall times are those of the run that measured them.")
+    ap.add_argument("--one-job", type=int, default=0, metavar="H",
+                    help="Instead: for each target and N, `profile --few-shot N --students H` as a library call, "
+                         "fit and H held-out students measured in one interleaved job (no drift between them); "
+                         "writes benchmarks/results/fewshot_one_job.md.")
     args = ap.parse_args()
     from dass_edge.latency import default_teacher_spec, load_profile
     from dass_edge.latency.fewshot import profile_fewshot
@@ -157,6 +161,9 @@ def main() -> None:
     load0 = os.getloadavg()
     t = time.perf_counter()
     src = _full(load_profile("cpu"), teacher, tmp / "source.json", 30)
+    if args.one_job:
+        _one_job(src, teacher, ns, args.targets.split(","), args.one_job, tmp, load0)
+        return
     print(f"source: {time.perf_counter() - t:.0f} s, fidelity {src.fidelity['within_10pct']:.2f}/"
           f"{src.fidelity['spearman']:.3f}", flush=True)
     report: dict = {"source": {"elapsed_s": src.provenance["elapsed_s"], "fidelity": {
@@ -182,6 +189,39 @@ def main() -> None:
         report["targets"][name] = row
     report["load_end"] = list(os.getloadavg())
     _write(report, "OMP_NUM_THREADS=1 python benchmarks/bench_fewshot.py " + " ".join(sys.argv[1:]), tmp)
+
+
+def _one_job(src, teacher, ns: list[int], targets: list[str], heldout: int, work: Path, load0) -> None:
+    """Each target and N: the command's own held-out check, fit and held-out students in one job.
+
+    The main mode scores fits against students measured in another job minutes earlier; on a VM whose speed
+    drifts between jobs that mixes drift into the transfer's error. Here both come from one interleaved job.
+    """
+    from dass_edge.latency.fewshot import profile_fewshot
+
+    rows = []
+    for name in targets:
+        profile = _target_profile(name)
+        for n in ns:
+            res = profile_fewshot(profile, teacher, n, 32, source=src, out=work / f"{name}-onejob{n}.json",
+                                  heldout=heldout)
+            f = res.table.fidelity
+            rows.append((TARGETS[name], n, f["students"], f["within_10pct"], f["rmspe"], f["spearman"], res.elapsed_s))
+            print(f"{name} N={n}: {res.elapsed_s:.0f} s, {f['within_10pct']:.2f} within, Spearman {f['spearman']:.3f}",
+                  flush=True)
+    lines = [f"`profile_fewshot(..., heldout={heldout})` per target and N: its N fit students and {heldout} random "
+             "held-out students measured in one interleaved job on the target, then the transferred table scored on "
+             f"the held-out ones. Source: the `cpu` full table in `{work.name}`. Load average at start "
+             f"{', '.join(f'{v:.1f}' for v in load0)}, at end {', '.join(f'{v:.1f}' for v in os.getloadavg())}.", "",
+             "| target | N | held-out | within ±10% | RMSPE | Spearman | wall time (fit + held-out) |",
+             "|---|---:|---:|---:|---:|---:|---:|"]
+    lines += [f"| {t} | {n} | {h} | {100 * w:.0f}% | {100 * r:.1f}% | {sp:.3f} | {e:.0f} s |"
+              for t, n, h, w, r, sp, e in rows]
+    met = [f"{t}: {'met' if w >= 0.9 and sp >= 0.95 else 'NOT met'} ({100 * w:.0f}%, {sp:.3f})"
+           for t, n, h, w, r, sp, e in rows if n == 20]
+    lines += ["", "Targets (N=20: >= 90% within ±10%, Spearman >= 0.95): " + "; ".join(met) + "."]
+    write_fragment("fewshot_one_job", "Few-shot latency tables: fit and held-out measured in one job",
+                   "OMP_NUM_THREADS=1 python benchmarks/bench_fewshot.py " + " ".join(sys.argv[1:]), "\n".join(lines))
 
 
 def _write(report: dict, command: str, work: Path) -> None:
