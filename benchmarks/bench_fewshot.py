@@ -144,6 +144,9 @@ def main() -> None:
                     help="Instead: for each target and N, `profile --few-shot N --students H` as a library call, "
                          "fit and H held-out students measured in one interleaved job (no drift between them); "
                          "writes benchmarks/results/fewshot_one_job.md.")
+    ap.add_argument("--fit-students", choices=("spread", "random"), default="spread",
+                    help="With --one-job: the command's farthest-point picks (spread, what it ships) or random "
+                         "students of the space (an A/B of the selection; the library is not changed).")
     args = ap.parse_args()
     from dass_edge.latency import default_teacher_spec, load_profile
     from dass_edge.latency.fewshot import profile_fewshot
@@ -162,7 +165,11 @@ def main() -> None:
     t = time.perf_counter()
     src = _full(load_profile("cpu"), teacher, tmp / "source.json", 30)
     if args.one_job:
-        _one_job(src, teacher, ns, args.targets.split(","), args.one_job, tmp, load0)
+        if args.fit_students == "random":
+            import dass_edge.latency.fewshot as fewshot
+
+            fewshot.spanning_students = lambda space, n, seed=0, pool=0: space.sample_many(n, seed=seed)
+        _one_job(src, teacher, ns, args.targets.split(","), args.one_job, tmp, load0, args.fit_students)
         return
     print(f"source: {time.perf_counter() - t:.0f} s, fidelity {src.fidelity['within_10pct']:.2f}/"
           f"{src.fidelity['spearman']:.3f}", flush=True)
@@ -191,7 +198,8 @@ def main() -> None:
     _write(report, "OMP_NUM_THREADS=1 python benchmarks/bench_fewshot.py " + " ".join(sys.argv[1:]), tmp)
 
 
-def _one_job(src, teacher, ns: list[int], targets: list[str], heldout: int, work: Path, load0) -> None:
+def _one_job(src, teacher, ns: list[int], targets: list[str], heldout: int, work: Path, load0,
+             selection: str = "spread") -> None:
     """Each target and N: the command's own held-out check, fit and held-out students in one job.
 
     The main mode scores fits against students measured in another job minutes earlier; on a VM whose speed
@@ -203,7 +211,7 @@ def _one_job(src, teacher, ns: list[int], targets: list[str], heldout: int, work
     for name in targets:
         profile = _target_profile(name)
         for n in ns:
-            res = profile_fewshot(profile, teacher, n, 32, source=src, out=work / f"{name}-onejob{n}.json",
+            res = profile_fewshot(profile, teacher, n, 32, source=src, out=work / f"{name}-onejob{n}-{selection}.json",
                                   heldout=heldout)
             f = res.table.fidelity
             rows.append((TARGETS[name], n, f["students"], f["within_10pct"], f["rmspe"], f["spearman"], res.elapsed_s))
@@ -220,7 +228,11 @@ def _one_job(src, teacher, ns: list[int], targets: list[str], heldout: int, work
     met = [f"{t}: {'met' if w >= 0.9 and sp >= 0.95 else 'NOT met'} ({100 * w:.0f}%, {sp:.3f})"
            for t, n, h, w, r, sp, e in rows if n == 20]
     lines += ["", "Targets (N=20: >= 90% within ±10%, Spearman >= 0.95): " + "; ".join(met) + "."]
-    write_fragment("fewshot_one_job", "Few-shot latency tables: fit and held-out measured in one job",
+    how = ("the command's farthest-point picks" if selection == "spread" else
+           "random students of the space (a benchmark A/B; the command still picks farthest-point)")
+    lines += ["", f"Fit students: {selection}, {how}."]
+    write_fragment(f"fewshot_one_job{'' if selection == 'spread' else '_' + selection}",
+                   f"Few-shot latency tables: fit and held-out measured in one job ({selection} fit students)",
                    "OMP_NUM_THREADS=1 python benchmarks/bench_fewshot.py " + " ".join(sys.argv[1:]), "\n".join(lines))
 
 

@@ -16,7 +16,8 @@ sys.path.insert(0, str(HERE.parent))
 
 from benchmarks.common import RESULTS  # noqa: E402
 
-ORDER = ["teacher", "latency", "fewshot", "fewshot_one_job", "latency_stability", "timing", "distill", "threads",
+ORDER = ["teacher", "latency", "fewshot", "fewshot_one_job", "fewshot_one_job_random", "latency_stability", "timing",
+         "distill", "threads",
          "metadb", "predictor", "predictor_cv", "predictor_bands", "predictor_v2_cv", "search", "head_to_head",
          "export"]
 
