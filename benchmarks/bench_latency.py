@@ -222,10 +222,7 @@ def main(argv: list[str] | None = None) -> int:
 - Spearman of weights (MB) vs measured median over the fidelity students: {rho_params.statistic:.2f} (the size
   term matters: stage-4 weights exceed the core's L2 inside a whole model, not in a block measured alone).
 """
-    path = write_fragment("latency", "Latency tables (CPU, onnxruntime, 1 thread)", command, body)
-    if args.out != path:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(path, args.out)
+    path = write_fragment("latency", "Latency tables (CPU, onnxruntime, 1 thread)", command, body, copy_to=args.out)
     print(path.read_text())
     return 0
 

@@ -25,7 +25,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
-import shutil
 import sys
 import tempfile
 import time
@@ -193,10 +192,8 @@ def main(argv: list[str] | None = None) -> int:
 - Lower is better in the first three columns. "drift" compares the first and the second half of the reps, which
   is what spoils a table whose blocks and students are measured minutes apart.
 """
-    path = write_fragment("timing", "Timing robustness on a shared CPU (pinning, warm-up)", command, body)
-    if args.out != path:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(path, args.out)
+    path = write_fragment("timing", "Timing robustness on a shared CPU (pinning, warm-up)", command, body,
+                          copy_to=args.out)
     print(path.read_text())
     return 0
 

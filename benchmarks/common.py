@@ -9,6 +9,7 @@ from __future__ import annotations
 import datetime as dt
 import os
 import platform
+import shutil
 from pathlib import Path
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -38,7 +39,7 @@ def machine() -> str:
             f"Python {platform.python_version()}, {', '.join(versions)}")
 
 
-def write_fragment(name: str, title: str, command: str, body: str) -> Path:
+def write_fragment(name: str, title: str, command: str, body: str, copy_to: Path | None = None) -> Path:
     RESULTS.mkdir(parents=True, exist_ok=True)
     load = ", ".join(f"{v:.1f}" for v in os.getloadavg())
     text = (f"## {title}\n\n- Command: `{command}`\n- Machine: {machine()}\n"
@@ -46,4 +47,7 @@ def write_fragment(name: str, title: str, command: str, body: str) -> Path:
             f"- Date: {dt.datetime.now(dt.timezone.utc).strftime('%Y-%m-%d %H:%M UTC')}\n\n{body.strip()}\n")
     path = RESULTS / f"{name}.md"
     path.write_text(text)
+    if copy_to is not None and Path(copy_to) != path:  # a benchmark's --out elsewhere gets the same text
+        Path(copy_to).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(path, copy_to)
     return path
