@@ -113,7 +113,8 @@ def picks(args: argparse.Namespace) -> None:
     from dass_edge.search.run import run_search
 
     data = json.loads(PLAN.read_text())
-    methods = [m for m in args.methods.split(",") if m]
+    files = dict(spec.split("=", 1) for spec in args.predictor_file)  # NAME=PATH: another predictor file
+    methods = [m for m in args.methods.split(",") if m] + list(files)
     for task, entry, b in _settings(data):
         for method in methods:
             if method in b["picks"]:
@@ -122,8 +123,8 @@ def picks(args: argparse.Namespace) -> None:
                 t0 = time.perf_counter()
                 sp = prepare_search(b["budget_ms"], teacher=entry["teacher"], task=task, out=Path(tmp) / "run",
                                     seed=args.seed, budget_evals=args.evals, top_k=1)
-                scorer = load_search_scorer(None if method == "dass" else method, sp.teacher, sp.data,
-                                            teacher_meta=sp.teacher_meta)
+                key = files.get(method, None if method == "dass" else method)
+                scorer = load_search_scorer(key, sp.teacher, sp.data, teacher_meta=sp.teacher_meta)
                 record = run_search(sp, scorer)
             top = record["top"][0]
             b["picks"][method] = {"arch": top["arch"], "score": top["predicted_acc"],
@@ -206,16 +207,18 @@ def report(_: argparse.Namespace) -> None:
         row = done.get((task, Arch.from_dict(arch).key()))
         return row["test_acc"] if row else None
 
-    head = " | ".join(METHODS)
+    # Other predictor files picked with (--predictor-file NAME=PATH): shown beside DaSS, not counted as proxies.
+    extra = sorted({m for e in data["tasks"].values() for b in e["budgets"] for m in b["picks"]} - set(METHODS))
+    head = " | ".join([*METHODS, *extra])
     lines = ["### Top pick of each predictor, KD-trained (test accuracy %)", "",
              f"| task | budget ms | {head} | median of {N_RANDOM} random | DaSS - best proxy | DaSS - median random "
-             "| seed gap |", "|---|---|" + "---|" * (len(METHODS) + 4)]
+             "| seed gap |", "|---|---|" + "---|" * (len(METHODS) + len(extra) + 4)]
     margins = []
     for task, entry in data["tasks"].items():
         for b in entry["budgets"]:
-            got = {m: acc(task, b["picks"][m]["arch"]) if m in b["picks"] else None for m in METHODS}
+            got = {m: acc(task, b["picks"][m]["arch"]) if m in b["picks"] else None for m in [*METHODS, *extra]}
             rand = [a for a in (acc(task, x) for x in b["random"]) if a is not None]
-            cells = [f"{got[m]:.2f}" if got[m] is not None else "-" for m in METHODS]
+            cells = [f"{got[m]:.2f}" if got[m] is not None else "-" for m in [*METHODS, *extra]]
             proxies = [got[m] for m in METHODS[1:] if got[m] is not None]
             if got["dass"] is None or len(proxies) < len(METHODS) - 1 or len(rand) < N_RANDOM:
                 partial = f"{statistics.median(rand):.2f} ({len(rand)}/{N_RANDOM} trained)" if rand else "-"
@@ -224,7 +227,7 @@ def report(_: argparse.Namespace) -> None:
                 continue
             med = statistics.median(rand)
             vs_proxy, vs_rand = got["dass"] - max(proxies), got["dass"] - med
-            margins.append((vs_proxy, vs_rand, {m: got[m] - med for m in METHODS if got[m] is not None}))
+            margins.append((vs_proxy, vs_rand, {m: got[m] - med for m in [*METHODS, *extra] if got[m] is not None}))
             lines.append(f"| {task} | {b['budget_ms']:.3f} | {' | '.join(cells)} | {med:.2f} | {vs_proxy:+.2f} | "
                          f"{vs_rand:+.2f} | {entry['seed_gap']} |")
     body = "\n".join(lines) + "\n"
@@ -234,7 +237,8 @@ def report(_: argparse.Namespace) -> None:
                  f"CPU, ~5 min per student); {len(done)} students trained so far. Rerun the command to finish it: "
                  "every stage resumes where it stopped.\n")
     if margins:
-        mean_over = {m: statistics.mean(x[2][m] for x in margins if m in x[2]) for m in METHODS}
+        mean_over = {m: statistics.mean(x[2][m] for x in margins if m in x[2])
+                     for m in [*METHODS, *extra] if any(m in x[2] for x in margins)}
         body += (f"\nOver {len(margins)} complete settings: DaSS minus the best proxy pick, mean "
                  f"{statistics.mean(x[0] for x in margins):+.2f} points (DaSS ahead in "
                  f"{sum(x[0] > 0 for x in margins)}); mean margin over the median random student: "
@@ -263,6 +267,8 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--evals", type=int, default=300, help="students each search scores")
     parser.add_argument("--methods", default=",".join(METHODS), help="predictors to pick with")
+    parser.add_argument("--predictor-file", action="append", default=[], metavar="NAME=PATH",
+                        help="also pick with this predictor file, reported as column NAME (e.g. an earlier predictor)")
     parser.add_argument("--shard", default="0/1", help="K/N: train only the K-th of N shares of the students "
                                                        "(run N train processes side by side)")
     args = parser.parse_args()

@@ -78,20 +78,24 @@ def _log_synflow(task, teacher) -> np.ndarray:
                      for a in task.archs])
 
 
-def load_cv_tasks() -> list:
-    """The meta-training tasks with ``synflow`` attached (cached; the database checksum keys the cache)."""
-    from dass_edge.io import file_sha256
+def load_cv_tasks(dbs: list[str] | None = None) -> list:
+    """The meta-training tasks with ``synflow`` attached (cached; the databases' checksums key the cache).
+
+    ``dbs``: ``--db`` values read as one (default: the shipped v1 database alone)."""
+    from dass_edge.metadb.sources import combine_dbs, resolve_db_paths
     from dass_edge.models.checkpoint import load_checkpoint
-    from dass_edge.predictor.pipeline import default_db_path, load_db, resolve_teachers_dir
+    from dass_edge.predictor.meta_tasks import load_meta_tasks
+    from dass_edge.predictor.pipeline import resolve_teachers_dir
 
     global DB_TAG
-    db = default_db_path()
-    DB_TAG = file_sha256(db)[:12]
-    cache = CACHE / f"cv_tasks_{DB_TAG}.pt"
+    combined = combine_dbs(resolve_db_paths(dbs))
+    DB_TAG = combined.provenance()["sha256"][:12]
+    cache = CACHE / f"cv_tasks_{DB_TAG}_probe.pt"  # _probe: tasks carry their probe profile
     if cache.is_file():
         return torch.load(cache, weights_only=False)
-    teachers = resolve_teachers_dir(db, None)
-    rows, tasks = load_db(db, teachers)
+    teachers = resolve_teachers_dir(combined.paths[-1], None)
+    rows = combined.rows
+    tasks = load_meta_tasks(rows, teachers)
     files = {r["task"]: r["teacher_file"] for r in rows}
     for t in tasks:
         teacher, _ = load_checkpoint(teachers / files[t.name])
@@ -261,7 +265,7 @@ def _member_cache(name: str, change: dict, seed: int, fit: list, test: list) -> 
     return CACHE / "members" / f"{hashlib.sha1(key.encode()).hexdigest()[:16]}.pt"
 
 
-ENSEMBLE_MEMBERS = ("dass", "ridge", "synflow", "flops", "params")
+ENSEMBLE_MEMBERS = ("dass", "ridge", "synflow", "flops", "params", "linear")
 
 
 def ensemble_grid() -> list[str]:
@@ -314,7 +318,8 @@ def cross_validate(tasks: list, name: str, opts: dict, folds: int, members: int,
                 fold_of[t.name] = f
     out = []
     for row, by_task in per.items():
-        rec = {"recipe": row, "options": opts, "folds": folds, "members": members, "quick": quick,
+        rec = {"recipe": row, "options": opts, "folds": folds, "members": members, "quick": quick, "db": DB_TAG,
+               "tasks": len(train),
                **({"seed": SEED0} if SEED0 and _trains_dass(name, opts) else {}),
                "per_task": {k: {m: round(v, 4) for m, v in d.items()} for k, d in sorted(by_task.items())}}
         for m in ("band_spearman", "regret", "spearman"):
@@ -454,7 +459,8 @@ def _ensemble_body(recs: list[dict]) -> str:
 
 def scorer_speed(keys: list[str], students: int = 400) -> None:
     """Students/s of search-path scorers side by side (demo teacher and task, 32 px, this process's threads):
-    ``dass`` is the shipped predictor, any other key a registered baseline (``load_search_scorer``)."""
+    ``dass`` is the shipped predictor, a path another predictor file, any other key a registered baseline
+    (``load_search_scorer``). The set-up (adaptation, probe profile, baseline fit) is timed on its own."""
     from dass_edge.data import load_task
     from dass_edge.models.checkpoint import load_checkpoint
     from dass_edge.predictor.search_scorers import load_search_scorer
@@ -466,12 +472,14 @@ def scorer_speed(keys: list[str], students: int = 400) -> None:
     archs = SearchSpace(teacher.spec).sample_many(students, seed=7)
     print(f"load average {os.getloadavg()[0]:.1f}; demo teacher, {teacher.spec.resolution} px", flush=True)
     for key in keys:
+        t0 = time.perf_counter()
         scorer = load_search_scorer(None if key == "dass" else key, teacher.eval(), data, teacher_meta=meta)
+        setup = time.perf_counter() - t0
         n = students if key != "synflow" else students // 10  # synflow: a few students/s, 40 are enough
         t0 = time.perf_counter()
         for i in range(0, n, 50):
             scorer(archs[i:min(i + 50, n)])
-        print(f"{key}: {n / (time.perf_counter() - t0):.1f} students/s", flush=True)
+        print(f"{key}: {n / (time.perf_counter() - t0):.1f} students/s (set-up {setup:.1f} s)", flush=True)
 
 
 def main() -> None:
@@ -485,6 +493,9 @@ def main() -> None:
                         help="fit on all meta-training tasks and report the held-out tasks instead (chooses nothing)")
     parser.add_argument("--ensemble-grid", action="store_true",
                         help="add the pre-declared ensembles (see ensemble_grid)")
+    parser.add_argument("--db", action="append", metavar="DB",
+                        help="databases read as one, like meta train --db (default: the shipped v1 one); rows go to "
+                             "results/predictor_v2_cv_multi.jsonl, a table of their own")
     parser.add_argument("--scorer-speed", nargs="+", metavar="KEY",
                         help="only measure search-path scoring speed of these keys (dass = shipped), side by side")
     args = parser.parse_args()
@@ -495,10 +506,12 @@ def main() -> None:
     if args.ensemble_grid:
         args.recipes += ensemble_grid()
     torch.set_num_threads(1)
-    global SEED0
+    global SEED0, LOG, HELD_LOG, ENS_LOG
     SEED0 = args.seed
+    if args.db:  # another task set: its rows must not mix with the v1 table's
+        LOG, HELD_LOG, ENS_LOG = (p.with_name(p.stem + "_multi.jsonl") for p in (LOG, HELD_LOG, ENS_LOG))
     if args.recipes:
-        tasks = load_cv_tasks()
+        tasks = load_cv_tasks(args.db)
         if any(any(f in spec for f in FEATURES[1:]) for spec in args.recipes):  # signals needed
             attach_signals(tasks)
         if any('"aligned' in spec for spec in args.recipes):
@@ -523,10 +536,15 @@ def main() -> None:
     ens = _ensemble_body(recs + ([json.loads(line) for line in ENS_LOG.read_text().splitlines()]
                                  if ENS_LOG.is_file() else []))
     held = [json.loads(line) for line in HELD_LOG.read_text().splitlines()] if HELD_LOG.is_file() else []
-    notes = RESULTS / "predictor_v2_notes.txt"  # the reading of the tables, written by hand after the runs
-    write_fragment("predictor_v2_cv", "DaSS predictor v2: cross-validation on the budgeted metrics",
+    multi = bool(args.db)
+    # the reading of the tables, written by hand after the runs
+    notes = RESULTS / ("predictor_v2_multi_notes.txt" if multi else "predictor_v2_notes.txt")
+    write_fragment("predictor_v2_cv_multi" if multi else "predictor_v2_cv",
+                   "DaSS predictor v2: cross-validation on the budgeted metrics"
+                   + (f" (meta-training tasks of {' + '.join(args.db)})" if multi else ""),
                    "python benchmarks/bench_predictor_cv.py [--quick] [--folds K] [--members N] [--seed S] "
-                   "[--heldout] [--ensemble-grid] RECIPE ...",
+                   + ("".join(f"--db {d} " for d in args.db) if multi else "")
+                   + "[--heldout] [--ensemble-grid] RECIPE ...",
                    _body(recs) + ens + _held_body(held) + ("\n" + notes.read_text() if notes.is_file() else ""))
 
 

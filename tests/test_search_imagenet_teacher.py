@@ -1,9 +1,9 @@
 """The teachers users bring: a torchvision-layout ResNet-18 ``.pth`` (ImageNet stem, no spec inside) on an
 image folder, profiled and searched at the 64 px the user deploys, end to end and offline.
 
-The shipped predictor was meta-trained on small-stem 16 px teachers only, so the search must say that its
-accuracy estimates here are an extrapolation. The profile is the ``cpu`` profile with fewer timed runs, so
-the test takes about a minute rather than several.
+A predictor meta-trained on small-stem 16 px teachers only must say that its accuracy estimates here are an
+extrapolation; the shipped one says so exactly when its coverage lacks this stem or resolution. The profile is
+the ``cpu`` profile with fewer timed runs, so the test takes about a minute rather than several.
 """
 
 from __future__ import annotations
@@ -84,10 +84,41 @@ def test_torchvision_resnet18_pth_searched_at_64px_says_it_extrapolates(work, ca
     record = json.loads(out)
     assert record["resolution"] == 64 and record["inputs"]["resolution"] == 64
     assert record["top"] and all(p["latency_ms"] <= record["budget"]["ms"] + 1e-9 for p in record["top"])
-    extrapolations = [n for n in record["notes"] if "extrapolation" in n]
-    assert any("imagenet stem" in n for n in extrapolations) and any("64 px" in n for n in extrapolations)
+    from dass_edge.predictor.coverage import extrapolation_notes, predictor_coverage
+
+    expected = extrapolation_notes(predictor_coverage(), record_spec := _spec_of(teacher))
+    assert [n for n in record["notes"] if "extrapolation" in n] == expected
     saved = json.loads((work / "run" / "search.json").read_text())
     assert saved["notes"] == record["notes"]
+
+    small_only = _small_stem_predictor(work / "small-stem.safetensors")
+    code, out, err = run_cli(["search", "--device", str(profile), "--teacher", str(teacher), "--data", str(data),
+                              "--resolution", "64", "--latency-ms", "90%", "--budget-evals", "100", "--top-k", "1",
+                              "--predictor", str(small_only), "--out", "run2", "--json"], capsys)
+    assert code == 0, err
+    extrapolations = [n for n in json.loads(out)["notes"] if "extrapolation" in n]
+    assert any("imagenet stem" in n for n in extrapolations) and any("64 px" in n for n in extrapolations)
+    assert record_spec.stem == "imagenet"
+
+
+def _spec_of(pth):
+    """The spec search reads from ``pth`` at 64 px (what coverage compares: stem, resolution, depths)."""
+    from dataclasses import replace
+
+    from dass_edge.models.checkpoint import load_checkpoint
+
+    return replace(load_checkpoint(pth)[0].spec, resolution=64)
+
+
+def _small_stem_predictor(path):
+    """A predictor file whose meta-training covered small-stem 16 px teachers only."""
+    from dass_edge.predictor.hybrid import HybridPredictor
+    from dass_edge.predictor.store import save_predictor
+    from tests.test_predictor_task_probe import _task
+
+    model = HybridPredictor(residual_steps=0, probe=True).fit([_task(f"t{i}", i, e) for i, e in enumerate((0.5, 0.9))])
+    coverage = {"stems": ["small"], "resolutions": [16], "max_depth": 3, "teachers": [], "rows": 120}
+    return save_predictor(path, [model], {"train": {"model": "hybrid"}, "coverage": coverage})
 
 
 def test_search_resolution_is_checked_before_any_work(work, capsys):

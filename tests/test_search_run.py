@@ -329,3 +329,32 @@ def test_search_with_the_shipped_predictor(table, tmp_path):
     assert record["predictor"]["teacher_val_acc"] == plan.teacher_meta["val_acc"]
     again = scorer([Arch.from_dict(record["top"][0]["arch"])])  # a warm cache gives the same score
     assert abs(float(again[0]) - accs[0]) < 1e-4
+
+
+def test_search_with_a_hybrid_predictor_file(table, tmp_path):
+    """A hybrid (predictor v2) file: saved, loaded, probed on the demo teacher's data, and searched with."""
+    from dass_edge.predictor.hybrid import HybridPredictor
+    from dass_edge.predictor.meta_tasks import unlabelled_task
+    from dass_edge.predictor.scoring import HybridScorer, load_scorer
+    from dass_edge.predictor.store import load_predictor, save_predictor
+    from tests.test_predictor_task_probe import _task
+
+    train = [_task(f"t{i}", i, early) for i, early in enumerate((0.5, 0.6, 0.85, 0.9))]
+    model = HybridPredictor(residual_steps=0, probe=True, alpha=10.0).fit(train)
+    path = save_predictor(tmp_path / "v2.safetensors", [model],
+                          {"train": {"model": "hybrid"}, "calibration": {"slope": 0.03, "intercept": -0.01}})
+    (loaded,), meta = load_predictor(path)
+    assert meta["model"]["kind"] == "hybrid" and loaded.probe and np.allclose(loaded.coef, model.coef)
+
+    plan = _plan(table, tmp_path / "run", budget_evals=200, top_k=3)
+    scorer = load_scorer(plan.teacher, plan.data, path, teacher_meta=plan.teacher_meta)
+    assert isinstance(scorer, HybridScorer) and len(scorer.info["probe_profile"]) == 4
+    record = run_search(plan, scorer)
+    accs = [p["predicted_acc"] for p in record["top"]]
+    assert accs == sorted(accs, reverse=True) and all(0.0 < a < 100.0 for a in accs)
+    assert all(p["latency_ms"] <= BUDGET for p in record["top"])
+    assert record["predictor"]["kind"] == "hybrid" and record["predictor"]["inputs"] == ["shape", "probe"]
+    # The scores are the model's own order on this task's probe profile (calibration is monotone).
+    archs = [Arch.from_dict(p["arch"]) for p in record["top"]]
+    raw = model.score(unlabelled_task("x", archs, plan.teacher.spec, tuple(scorer.info["probe_profile"])))
+    assert list(np.argsort(-raw)) == [0, 1, 2]

@@ -4,6 +4,7 @@ learned from it (``train``, ``eval``)."""
 from __future__ import annotations
 
 import json
+import math
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -255,7 +256,8 @@ def _shipped_predictor_info() -> dict | None:
         return None
     meta = read_predictor_meta(path)
     mean = (meta.get("heldout") or {}).get("mean", {})
-    return {"path": str(path), "trained_at": meta.get("trained_at"), "members": meta.get("members"),
+    return {"path": str(path), "kind": meta.get("model", {}).get("kind", "dass"), "trained_at": meta.get("trained_at"),
+            "members": meta.get("members"),
             "db_rows": meta.get("db", {}).get("rows"), "train_tasks": meta.get("db", {}).get("train_tasks"),
             "heldout_spearman": mean.get("dass", {}).get("spearman"),
             "heldout_spearman_ceiling": mean.get("ceiling", {}).get("spearman")}
@@ -362,7 +364,13 @@ def train_cmd(
     teachers: Path = typer.Option(None, "--teachers", help="The database's teacher folder (default: beside it, "
                                                            "or metadb/teachers of a source checkout)."),
     out: Path = typer.Option(Path("predictor.safetensors"), "--out", help="Where to write the predictor."),
-    members: int = typer.Option(3, "--members", help="Ensemble members (seeds seed..seed+members-1)."),
+    model: str = typer.Option("hybrid", "--model", help="'hybrid' (the shipped v2: size and shape features whose "
+                                                        "weights follow the task's probe profile; closed form, one "
+                                                        "member) or 'dass' (the Meta-SGD network ensemble)."),
+    alpha: float = typer.Option(None, "--alpha", help="hybrid: ridge penalty (default: the shipped 100)."),
+    probe: bool = typer.Option(True, "--probe/--no-probe", help="hybrid: let the task's probe profile modulate the "
+                                                                "feature weights (--no-probe: an ablation)."),
+    members: int = typer.Option(3, "--members", help="dass: ensemble members (seeds seed..seed+members-1)."),
     steps: int = typer.Option(None, "--steps", help="Meta-training steps per member (default: the shipped "
                                                     "recipe's)."),
     seed: int = typer.Option(0, "--seed", help="Seed of the first member."),
@@ -374,14 +382,14 @@ def train_cmd(
                                                        "shipped recipe uses arch,teacher (see BENCHMARKS.md)."),
     json_out: bool = typer.Option(False, "--json", help="Print the held-out report as JSON."),
 ) -> None:
-    """Meta-train the DaSS predictor on the database's meta-training tasks; report on its held-out tasks."""
+    """Meta-train the predictor on the database's meta-training tasks; report on its held-out tasks."""
     from dataclasses import replace
 
     from dass_edge.metadb.task_data import resolve_task_data
     from dass_edge.predictor.coverage import training_coverage
     from dass_edge.predictor.evaluation import evaluate_heldout
     from dass_edge.predictor.meta_tasks import load_meta_tasks
-    from dass_edge.predictor.pipeline import predictor_metadata, train_ensemble
+    from dass_edge.predictor.pipeline import HYBRID_DEFAULTS, fit_hybrid, predictor_metadata, train_ensemble
     from dass_edge.predictor.store import save_predictor
     from dass_edge.predictor.training import TrainConfig, fit_calibration
 
@@ -399,6 +407,11 @@ def train_cmd(
         raise DassEdgeError(f"--steps must be >= 1, got {cfg.steps}")
     if members < 1:  # checked again by train_ensemble, but only after the database is embedded
         raise DassEdgeError(f"--members must be >= 1, got {members}")
+    if model not in ("hybrid", "dass"):
+        raise DassEdgeError(f"--model must be 'hybrid' or 'dass' (got {model!r})")
+    if alpha is not None and not (alpha > 0 and math.isfinite(alpha)):
+        raise DassEdgeError(f"--alpha must be a positive number, got {alpha}")
+    hybrid = {**HYBRID_DEFAULTS, "probe": probe, **({"alpha": alpha} if alpha is not None else {})}
     combined, teachers_dir = _dbs_and_teachers(db, teachers)
     rows = combined.rows
     task_data = resolve_task_data(rows)
@@ -414,13 +427,14 @@ def train_cmd(
             elif event == "step":
                 progress.update(task_id, completed=info["step"], status=f"loss {info['loss']:.4f}")
 
-        models = train_ensemble(tasks, cfg, members, on)
+        models = fit_hybrid(tasks, **hybrid) if model == "hybrid" else train_ensemble(tasks, cfg, members, on)
         calibration = fit_calibration(models, [t for t in tasks if not t.heldout])
         seconds = time.time() - t0
         progress.update(task_id, description="held-out evaluation", total=None, status="")
         report = evaluate_heldout(models, tasks, rows, teachers_dir, calibration=calibration,
                                   progress=lambda msg: progress.update(task_id, status=msg))
-    meta = predictor_metadata(combined.paths[0], rows, tasks, cfg, seconds, report, calibration)
+    meta = predictor_metadata(combined.paths[0], rows, tasks, {"model": "hybrid", **hybrid} if model == "hybrid"
+                              else cfg, seconds, report, calibration)
     meta["db"].update(combined.provenance())
     meta["coverage"], meta["task_data"] = training_coverage(rows), task_data
     save_predictor(out, models, meta)
@@ -428,7 +442,7 @@ def train_cmd(
         print_json({**report, "out": str(out)})
         return
     console.print(_eval_table(report))
-    console.print(f"wrote {out} ({members} members, {seconds:.0f} s)")
+    console.print(f"wrote {out} ({model}, {len(models)} member{'s' if len(models) > 1 else ''}, {seconds:.0f} s)")
 
 
 @app.command("eval")
@@ -466,6 +480,9 @@ def eval_cmd(
         raise DassEdgeError(f"unknown baseline {', '.join(unknown)}; known baselines: {', '.join(list_baselines())}")
     tables = [LatencyTable.load(p) for p in table or []]
     models, meta = load_predictor(predictor)
+    if k_shot and meta["model"].get("kind") == "hybrid":
+        raise DassEdgeError("--k-shot needs a DaSS network predictor (meta train --model dass); the hybrid "
+                            "predictor does not adapt to support students")
     combined, teachers_dir = _dbs_and_teachers(db, teachers)
     rows = combined.rows
     trained_on = set(meta.get("db", {}).get("train_tasks", []))

@@ -41,7 +41,7 @@ from dass_edge.predictor.baselines import create_baseline, list_baselines, seed_
 from dass_edge.predictor.meta_tasks import MetaTask
 from dass_edge.predictor.metrics import rank_metrics
 from dass_edge.predictor.model import DaSSPredictor
-from dass_edge.predictor.training import adapted_predictions, calibrated, predict_task
+from dass_edge.predictor.training import adapted_predictions, calibrated, is_hybrid, predict_task
 
 if TYPE_CHECKING:
     from dass_edge.latency.table import LatencyTable
@@ -239,8 +239,10 @@ def evaluate_heldout(models: Sequence[DaSSPredictor], tasks: Sequence[MetaTask],
         say(f"scoring {task.name}")
         labels = task.labels.numpy().astype(float)
         raw, raw_teacher = adapted_predictions(list(models), task)  # = ensemble_predict(models, task)
-        preds = {"dass": raw.numpy(), "dass_no_adapt": ensemble_predict(models, task, adapt_steps=0)}
-        if k_shot > 0:
+        preds = {"dass": raw.numpy()}
+        if not is_hybrid(models[0]):  # a hybrid neither adapts nor takes support students
+            preds["dass_no_adapt"] = ensemble_predict(models, task, adapt_steps=0)
+        if k_shot > 0 and not is_hybrid(models[0]):
             preds[f"dass_{k_shot}shot"] = ensemble_predict(models, task, k_shot=k_shot)
         context = task_context(task.name, rows, teachers_dir) if any(
             b.needs_context for b in fitted.values()) else None

@@ -6,6 +6,12 @@ inputs. The hybrid starts from the ridge fit on those features (closed form, lab
 task) and adds a small MLP on ``[arch code, features]`` trained on what the linear part leaves over,
 with strong weight decay, so at worst it stays close to the linear part.
 
+With ``probe=True`` the linear part also gets every feature multiplied by the task's probe ratios
+(:func:`dass_edge.predictor.task_probe.probe_ratios`, centered on the meta-training tasks' mean): the
+weight of, say, log params becomes a linear function of how early the teacher solves the task, which
+is what flips the within-band order between glyph and texture tasks. This is the shipped predictor v2
+("dass-hybrid"), chosen over the neural DaSS network by cross-validation (BENCHMARKS.md).
+
 Extra per-student features (e.g. log synflow of the remapped student over the teacher's) are passed in
 by the caller as ``(N, k)`` arrays, so this module does no network evaluation itself.
 """
@@ -21,8 +27,11 @@ from torch import nn
 from dass_edge.errors import DassEdgeError
 from dass_edge.predictor.meta_tasks import MetaTask
 from dass_edge.predictor.strong_baselines import ridge_features
+from dass_edge.predictor.task_probe import probe_ratios
 
 __all__ = ["HybridPredictor", "standardized"]
+
+_SIZE_COLUMNS = 2  # ridge_features starts with log(FLOPs / teacher's) and its square
 
 
 def standardized(y: np.ndarray) -> np.ndarray:
@@ -38,22 +47,45 @@ class HybridPredictor:
         alpha: ridge penalty on the standardized features' weights.
         residual_steps: full-batch Adam steps of the residual MLP (0: linear part only).
         hidden, lr, weight_decay, seed: the residual MLP's settings.
+        probe: also fit the features times the task's probe ratios (every task needs ``probe_profile``).
+        probe_size: let the ratios modulate the size terms (log FLOPs and its square) too; off, they modulate
+            only the shape terms (params at equal FLOPs, depths, widths), and the size trend is shared by all
+            tasks: inside a band FLOPs hardly vary, and a task whose ratios lie outside the meta-training
+            range cannot reverse the size trend.
+        probe_clip: clip a task's ratios to the meta-training tasks' range (never extrapolate the profile).
     """
 
     def __init__(self, alpha: float = 1.0, residual_steps: int = 300, hidden: int = 32, lr: float = 3e-3,
-                 weight_decay: float = 1e-2, seed: int = 0) -> None:
+                 weight_decay: float = 1e-2, seed: int = 0, probe: bool = False, probe_size: bool = False,
+                 probe_clip: bool = True) -> None:
         self.alpha, self.residual_steps, self.hidden = alpha, residual_steps, hidden
-        self.lr, self.weight_decay, self.seed = lr, weight_decay, seed
+        self.lr, self.weight_decay, self.seed, self.probe = lr, weight_decay, seed, probe
+        self.probe_size, self.probe_clip = probe_size, probe_clip
+        self.probe_range: np.ndarray | None = None  # (2, 3): the meta-training tasks' min and max ratios
         self.mean: np.ndarray | None = None
         self.scale: np.ndarray | None = None
         self.coef: np.ndarray | None = None
+        self.probe_center: np.ndarray | None = None
         self.net: nn.Module | None = None
+
+    def _ratios(self, task: MetaTask) -> np.ndarray:
+        if task.probe_profile is None:
+            raise DassEdgeError(f"task {task.name} has no probe profile; the probe predictor needs the teacher's "
+                                "per-stage probe accuracies (load_meta_tasks computes them)")
+        return probe_ratios(task.probe_profile)
 
     def _features(self, task: MetaTask, extra: np.ndarray | None) -> np.ndarray:
         x = ridge_features(task)
         if extra is not None:
             extra = np.asarray(extra, dtype=float).reshape(len(task), -1)
             x = np.column_stack([x, extra])
+        if self.probe:
+            r = self._ratios(task)
+            if self.probe_clip and self.probe_range is not None:
+                r = np.clip(r, self.probe_range[0], self.probe_range[1])
+            r = r - self.probe_center
+            mod = x if self.probe_size else x[:, _SIZE_COLUMNS:]
+            x = np.column_stack([x] + [mod * v for v in r])
         return x
 
     def fit(self, tasks: Sequence[MetaTask], extra: Mapping[str, np.ndarray] | None = None) -> HybridPredictor:
@@ -61,6 +93,9 @@ class HybridPredictor:
         tasks = [t for t in tasks if len(t) >= 2]
         if not tasks:
             raise DassEdgeError("the hybrid predictor needs a meta-training task with 2 or more students")
+        if self.probe:
+            ratios = np.array([self._ratios(t) for t in tasks])
+            self.probe_center, self.probe_range = ratios.mean(0), np.stack([ratios.min(0), ratios.max(0)])
         x = np.concatenate([self._features(t, (extra or {}).get(t.name)) for t in tasks])
         y = np.concatenate([standardized(t.labels.numpy().astype(float)) for t in tasks])
         self.mean, self.scale = x.mean(0), np.where(x.std(0) > 1e-9, x.std(0), 1.0)
@@ -81,6 +116,37 @@ class HybridPredictor:
                 opt.step()
             self.net = net.eval()
         return self
+
+    def to_state(self) -> tuple[dict[str, torch.Tensor], dict]:
+        """Tensors and settings that :meth:`from_state` rebuilds the fitted model from (for safetensors)."""
+        if self.coef is None or self.mean is None or self.scale is None:
+            raise DassEdgeError("the hybrid predictor is not fitted; call fit(tasks) first")
+        tensors = {"mean": self.mean, "scale": self.scale, "coef": self.coef}
+        if self.probe_center is not None and self.probe_range is not None:
+            tensors["probe_center"], tensors["probe_range"] = self.probe_center, self.probe_range
+        out = {k: torch.as_tensor(v, dtype=torch.float64) for k, v in tensors.items()}
+        if self.net is not None:
+            out |= {f"net.{k}": v.detach().clone() for k, v in self.net.state_dict().items()}
+        config = {"kind": "hybrid", "alpha": self.alpha, "residual_steps": self.residual_steps, "hidden": self.hidden,
+                  "lr": self.lr, "weight_decay": self.weight_decay, "seed": self.seed, "probe": self.probe,
+                  "probe_size": self.probe_size, "probe_clip": self.probe_clip, "residual": self.net is not None}
+        return out, config
+
+    @classmethod
+    def from_state(cls, tensors: Mapping[str, torch.Tensor], config: Mapping) -> HybridPredictor:
+        """The fitted model :meth:`to_state` described."""
+        model = cls(**{k: config[k] for k in ("alpha", "residual_steps", "hidden", "lr", "weight_decay", "seed",
+                                              "probe", "probe_size", "probe_clip")})
+        model.mean, model.scale, model.coef = (tensors[k].double().numpy() for k in ("mean", "scale", "coef"))
+        if "probe_center" in tensors:
+            model.probe_center = tensors["probe_center"].double().numpy()
+            model.probe_range = tensors["probe_range"].double().numpy()
+        if config.get("residual"):
+            net = nn.Sequential(nn.Linear(tensors["net.0.weight"].shape[1], model.hidden), nn.Tanh(),
+                                nn.Linear(model.hidden, 1))
+            net.load_state_dict({k[4:]: v for k, v in tensors.items() if k.startswith("net.")})
+            model.net = net.eval()
+        return model
 
     def score(self, task: MetaTask, extra: np.ndarray | None = None) -> np.ndarray:
         """One score per student of ``task`` (higher = predicted more accurate)."""

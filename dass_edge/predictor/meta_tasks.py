@@ -21,10 +21,11 @@ from dass_edge.models.checkpoint import load_checkpoint
 from dass_edge.models.remap import remap
 from dass_edge.predictor.embeddings import embed, probe_batch
 from dass_edge.predictor.encoding import student_features
+from dass_edge.predictor.task_probe import stage_probe_accuracies
 from dass_edge.space import Arch, SearchSpace, spec_flops, spec_params
 from dass_edge.spec import ModelSpec
 
-__all__ = ["MetaTask", "load_meta_tasks"]
+__all__ = ["MetaTask", "load_meta_tasks", "teacher_task", "unlabelled_task"]
 
 
 @dataclass
@@ -44,6 +45,8 @@ class MetaTask:
     params: list[int] = field(default_factory=list)
     flops: list[int] = field(default_factory=list)
     spec: ModelSpec | None = None  # the teacher's, for costs that need it (latency from a table)
+    # The teacher's per-stage linear-probe accuracies on this data (task_probe.stage_probe_accuracies)
+    probe_profile: tuple[float, ...] | None = None
 
     def __len__(self) -> int:
         return len(self.archs)
@@ -56,6 +59,31 @@ class MetaTask:
     def teacher_shaped(self) -> torch.Tensor:
         """``(N,)`` bool: the students with the teacher's own shape (excluded from budgeted regret)."""
         return (self.codes == self.teacher_code[None]).all(dim=1)
+
+
+def unlabelled_task(name: str, archs: list[Arch], spec: ModelSpec,
+                    probe_profile: tuple[float, ...] | None = None) -> MetaTask:
+    """Students of the teacher ``spec`` without labels or embeddings: codes, sizes, spec and the task's probe
+    profile, what the size-and-shape predictors and baselines read (search candidates, the teacher itself)."""
+    import math
+
+    space = SearchSpace(spec, fixed_last_stage=False)
+    specs = [space.to_spec(a) for a in archs]
+    n = len(archs)
+    return MetaTask(name=name, heldout=True, teacher_acc=math.nan, teacher_embedding=torch.zeros(0),
+                    teacher_code=torch.tensor(student_features(space.teacher_arch(), spec)), archs=list(archs),
+                    student_embeddings=torch.zeros(n, 0),
+                    codes=torch.tensor([student_features(a, spec) for a in archs]).reshape(n, -1),
+                    labels=torch.full((n,), math.nan), params=[spec_params(s) for s in specs],
+                    flops=[spec_flops(s) for s in specs], spec=spec, probe_profile=probe_profile)
+
+
+def teacher_task(task: MetaTask) -> MetaTask:
+    """``task``'s teacher as its only (unlabelled) student: the anchor of a predictor's calibration."""
+    if task.spec is None:
+        raise DassEdgeError(f"task {task.name} carries no teacher spec; build it with load_meta_tasks()")
+    arch = SearchSpace(task.spec, fixed_last_stage=False).teacher_arch()
+    return unlabelled_task(task.name, [arch], task.spec, task.probe_profile)
 
 
 def load_meta_tasks(rows: list[dict], teachers_dir: str | Path, probe_seed: int = 0,
@@ -110,5 +138,5 @@ def _build(name: str, rows: list[dict], teachers_dir: Path, probe_seed: int, ver
         archs=archs, student_embeddings=students,
         codes=torch.tensor([student_features(a, spec) for a in archs]), labels=labels, seed_labels=seed_labels,
         params=[spec_params(space.to_spec(a)) for a in archs], flops=[spec_flops(space.to_spec(a)) for a in archs],
-        spec=spec,
+        spec=spec, probe_profile=stage_probe_accuracies(teacher, data),
     )

@@ -19,7 +19,11 @@ from dass_edge.predictor.meta_tasks import MetaTask, load_meta_tasks
 from dass_edge.predictor.model import DaSSPredictor
 from dass_edge.predictor.training import TrainConfig, meta_train
 
-__all__ = ["default_db_path", "resolve_teachers_dir", "load_db", "train_ensemble", "predictor_metadata"]
+__all__ = ["default_db_path", "resolve_teachers_dir", "load_db", "train_ensemble", "fit_hybrid", "predictor_metadata"]
+
+#: The shipped predictor v2's settings (``meta train --model hybrid``), chosen by 5-fold cross-validation over
+#: the meta-training tasks of v1 + v2 (BENCHMARKS.md, "cross-validation on the budgeted metrics").
+HYBRID_DEFAULTS = {"alpha": 100.0, "probe": True, "probe_size": True, "residual_steps": 0}
 
 #: ``progress(event, info)``: events ``loading``, ``member`` (index, total), ``step`` (step, steps, loss).
 ProgressFn = Callable[[str, dict], None]
@@ -81,7 +85,17 @@ def train_ensemble(tasks: list[MetaTask], cfg: TrainConfig, members: int,
     return models
 
 
-def predictor_metadata(db: Path, rows: list[dict], tasks: list[MetaTask], cfg: TrainConfig, seconds: float,
+def fit_hybrid(tasks: list[MetaTask], **settings) -> list:
+    """One :class:`HybridPredictor` (closed form, so one member) fitted on the non-held-out tasks."""
+    from dass_edge.predictor.hybrid import HybridPredictor
+
+    train = [t for t in tasks if not t.heldout]
+    if len(train) < 2:
+        raise DassEdgeError(f"meta-training needs at least 2 non-held-out tasks; the database has {len(train)}")
+    return [HybridPredictor(**{**HYBRID_DEFAULTS, **settings}).fit(train)]
+
+
+def predictor_metadata(db: Path, rows: list[dict], tasks: list[MetaTask], cfg: TrainConfig | dict, seconds: float,
                        heldout: dict | None, calibration: dict | None = None) -> dict:
     """Provenance stored with a predictor: what it learned from, how, and how it did on held-out tasks."""
     keys = sorted("|".join(map(str, (r["task"], r["arch_key"], r["seed"]))) for r in rows)
@@ -89,7 +103,7 @@ def predictor_metadata(db: Path, rows: list[dict], tasks: list[MetaTask], cfg: T
         "dass_edge_version": __version__,
         "trained_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "train_seconds": round(seconds, 1),
-        "train": cfg.to_dict(),
+        "train": cfg.to_dict() if isinstance(cfg, TrainConfig) else dict(cfg),
         "db": {"file": db.name, "sha256": file_sha256(db), "rows": len(rows),
                "rows_digest": hashlib.sha256("\n".join(keys).encode()).hexdigest()[:16],
                "train_tasks": [t.name for t in tasks if not t.heldout],

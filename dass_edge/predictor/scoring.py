@@ -27,7 +27,7 @@ from dass_edge.predictor.store import load_predictor
 from dass_edge.predictor.training import calibrated
 from dass_edge.space import Arch
 
-__all__ = ["StudentScorer", "bounded_percent", "load_scorer", "teacher_accuracy"]
+__all__ = ["HybridScorer", "StudentScorer", "bounded_percent", "load_scorer", "teacher_accuracy"]
 
 
 def teacher_accuracy(teacher: ResNet, meta: dict, data: TaskData) -> float:
@@ -93,6 +93,48 @@ class StudentScorer:
         return bounded_percent(100.0 * acc.numpy().astype(np.float64))
 
 
+class HybridScorer:
+    """``scorer(archs) -> predicted top-1 accuracy after KD (percent)`` from hybrid members.
+
+    Built once per search: the teacher's probe profile on this data (one forward pass of ~1,600 images and
+    four ridge probes, :mod:`task_probe`), and the teacher's own score, the calibration's anchor. After
+    that a batch of candidates costs their size and shape features and a dot product.
+    """
+
+    def __init__(self, models: list, meta: dict, teacher: ResNet, teacher_acc: float, data: TaskData) -> None:
+        from dass_edge.predictor.meta_tasks import unlabelled_task
+        from dass_edge.predictor.task_probe import stage_probe_accuracies
+
+        self.models, self.teacher_spec, self.teacher_acc = models, teacher.spec, teacher_acc
+        self.name = data.name
+        self.profile = stage_probe_accuracies(teacher, data)
+        self._task = lambda archs: unlabelled_task(self.name, list(archs), self.teacher_spec, self.profile)
+        self._raw_teacher = float(np.mean([m.score(self._task([teacher_arch(teacher)]))[0] for m in models]))
+        self.calibration = meta.get("calibration")
+        self.needs_student = False
+        self.info = {
+            "path": meta.get("path"), "sha256": file_sha256(meta["path"]) if meta.get("path") else None,
+            "format": meta.get("format"), "kind": "hybrid", "members": len(models), "db": meta.get("db"),
+            "heldout_metrics": meta.get("heldout", {}).get("mean", {}).get("dass"),
+            "trained_at": meta.get("trained_at"), "teacher_val_acc": round(teacher_acc, 3), "adapt_steps": 0,
+            "inputs": ["shape", "probe"] if models[0].probe else ["shape"],
+            "probe_profile": [round(a, 4) for a in self.profile], "calibration": self.calibration,
+        }
+        self.seconds = 0.0
+        self.scored = 0
+
+    def __call__(self, archs: Sequence[Arch]) -> np.ndarray:
+        if not archs:
+            return np.zeros(0)
+        t0 = time.perf_counter()
+        task = self._task(archs)
+        raw = torch.as_tensor(np.mean([m.score(task) for m in self.models], axis=0), dtype=torch.float64)
+        self.seconds += time.perf_counter() - t0
+        self.scored += len(archs)
+        acc = calibrated(raw, self._raw_teacher, self.teacher_acc / 100.0, self.calibration)
+        return bounded_percent(100.0 * acc.numpy().astype(np.float64))
+
+
 def bounded_percent(x: np.ndarray) -> np.ndarray:
     """Keep predictions inside (0, 100) without changing their order.
 
@@ -114,7 +156,8 @@ def teacher_arch(teacher: ResNet) -> Arch:
 
 
 def load_scorer(teacher: ResNet, data: TaskData, predictor: str | Path | None = None,
-                teacher_meta: dict | None = None, progress: Callable[[str], None] | None = None) -> StudentScorer:
+                teacher_meta: dict | None = None, progress: Callable[[str], None] | None = None
+                ) -> StudentScorer | HybridScorer:
     """A scorer for ``teacher``'s students on ``data``, using the shipped predictor unless one is given.
 
     Raises:
@@ -129,5 +172,7 @@ def load_scorer(teacher: ResNet, data: TaskData, predictor: str | Path | None = 
     if progress:
         progress("adapting the predictor to this teacher")
     acc = teacher_accuracy(teacher, teacher_meta or {}, data)
+    if meta["model"].get("kind") == "hybrid":
+        return HybridScorer(models, meta, teacher.eval(), acc, data)
     probe = probe_batch(data.train, teacher.spec.mean, teacher.spec.std)
     return StudentScorer(models, meta, teacher.eval(), acc, StudentEmbedder(teacher, probe))

@@ -8,13 +8,11 @@ a standardized accuracy), not an accuracy in percent: only its order drives the 
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from dass_edge.data.task import TaskData
 from dass_edge.errors import DassEdgeError
@@ -26,25 +24,15 @@ from dass_edge.predictor.baselines import (
     is_baseline,
     list_baselines,
 )
-from dass_edge.predictor.encoding import student_features
-from dass_edge.predictor.meta_tasks import MetaTask
-from dass_edge.space import Arch, SearchSpace, spec_flops, spec_params
+from dass_edge.predictor.meta_tasks import MetaTask, unlabelled_task
+from dass_edge.space import Arch
 
 __all__ = ["BaselineScorer", "candidate_task", "check_predictor", "load_search_scorer"]
 
 
 def candidate_task(name: str, archs: Sequence[Arch], teacher: ResNet) -> MetaTask:
     """Unlabelled students of ``teacher`` as a :class:`MetaTask` (codes, sizes, spec; no embeddings)."""
-    spec = teacher.spec
-    space = SearchSpace(spec, fixed_last_stage=False)
-    specs = [space.to_spec(a) for a in archs]
-    n = len(archs)
-    return MetaTask(name=name, heldout=True, teacher_acc=math.nan, teacher_embedding=torch.zeros(0),
-                    teacher_code=torch.tensor(student_features(space.teacher_arch(), spec)), archs=list(archs),
-                    student_embeddings=torch.zeros(n, 0),
-                    codes=torch.tensor([student_features(a, spec) for a in archs]).reshape(n, -1),
-                    labels=torch.full((n,), math.nan), params=[spec_params(s) for s in specs],
-                    flops=[spec_flops(s) for s in specs], spec=spec)
+    return unlabelled_task(name, list(archs), teacher.spec)
 
 
 class BaselineScorer:

@@ -1,4 +1,5 @@
-"""Saving and loading trained predictors: one safetensors file holding an ensemble of DaSS networks.
+"""Saving and loading trained predictors: one safetensors file holding an ensemble of DaSS networks, or of
+:class:`~dass_edge.predictor.hybrid.HybridPredictor` members (``model.kind == "hybrid"`` in the metadata).
 
 The metadata says what the predictor is (constructor settings, training config, how it adapts),
 what it learned from (database checksum, rows, tasks, held-out tasks) and how well it did on the
@@ -29,18 +30,25 @@ def default_predictor_path() -> Path:
     return asset_path("predictor.safetensors")
 
 
-def save_predictor(path: str | Path, models: list[DaSSPredictor], meta: dict) -> Path:
-    """Write an ensemble (members share one constructor config) and its metadata, atomically."""
+def _member_state(model) -> tuple[dict[str, torch.Tensor], dict]:
+    if isinstance(model, DaSSPredictor):
+        return model.state_dict(), {"kind": "dass", **{k: model.config[k] for k in _CTOR_KEYS}}
+    return model.to_state()
+
+
+def save_predictor(path: str | Path, models: list, meta: dict) -> Path:
+    """Write an ensemble (members of one kind sharing one config) and its metadata, atomically."""
     from safetensors.torch import save_file
 
     if not models:
         raise ValueError("nothing to save")
-    tensors = {f"m{i}.{k}": v.detach().contiguous().clone() for i, m in enumerate(models)
-               for k, v in m.state_dict().items()}
+    states = [_member_state(m) for m in models]
+    tensors = {f"m{i}.{k}": v.detach().contiguous().clone() for i, (state, _) in enumerate(states)
+               for k, v in state.items()}
     bad = sum(int((~torch.isfinite(v)).sum()) for v in tensors.values() if v.is_floating_point())
     if bad:
         raise DassEdgeError(f"refusing to write {path}: {bad} predictor weights are NaN or infinite (it diverged)")
-    ctor = {k: models[0].config[k] for k in _CTOR_KEYS}
+    ctor = states[0][1]
     full = {**meta, "format": PREDICTOR_FORMAT, "members": len(models), "model": ctor}
     check_finite_record(full, f"{path} metadata")
     text = json.dumps(full, allow_nan=False)
@@ -68,17 +76,28 @@ def read_predictor_meta(path: str | Path) -> dict:
     return meta
 
 
-def load_predictor(path: str | Path | None = None) -> tuple[list[DaSSPredictor], dict]:
-    """The ensemble (eval mode) and its metadata; ``None`` loads the shipped predictor."""
+def load_predictor(path: str | Path | None = None) -> tuple[list, dict]:
+    """The ensemble (DaSS networks in eval mode, or hybrid members) and its metadata; ``None`` loads the
+    shipped predictor."""
     from safetensors.torch import load_file
+
+    from dass_edge.predictor.hybrid import HybridPredictor
 
     path = Path(path) if path is not None else default_predictor_path()
     meta = read_predictor_meta(path)
     state = load_file(str(path))
     ctor = dict(meta["model"])
-    models = []
+    models: list = []
     for i in range(int(meta["members"])):
         prefix = f"m{i}."
+        if ctor.get("kind") == "hybrid":
+            member = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
+            try:
+                models.append(HybridPredictor.from_state(member, ctor))
+            except (KeyError, RuntimeError, TypeError) as e:
+                raise DassEdgeError(f"predictor {path} is damaged: member {i} does not match its config "
+                                    f"({type(e).__name__})") from None
+            continue
         model = DaSSPredictor(ctor["embed_channels"], ctor["arch_dim"], hidden=ctor["hidden"], use=ctor["use"],
                               init_alpha=ctor["init_alpha"])
         member = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}

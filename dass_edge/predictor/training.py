@@ -15,13 +15,14 @@ import random
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 
+import numpy as np
 import torch
 
-from dass_edge.predictor.meta_tasks import MetaTask
+from dass_edge.predictor.meta_tasks import MetaTask, teacher_task
 from dass_edge.predictor.model import DaSSPredictor, adapt, predict, target_offset, trained_adapt_steps
 
 __all__ = ["TrainConfig", "meta_train", "predict_task", "task_support", "pairwise_rank_loss", "fit_calibration",
-           "calibrated", "adapted_predictions"]
+           "calibrated", "adapted_predictions", "is_hybrid"]
 
 ProgressFn = Callable[[int, int, float], None]
 
@@ -146,13 +147,23 @@ def _adapted(model: DaSSPredictor, task: MetaTask, adapt_steps: int | None = Non
         model.base_params()
 
 
+def is_hybrid(model: object) -> bool:
+    """Whether ``model`` is a :class:`HybridPredictor` member (closed form, no adaptation) or a DaSS network."""
+    from dass_edge.predictor.hybrid import HybridPredictor
+
+    return isinstance(model, HybridPredictor)
+
+
 def predict_task(model: DaSSPredictor, task: MetaTask, adapt_steps: int | None = None, k_shot: int = 0,
                  k_seed: int = 0) -> torch.Tensor:
     """Predicted accuracies (fractions) of ``task``'s students, after teacher-guided adaptation.
 
     ``adapt_steps`` None uses the model's trained setting (``model.config['inner_steps']`` when adaptation
-    was on, else 0).
+    was on, else 0). A hybrid member's raw scores (standardized accuracy; it neither adapts nor takes
+    support students) are returned as they are.
     """
+    if is_hybrid(model):
+        return torch.as_tensor(model.score(task), dtype=torch.float64)
     params = _adapted(model, task, adapt_steps, k_shot, k_seed)
     with torch.no_grad():
         raw = predict(model, params, task.student_embeddings, task.codes, _teacher_maps(task, len(task))).detach()
@@ -164,6 +175,10 @@ def adapted_predictions(models: list[DaSSPredictor], task: MetaTask) -> tuple[to
     arch, the anchor of :func:`calibrated`."""
     students, teacher = [], []
     t_map = task.teacher_embedding[None]
+    if models and is_hybrid(models[0]):
+        anchor = teacher_task(task)
+        scores = torch.stack([torch.as_tensor(m.score(task), dtype=torch.float64) for m in models]).mean(0)
+        return scores, float(np.mean([m.score(anchor)[0] for m in models]))
     for m in models:
         params = _adapted(m, task)
         off = target_offset(m, task.teacher_acc)

@@ -1,0 +1,99 @@
+"""The task probe profile and the probe-modulated hybrid predictor (predictor v2)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from dass_edge.data import load_task
+from dass_edge.errors import DassEdgeError
+from dass_edge.models import model_spec
+from dass_edge.models.checkpoint import load_checkpoint
+from dass_edge.predictor.hybrid import HybridPredictor
+from dass_edge.predictor.meta_tasks import MetaTask, teacher_task, unlabelled_task
+from dass_edge.predictor.metrics import rank_metrics
+from dass_edge.predictor.task_probe import probe_ratios, stage_probe_accuracies
+from dass_edge.resources import asset_path
+from dass_edge.space import SearchSpace, spec_flops, spec_params
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+SPEC = model_spec("resnet_edge_s", num_classes=10, resolution=16)
+SPACE = SearchSpace(SPEC, fixed_last_stage=False)
+
+
+def _task(name: str, seed: int, early: float, n: int = 60) -> MetaTask:
+    """Students whose order inside equal-size groups depends on the task: with ``early`` (the stage-2 over
+    stage-4 probe ratio) high, a wide first stage wins; with it low, parameters win (the glyph/texture flip)."""
+    archs = SPACE.sample_many(n, seed=seed)
+    specs = [SPACE.to_spec(a) for a in archs]
+    flops = np.array([spec_flops(s) for s in specs], float)
+    params = np.array([spec_params(s) for s in specs], float)
+    w1 = np.array([np.mean(a.widths[0]) / SPEC.widths[0] for a in archs])
+    sign = 1.0 if early > 0.7 else -1.0
+    labels = 0.03 * np.log(flops) + 0.02 * sign * (w1 - w1.mean()) / w1.std() \
+        - 0.02 * sign * (np.log(params) - np.log(params).mean()) / np.log(params).std()
+    task = unlabelled_task(name, archs, SPEC, probe_profile=(0.2, early * 0.9, 0.85, 0.9))
+    task.labels = torch.tensor(labels)
+    return task
+
+
+def test_probe_ratios_divide_by_the_last_stage_and_guard_a_chance_teacher():
+    assert np.allclose(probe_ratios((0.2, 0.45, 0.8, 0.9)), [0.2 / 0.9, 0.5, 0.8 / 0.9])
+    assert np.all(np.isfinite(probe_ratios((0.0, 0.0, 0.0, 0.0))))
+    assert np.all(probe_ratios((0.5, 0.5, 0.5, 0.0)) <= 1.5)
+
+
+def test_stage_probe_accuracies_are_deterministic_and_rise_through_a_trained_teacher():
+    teacher, meta = load_checkpoint(asset_path("demo_teacher.safetensors"))
+    data = load_task(meta["task"], resolution=teacher.spec.resolution)
+    a = stage_probe_accuracies(teacher, data, train_images=300, val_images=200)
+    assert a == stage_probe_accuracies(teacher, data, train_images=300, val_images=200)
+    assert len(a) == 4 and all(0.0 <= v <= 1.0 for v in a)
+    # The demo teacher reads its glyphs in the last stages: the first stage's probe is near chance, the
+    # last one's far above it (measured 0.13 / 0.39 / 0.94 / 1.00 with the default sizes).
+    assert a[3] > 0.8 and a[0] < 0.5 and a[3] > a[0] + 0.3
+
+
+def test_the_probe_lets_one_model_rank_two_kinds_of_task_the_size_features_cannot():
+    train = [_task(f"t{i}", i, early) for i, early in enumerate((0.5, 0.55, 0.6, 0.85, 0.9, 0.95))]
+    tests = [_task("late", 50, 0.52), _task("early", 51, 0.92)]
+    plain = HybridPredictor(residual_steps=0, alpha=1.0).fit(train)
+    probed = HybridPredictor(residual_steps=0, alpha=1.0, probe=True).fit(train)
+    for t in tests:
+        truth = t.labels.numpy()
+        rho_plain = rank_metrics(plain.score(t), truth)["spearman"]
+        rho_probed = rank_metrics(probed.score(t), truth)["spearman"]
+        assert rho_probed > 0.95 and rho_probed > rho_plain + 0.1, (t.name, rho_plain, rho_probed)
+
+
+def test_ratios_outside_the_training_range_are_clipped_not_extrapolated():
+    train = [_task(f"t{i}", i, early) for i, early in enumerate((0.5, 0.6, 0.85, 0.9))]
+    model = HybridPredictor(residual_steps=0, probe=True).fit(train)
+    edge, beyond = _task("edge", 7, 0.9), _task("beyond", 7, 0.9)
+    beyond.probe_profile = (0.2, 0.9 * 1.4, 0.85, 0.9)  # stage 2 above stage 4: outside every training task
+    edge.probe_profile = (0.2, 0.9 * float(model.probe_range[1][1]), 0.85, 0.9)
+    np.testing.assert_allclose(model.score(beyond), model.score(edge))
+    free = HybridPredictor(residual_steps=0, probe=True, probe_clip=False).fit(train)
+    assert not np.allclose(free.score(beyond), free.score(edge))
+
+
+def test_state_round_trip_gives_the_same_scores_and_a_missing_profile_is_a_clear_error():
+    train = [_task(f"t{i}", i, early) for i, early in enumerate((0.5, 0.6, 0.85, 0.9))]
+    test = _task("x", 9, 0.7)
+    for settings in ({"residual_steps": 0, "probe": True}, {"residual_steps": 50, "probe": True, "probe_size": True}):
+        model = HybridPredictor(**settings).fit(train)
+        tensors, config = model.to_state()
+        again = HybridPredictor.from_state(tensors, config)
+        np.testing.assert_allclose(again.score(test), model.score(test), rtol=1e-6, atol=1e-9)
+    test.probe_profile = None
+    with pytest.raises(DassEdgeError, match="probe profile"):
+        model.score(test)
+
+
+def test_teacher_task_is_the_teacher_arch_alone_with_the_tasks_profile():
+    task = _task("t", 0, 0.6)
+    anchor = teacher_task(task)
+    assert len(anchor) == 1 and anchor.archs[0] == SPACE.teacher_arch()
+    assert anchor.flops == [spec_flops(SPEC)] and anchor.probe_profile == task.probe_profile
