@@ -97,3 +97,23 @@ def test_teacher_task_is_the_teacher_arch_alone_with_the_tasks_profile():
     anchor = teacher_task(task)
     assert len(anchor) == 1 and anchor.archs[0] == SPACE.teacher_arch()
     assert anchor.flops == [spec_flops(SPEC)] and anchor.probe_profile == task.probe_profile
+
+
+def test_k_shot_adaptation_follows_a_task_the_prior_gets_wrong_and_a_strong_prior_holds():
+    from dass_edge.predictor.training import predict_task
+
+    train = [_task(f"t{i}", i, early) for i, early in enumerate((0.5, 0.55, 0.6))]  # "late" tasks only
+    model = HybridPredictor(residual_steps=0, alpha=1.0, probe=True).fit(train)
+    odd = _task("odd", 40, 0.92)  # an "early" task: the order inside sizes is the other way round
+    support, rest = np.arange(30), np.arange(30, len(odd))
+    truth = odd.labels.numpy()[rest]
+    before = rank_metrics(model.score(odd)[rest], truth)["spearman"]
+    after = rank_metrics(model.adapted(odd, support).score(odd)[rest], truth)["spearman"]
+    assert before < -0.5 and after > 0.6, (before, after)  # measured -0.76 -> 0.76
+    held = model.adapted(odd, support, strength=1e9).score(odd)
+    np.testing.assert_allclose(held, model.score(odd), rtol=1e-5, atol=1e-6)
+    with pytest.raises(DassEdgeError, match="2 or more"):
+        model.adapted(odd, [3])
+    # predict_task draws the same K students for the same seed, and a different set for another seed
+    a, b = predict_task(model, odd, k_shot=10, k_seed=0), predict_task(model, odd, k_shot=10, k_seed=0)
+    assert torch.equal(a, b) and not torch.equal(a, predict_task(model, odd, k_shot=10, k_seed=1))

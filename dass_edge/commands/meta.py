@@ -480,9 +480,8 @@ def eval_cmd(
         raise DassEdgeError(f"unknown baseline {', '.join(unknown)}; known baselines: {', '.join(list_baselines())}")
     tables = [LatencyTable.load(p) for p in table or []]
     models, meta = load_predictor(predictor)
-    if k_shot and meta["model"].get("kind") == "hybrid":
-        raise DassEdgeError("--k-shot needs a DaSS network predictor (meta train --model dass); the hybrid "
-                            "predictor does not adapt to support students")
+    if k_shot == 1 and meta["model"].get("kind") == "hybrid":
+        raise DassEdgeError("--k-shot with the hybrid predictor needs 2 or more students (it fits their scale)")
     combined, teachers_dir = _dbs_and_teachers(db, teachers)
     rows = combined.rows
     trained_on = set(meta.get("db", {}).get("train_tasks", []))

@@ -242,7 +242,7 @@ def evaluate_heldout(models: Sequence[DaSSPredictor], tasks: Sequence[MetaTask],
         preds = {"dass": raw.numpy()}
         if not is_hybrid(models[0]):  # a hybrid neither adapts nor takes support students
             preds["dass_no_adapt"] = ensemble_predict(models, task, adapt_steps=0)
-        if k_shot > 0 and not is_hybrid(models[0]):
+        if k_shot > 0:
             preds[f"dass_{k_shot}shot"] = ensemble_predict(models, task, k_shot=k_shot)
         context = task_context(task.name, rows, teachers_dir) if any(
             b.needs_context for b in fitted.values()) else None

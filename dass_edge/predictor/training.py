@@ -159,10 +159,14 @@ def predict_task(model: DaSSPredictor, task: MetaTask, adapt_steps: int | None =
     """Predicted accuracies (fractions) of ``task``'s students, after teacher-guided adaptation.
 
     ``adapt_steps`` None uses the model's trained setting (``model.config['inner_steps']`` when adaptation
-    was on, else 0). A hybrid member's raw scores (standardized accuracy; it neither adapts nor takes
-    support students) are returned as they are.
+    was on, else 0). A hybrid member's raw scores (standardized accuracy) are returned as they are; it does
+    not adapt to the teacher, and with ``k_shot`` it adapts to K of the task's students
+    (:meth:`HybridPredictor.adapted`).
     """
     if is_hybrid(model):
+        if k_shot > 0:  # the same K students task_support would draw
+            idx = torch.randperm(len(task), generator=torch.Generator().manual_seed(k_seed))[:k_shot]
+            model = model.adapted(task, idx.tolist())
         return torch.as_tensor(model.score(task), dtype=torch.float64)
     params = _adapted(model, task, adapt_steps, k_shot, k_seed)
     with torch.no_grad():
