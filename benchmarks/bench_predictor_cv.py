@@ -62,6 +62,7 @@ QUICK_STEPS = 300
 SEED0 = 0  # first DaSS member's seed (--seed): reruns with other seeds measure the training-seed noise
 CACHE = Path(os.environ.get("DASS_EDGE_CV_CACHE", "/tmp/dass-edge-cv"))
 DB_TAG = ""  # checksum prefix of the database the tasks came from (set by load_cv_tasks)
+MULTI = False  # --db given: rows carry DB_TAG, since the task set changes as the v2 build adds rows
 
 
 # --- data -----------------------------------------------------------------------------------------------------
@@ -318,8 +319,8 @@ def cross_validate(tasks: list, name: str, opts: dict, folds: int, members: int,
                 fold_of[t.name] = f
     out = []
     for row, by_task in per.items():
-        rec = {"recipe": row, "options": opts, "folds": folds, "members": members, "quick": quick, "db": DB_TAG,
-               "tasks": len(train),
+        rec = {"recipe": row, "options": opts, "folds": folds, "members": members, "quick": quick,
+               "tasks": len(train), **({"db": DB_TAG} if MULTI else {}),
                **({"seed": SEED0} if SEED0 and _trains_dass(name, opts) else {}),
                "per_task": {k: {m: round(v, 4) for m, v in d.items()} for k, d in sorted(by_task.items())}}
         for m in ("band_spearman", "regret", "spearman"):
@@ -379,29 +380,41 @@ def _is_shipped(r: dict) -> bool:
 
 
 def _body(recs: list[dict]) -> str:
-    ref = next((r for r in recs if _is_shipped(r)), None)
-    head = ("| recipe | options | folds × members | band rho (fold sd) | budget regret, pts (fold sd) "
-            "| full rho (fold sd) | Δ band rho vs shipped (fold sd) | Δ regret vs shipped (fold sd) |")
-    lines = [head, "|---|---|---|---|---|---|---|---|"]
+    # The reference of a row is the shipped recipe's row on the same task set (database snapshot).
+    refs = {}
     for r in recs:
+        if _is_shipped(r):
+            refs.setdefault(r.get("db"), r)
+    snapshots = sorted({r.get("db") for r in recs}, key=lambda d: [x.get("db") for x in recs].index(d))
+    head = ("| recipe | options | tasks | folds × members | band rho (fold sd) | budget regret, pts (fold sd) "
+            "| full rho (fold sd) | Δ band rho vs DaSS network (fold sd) | Δ regret vs DaSS network (fold sd) |")
+    lines = [head, "|---|---|---|---|---|---|---|---|---|"]
+    for r in recs:
+        ref = refs.get(r.get("db"))
         q = (" quick" if r.get("quick") else "") + (f", seed {r['seed']}" if r.get("seed") else "")
         deltas = []
         for m, spec in (("band_spearman", "+.3f"), ("regret", "+.2f")):
             d = paired_delta(r, ref, m) if ref is not None and r is not ref else None
             deltas.append(f"{d[0]:{spec}} ({abs(d[1]):{spec[1:]}})" if d else "")
-        lines.append(f"| {r['recipe']} | `{json.dumps(r['options'])}` | {r['folds']} × {r['members']}{q} "
+        snap = f" (set {snapshots.index(r.get('db')) + 1})" if len(snapshots) > 1 else ""
+        lines.append(f"| {r['recipe']} | `{json.dumps(r['options'])}` | {r.get('tasks', 10)}{snap} "
+                     f"| {r['folds']} × {r['members']}{q} "
                      f"| {r['band_spearman']:.3f} ({r['band_spearman_fold_sd']:.3f}) "
                      f"| {r['regret']:.2f} ({r['regret_fold_sd']:.2f}) "
                      f"| {r['spearman']:.3f} ({r['spearman_fold_sd']:.3f}) | {deltas[0]} | {deltas[1]} |")
-    return ("Cross-validation over the 10 meta-training tasks only (k folds of tasks, task i of the name-sorted "
+    sets = (" Rows of different task sets (database snapshots, `set N` in the tasks column) are not comparable "
+            "with each other; each Δ pairs a row with the DaSS network row of its own set."
+            if len(snapshots) > 1 else "")
+    return ("Cross-validation over the meta-training tasks only (k folds of tasks, task i of the name-sorted "
             "list in fold i mod k; fit on the other folds, score the fold); the held-out tasks play no part. Means "
-            "over the 10 tasks; in brackets the standard deviation of the fold means. Band rho: Spearman inside "
+            "over the tasks; in brackets the standard deviation of the fold means. Band rho: Spearman inside "
             "FLOPs bands of 8 students; budget regret: best true accuracy under the 20/40/60/80% FLOPs budgets "
             "minus that of the recipe's pick (teacher-shaped student excluded). Δ: paired difference to the "
-            "shipped recipe (`dass` with no changes) on the same tasks, with the standard deviation of its fold "
-            "means. `dass` rows meta-train the DaSS predictor (600 steps, `quick`: 300) with the options' changes "
-            "to `TrainConfig`; each gives a second row with the adaptation switched off at test time.\n\n"
-            + "\n".join(lines) + "\n")
+            "DaSS network recipe (`dass` with no changes, the v1 shipped predictor) on the same tasks, with the "
+            "standard deviation of its fold means. `dass` rows meta-train the DaSS network (600 steps, `quick`: "
+            "300) with the options' changes to `TrainConfig`; each gives a second row with the adaptation switched "
+            "off at test time. `linear` rows are the hybrid predictor's linear part (`probe`: modulated by the "
+            "task's probe profile, the shipped v2 recipe)." + sets + "\n\n" + "\n".join(lines) + "\n")
 
 
 def _member_row(recs: list[dict], ens: dict, name: str) -> dict | None:
@@ -457,6 +470,51 @@ def _ensemble_body(recs: list[dict]) -> str:
             + "\n".join(lines) + "\n")
 
 
+def _subset(task, keep: np.ndarray):
+    """``task`` restricted to the students ``keep`` (labels, sizes and codes; what :func:`task_metrics` reads)."""
+    import copy
+
+    sub = copy.copy(task)
+    sub.archs, sub.labels, sub.codes = [task.archs[i] for i in keep], task.labels[keep], task.codes[keep]
+    sub.flops, sub.params = [task.flops[i] for i in keep], [task.params[i] for i in keep]
+    return sub
+
+
+def kshot_curve(tasks: list, ks=(5, 10, 20), strengths=(3.0, 10.0, 30.0), seeds: int = 3) -> list[dict]:
+    """K-shot adaptation of the shipped hybrid recipe, leave-one-task-out over the meta-training tasks: fitted
+    on the other tasks, adapted to K random students of the left-out one (``seeds`` draws), scored on its
+    *other* students, paired with the unadapted model on the same students. Chooses the prior strength."""
+    from dass_edge.predictor.hybrid import HybridPredictor
+    from dass_edge.predictor.pipeline import HYBRID_DEFAULTS
+
+    train = sorted((t for t in tasks if not t.heldout), key=lambda t: t.name)
+    acc: dict[tuple, list] = {}
+    for t in train:
+        model = HybridPredictor(**HYBRID_DEFAULTS).fit([u for u in train if u is not t])
+        for k in ks:
+            for seed in range(seeds):
+                idx = torch.randperm(len(t), generator=torch.Generator().manual_seed(seed))[:k].numpy()
+                keep = np.setdiff1d(np.arange(len(t)), idx)
+                sub = _subset(t, keep)
+                acc.setdefault((k, 0.0), []).append(task_metrics(model.score(t)[keep], sub))
+                for lam in strengths:
+                    acc.setdefault((k, lam), []).append(task_metrics(model.adapted(t, idx, lam).score(t)[keep], sub))
+    return [{"k": k, "strength": lam, "tasks": len(train), "seeds": seeds, "db": DB_TAG,
+             **{m: round(float(np.mean([x[m] for x in v])), 4) for m in ("band_spearman", "regret", "spearman")}}
+            for (k, lam), v in sorted(acc.items())]
+
+
+def _kshot_body(recs: list[dict]) -> str:
+    if not recs:
+        return ""
+    lines = ["", "### K-shot adaptation of the hybrid (leave-one-task-out; scored on the students not shown)", "",
+             "| K | prior strength | band rho | budget regret (pts) | full rho |", "|---|---|---|---|---|"]
+    for r in recs:
+        lines.append(f"| {r['k']} | {'none (K = 0 on the same students)' if r['strength'] == 0 else r['strength']} | "
+                     f"{r['band_spearman']:.3f} | {r['regret']:.2f} | {r['spearman']:.3f} |")
+    return "\n".join(lines) + "\n"
+
+
 def scorer_speed(keys: list[str], students: int = 400) -> None:
     """Students/s of search-path scorers side by side (demo teacher and task, 32 px, this process's threads):
     ``dass`` is the shipped predictor, a path another predictor file, any other key a registered baseline
@@ -496,6 +554,8 @@ def main() -> None:
     parser.add_argument("--db", action="append", metavar="DB",
                         help="databases read as one, like meta train --db (default: the shipped v1 one); rows go to "
                              "results/predictor_v2_cv_multi.jsonl, a table of their own")
+    parser.add_argument("--kshot", action="store_true",
+                        help="also simulate K-shot adaptation of the hybrid (results/predictor_v2_kshot.jsonl)")
     parser.add_argument("--scorer-speed", nargs="+", metavar="KEY",
                         help="only measure search-path scoring speed of these keys (dass = shipped), side by side")
     args = parser.parse_args()
@@ -506,10 +566,17 @@ def main() -> None:
     if args.ensemble_grid:
         args.recipes += ensemble_grid()
     torch.set_num_threads(1)
-    global SEED0, LOG, HELD_LOG, ENS_LOG
+    global SEED0, LOG, HELD_LOG, ENS_LOG, MULTI
     SEED0 = args.seed
+    MULTI = bool(args.db)
     if args.db:  # another task set: its rows must not mix with the v1 table's
         LOG, HELD_LOG, ENS_LOG = (p.with_name(p.stem + "_multi.jsonl") for p in (LOG, HELD_LOG, ENS_LOG))
+    kshot_log = RESULTS / ("predictor_v2_kshot_multi.jsonl" if args.db else "predictor_v2_kshot.jsonl")
+    if args.kshot:
+        recs = kshot_curve(load_cv_tasks(args.db))
+        kshot_log.write_text("".join(json.dumps(r) + "\n" for r in recs))
+        for r in recs:
+            print(r, flush=True)
     if args.recipes:
         tasks = load_cv_tasks(args.db)
         if any(any(f in spec for f in FEATURES[1:]) for spec in args.recipes):  # signals needed
@@ -545,7 +612,10 @@ def main() -> None:
                    "python benchmarks/bench_predictor_cv.py [--quick] [--folds K] [--members N] [--seed S] "
                    + ("".join(f"--db {d} " for d in args.db) if multi else "")
                    + "[--heldout] [--ensemble-grid] RECIPE ...",
-                   _body(recs) + ens + _held_body(held) + ("\n" + notes.read_text() if notes.is_file() else ""))
+                   _body(recs) + ens + _held_body(held)
+                   + _kshot_body([json.loads(x) for x in kshot_log.read_text().splitlines()]
+                                 if kshot_log.is_file() else [])
+                   + ("\n" + notes.read_text() if notes.is_file() else ""))
 
 
 if __name__ == "__main__":

@@ -418,7 +418,8 @@ def train_cmd(
     t0 = time.time()
     with progress_bar() as progress:
         task_id = progress.add_task("embedding students", total=None, status=combined.provenance()["file"])
-        tasks = load_meta_tasks(rows, teachers_dir)
+        # Only a network with the student input reads the students' embeddings (the slow part of loading).
+        tasks = load_meta_tasks(rows, teachers_dir, embed_students=model == "dass" and "student" in inputs)
 
         def on(event: str, info: dict) -> None:
             if event == "member":
@@ -495,7 +496,10 @@ def eval_cmd(
     fit = sorted(trained_on & {r["task"] for r in rows}) or None  # learned baselines see what DaSS saw
     with progress_bar(transient=True) as progress:
         task_id = progress.add_task("embedding students", total=None, status=combined.provenance()["file"])
-        tasks = load_meta_tasks(rows, teachers_dir)
+        # Embeddings only for a network that reads them, or for a network's K-shot support set.
+        hybrid = meta["model"].get("kind") == "hybrid"
+        needs = any("student" in getattr(m, "use", ()) for m in models) or (k_shot > 0 and not hybrid)
+        tasks = load_meta_tasks(rows, teachers_dir, embed_students=needs)
         report = evaluate_heldout(models, tasks, rows, teachers_dir, baselines=names, plots_dir=plots, k_shot=k_shot,
                                   calibration=meta.get("calibration"), tables=tables, bootstrap=bootstrap,
                                   groups=groups, fit_tasks=fit,
