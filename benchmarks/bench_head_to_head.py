@@ -3,9 +3,10 @@
 On the meta-database's held-out tasks (teachers and datasets never seen in meta-training) and two
 binding latency budgets each, run ``search`` (same evolution, same seed, same table, same budget)
 once per predictor -- DaSS and the baselines ``flops``, ``synflow``, ``ridge`` and ``diswot`` -- and
-KD-train (meta-database recipe, seed 0) each predictor's top pick plus 6 random students that fit the
-same budget. Reported: each pick's test accuracy, DaSS's margin over the best proxy pick and over the
-median random student, and the task's seed gap (mean |seed 0 - seed 1| of the database's students).
+KD-train (meta-database recipe; ``--seeds 0,1`` for two seeds) each predictor's top pick plus 6 random
+students (seed 0) that fit the same budget. Reported: each pick's test accuracy, DaSS's margin over the
+best proxy pick and over the median random student, and the task's seed gap (mean |seed 0 - seed 1| of the
+database's students).
 
 Stages (resumable; trained students are appended to ``benchmarks/results/head_to_head.jsonl``, one
 short line each):
@@ -134,14 +135,14 @@ def picks(args: argparse.Namespace) -> None:
             atomic_write_json(PLAN, data)  # after every pick: a killed run keeps what it found
 
 
-def _done() -> dict[tuple[str, str], dict]:
+def _done() -> dict[tuple[str, str, int], dict]:
     if not ROWS.is_file():
         return {}
     rows = [json.loads(line) for line in ROWS.read_text().splitlines() if line.strip()]
-    return {(r["task"], r["arch_key"]): r for r in rows}
+    return {(r["task"], r["arch_key"], int(r.get("seed", 0))): r for r in rows}
 
 
-def _jobs(device: str) -> list[dict]:
+def _jobs(device: str, seeds: tuple[int, ...] = (0,)) -> list[dict]:
     from dass_edge.data.builtin import cache_dir
     from dass_edge.training.distill import KDConfig
 
@@ -149,17 +150,19 @@ def _jobs(device: str) -> list[dict]:
     config = KDConfig().to_dict()  # the meta-database recipe (10 epochs, lr 0.01, alpha 0.5, T 6)
     jobs, seen = [], set()
     root = TEACHERS.parents[1]
-    for task, entry, b in _settings(data):
-        # Picks first (they decide the table), then the random students.
-        for arch in [*(p["arch"] for p in b["picks"].values()), *b["random"]]:
-            key = (task, Arch.from_dict(arch).key())
-            if key in seen:
-                continue
-            seen.add(key)
-            jobs.append({"task": task, "heldout": True, "resolution": 16,
-                         "teacher_path": str(root / entry["teacher"]),
-                         "teacher_sha256": entry["teacher_sha256"], "arch": arch, "seed": 0, "config": config,
-                         "threads": 1, "cache_dir": str(cache_dir()), "device": device, "engine": "local"})
+    for seed in seeds:
+        for task, entry, b in _settings(data):
+            # Picks first (they decide the table), then the random students (seed 0 only: the median of
+            # random students is a reference, the picks are the comparison).
+            for arch in [*(p["arch"] for p in b["picks"].values()), *(b["random"] if seed == 0 else [])]:
+                key = (task, Arch.from_dict(arch).key(), seed)
+                if key in seen:
+                    continue
+                seen.add(key)
+                jobs.append({"task": task, "heldout": True, "resolution": 16,
+                             "teacher_path": str(root / entry["teacher"]),
+                             "teacher_sha256": entry["teacher_sha256"], "arch": arch, "seed": seed, "config": config,
+                             "threads": 1, "cache_dir": str(cache_dir()), "device": device, "engine": "local"})
     return jobs
 
 
@@ -167,7 +170,7 @@ def _shard(job: dict, shards: int) -> int:
     """Which of ``--shard K/N``'s N processes trains ``job`` (stable across runs and processes)."""
     import hashlib
 
-    key = f"{job['task']}|{Arch.from_dict(job['arch']).key()}".encode()
+    key = f"{job['task']}|{Arch.from_dict(job['arch']).key()}|{job['seed']}".encode()
     return int(hashlib.sha256(key).hexdigest(), 16) % shards
 
 
@@ -181,7 +184,8 @@ def train(args: argparse.Namespace) -> None:
     while True:
         done = _done()
         skip = set(done) | failed
-        todo = [j for j in _jobs(args.train_device) if (j["task"], Arch.from_dict(j["arch"]).key()) not in skip
+        todo = [j for j in _jobs(args.train_device, args.seeds)
+                if (j["task"], Arch.from_dict(j["arch"]).key(), j["seed"]) not in skip
                 and _shard(j, args.shard[1]) == args.shard[0]]
         if not todo:
             return
@@ -189,7 +193,7 @@ def train(args: argparse.Namespace) -> None:
         with LocalEngine(args.workers) as engine:
             for job, row, err in engine.run(kd_job, todo[: max(args.workers, 1)]):
                 if err is not None:
-                    failed.add((job["task"], Arch.from_dict(job["arch"]).key()))
+                    failed.add((job["task"], Arch.from_dict(job["arch"]).key(), job["seed"]))
                     print("failed", job["task"], Arch.from_dict(job["arch"]).key(), err, flush=True)
                     continue
                 slim = {k: row[k] for k in ("task", "arch_key", "arch", "seed", "val_acc", "test_acc", "seconds",
@@ -203,9 +207,13 @@ def report(_: argparse.Namespace) -> None:
     data = json.loads(PLAN.read_text())
     done = _done()
 
-    def acc(task: str, arch: dict) -> float | None:
-        row = done.get((task, Arch.from_dict(arch).key()))
-        return row["test_acc"] if row else None
+    seeds = sorted({k[2] for k in done})
+
+    def acc(task: str, arch: dict, pick: bool = True) -> float | None:
+        """Test accuracy, the mean over the seeds trained (picks need every seed; random students seed 0)."""
+        key = Arch.from_dict(arch).key()
+        got = [done[(task, key, s)]["test_acc"] for s in (seeds if pick else [0]) if (task, key, s) in done]
+        return statistics.mean(got) if got and (not pick or len(got) == len(seeds)) else None
 
     # Other predictor files picked with (--predictor-file NAME=PATH): shown beside DaSS, not counted as proxies.
     extra = sorted({m for e in data["tasks"].values() for b in e["budgets"] for m in b["picks"]} - set(METHODS))
@@ -217,7 +225,7 @@ def report(_: argparse.Namespace) -> None:
     for task, entry in data["tasks"].items():
         for b in entry["budgets"]:
             got = {m: acc(task, b["picks"][m]["arch"]) if m in b["picks"] else None for m in [*METHODS, *extra]}
-            rand = [a for a in (acc(task, x) for x in b["random"]) if a is not None]
+            rand = [a for a in (acc(task, x, pick=False) for x in b["random"]) if a is not None]
             cells = [f"{got[m]:.2f}" if got[m] is not None else "-" for m in [*METHODS, *extra]]
             proxies = [got[m] for m in METHODS[1:] if got[m] is not None]
             if got["dass"] is None or len(proxies) < len(METHODS) - 1 or len(rand) < N_RANDOM:
@@ -249,7 +257,9 @@ def report(_: argparse.Namespace) -> None:
     body += (f"\nEvery search: `dass-edge search --predictor KEY` as a library call (evolution, seed 0, "
              f"{evals_text} students scored, top-1), this machine's CPU latency table for the "
              "teacher, budgets at 35% and 65% of the way from the fastest student to the teacher. Students trained "
-             f"with the meta-database recipe (10 epochs, lr 0.01, KD alpha 0.5, T 6, seed 0) on {', '.join(devices)}; "
+             f"with the meta-database recipe (10 epochs, lr 0.01, KD alpha 0.5, T 6) on {', '.join(devices)}: "
+             f"picks with seed{'s' if len(seeds) > 1 else ''} {', '.join(map(str, seeds))} (their mean), the random "
+             "students with seed 0; "
              "test accuracy of the best-on-validation epoch. The seed gap is the mean |seed 0 - seed 1| validation "
              "accuracy of the database's students of that task: single-seed differences smaller than about twice it "
              "are not evidence either way.\n")
@@ -264,6 +274,8 @@ def main() -> None:
     parser.add_argument("--train-device", "--device", dest="train_device", default="cpu",
                         help="torch accelerator of the train stage: cpu or cuda[:N] (--device: its old spelling)")
     parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument("--seeds", default="0",
+                        help="train stage: KD seeds of the picks, e.g. 0,1 (random students: seed 0)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--evals", type=int, default=300, help="students each search scores")
     parser.add_argument("--methods", default=",".join(METHODS), help="predictors to pick with")
@@ -274,6 +286,7 @@ def main() -> None:
     args = parser.parse_args()
     k, _, n = args.shard.partition("/")
     args.shard = (int(k), int(n or 1))
+    args.seeds = tuple(int(x) for x in args.seeds.split(",") if x.strip())
     torch.set_num_threads(1)
     stages = {"plan": plan, "picks": picks, "train": train, "report": report}
     if args.stage != "all":

@@ -518,6 +518,40 @@ def _kshot_body(recs: list[dict]) -> str:
     return "\n".join(lines) + "\n"
 
 
+SAME_SHAPE_TASKS = ("glyph-armenian", "glyph-cyrillic-lower", "glyph-cyrillic-upper", "glyph-georgian",
+                    "glyph-greek-lower", "glyph-hebrew", "glyph-latin-upper", "textures")  # 2-2-2-2, 16-128 wide
+
+
+def distinct_picks(keys: list[str], students: int = 3000) -> dict:
+    """Does a scorer pick different students for different data? The v1 teachers of one shape (SAME_SHAPE_TASKS),
+    one pool of random students, budgets at its 35% and 65% FLOPs quantiles: the top pick per task and budget
+    (``dass`` is the shipped predictor, a path another predictor file, any other key a baseline)."""
+    from dass_edge.data import load_task
+    from dass_edge.models.checkpoint import load_checkpoint
+    from dass_edge.predictor.search_scorers import load_search_scorer
+    from dass_edge.space import SearchSpace, spec_flops
+
+    root = Path(__file__).resolve().parents[1] / "metadb" / "teachers"
+    picks: dict[str, dict[str, list[str]]] = {k: {} for k in keys}
+    pool = flops = budgets = None
+    for task in SAME_SHAPE_TASKS:
+        teacher, meta = load_checkpoint(root / f"{task}.safetensors")
+        data = load_task(task, resolution=teacher.spec.resolution)
+        space = SearchSpace(teacher.spec)
+        if pool is None:
+            pool = space.sample_many(students, seed=3)
+            flops = np.array([spec_flops(space.to_spec(a)) for a in pool])
+            budgets = np.quantile(flops, [0.35, 0.65])
+        for key in keys:
+            scorer = load_search_scorer(None if key == "dass" else key, teacher.eval(), data, teacher_meta=meta)
+            scores = np.concatenate([scorer(pool[i:i + 500]) for i in range(0, len(pool), 500)])
+            for q, b in zip(("35%", "65%"), budgets):
+                ok = np.where(flops <= b)[0]
+                picks[key].setdefault(q, []).append(pool[ok[np.argmax(scores[ok])]].key())
+    return {k: {q: {"distinct": len(set(v)), "tasks": len(v), "picks": v} for q, v in by.items()}
+            for k, by in picks.items()}
+
+
 def scorer_speed(keys: list[str], students: int = 400) -> None:
     """Students/s of search-path scorers side by side (demo teacher and task, 32 px, this process's threads):
     ``dass`` is the shipped predictor, a path another predictor file, any other key a registered baseline
@@ -559,9 +593,18 @@ def main() -> None:
                              "results/predictor_v2_cv_multi.jsonl, a table of their own")
     parser.add_argument("--kshot", action="store_true",
                         help="also simulate K-shot adaptation of the hybrid (results/predictor_v2_kshot.jsonl)")
+    parser.add_argument("--distinct-picks", nargs="+", metavar="KEY",
+                        help="only count distinct top picks over same-shape teachers of different tasks")
     parser.add_argument("--scorer-speed", nargs="+", metavar="KEY",
                         help="only measure search-path scoring speed of these keys (dass = shipped), side by side")
     args = parser.parse_args()
+    if args.distinct_picks:
+        torch.set_num_threads(1)
+        out = distinct_picks(args.distinct_picks)
+        for key, by in out.items():
+            print(key, {q: f"{v['distinct']} distinct of {v['tasks']}" for q, v in by.items()}, flush=True)
+        (RESULTS / "predictor_distinct_picks.json").write_text(json.dumps(out, indent=1) + "\n")
+        return
     if args.scorer_speed:
         torch.set_num_threads(1)
         scorer_speed(args.scorer_speed)

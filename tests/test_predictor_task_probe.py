@@ -117,3 +117,33 @@ def test_k_shot_adaptation_follows_a_task_the_prior_gets_wrong_and_a_strong_prio
     # predict_task draws the same K students for the same seed, and a different set for another seed
     a, b = predict_task(model, odd, k_shot=10, k_seed=0), predict_task(model, odd, k_shot=10, k_seed=0)
     assert torch.equal(a, b) and not torch.equal(a, predict_task(model, odd, k_shot=10, k_seed=1))
+
+
+def test_an_unknown_profile_reads_as_the_average_task_and_never_gives_nan():
+    train = [_task(f"t{i}", i, early) for i, early in enumerate((0.5, 0.6, 0.85, 0.9))]
+    model = HybridPredictor(residual_steps=0, probe=True).fit(train)
+    unknown, average = _task("u", 5, 0.7), _task("u", 5, 0.7)
+    unknown.probe_profile = (float("nan"),) * 4
+    center = model.probe_center * 0.9  # ratios of the average training task, as accuracies over a 0.9 stage 4
+    average.probe_profile = (*center, 0.9)
+    scores = model.score(unknown)
+    assert np.all(np.isfinite(scores))
+    np.testing.assert_allclose(scores, model.score(average), rtol=1e-6, atol=1e-9)
+
+
+def test_a_saved_hybrid_whose_weights_do_not_match_its_config_is_refused(tmp_path):
+    from safetensors import safe_open
+    from safetensors.torch import load_file, save_file
+
+    from dass_edge.predictor.store import load_predictor, save_predictor
+
+    train = [_task(f"t{i}", i, early) for i, early in enumerate((0.5, 0.9))]
+    path = save_predictor(tmp_path / "p.safetensors", [HybridPredictor(residual_steps=0, probe=True).fit(train)],
+                          {"train": {}})
+    with safe_open(str(path), "pt") as f:  # keep the metadata, cut one weight
+        meta = f.metadata()
+    tensors = load_file(str(path))
+    tensors["m0.coef"] = tensors["m0.coef"][:-1].clone()
+    save_file(tensors, str(path), metadata=meta)
+    with pytest.raises(DassEdgeError, match="damaged"):
+        load_predictor(path)

@@ -7,7 +7,8 @@ task) and adds a small MLP on ``[arch code, features]`` trained on what the line
 with strong weight decay, so at worst it stays close to the linear part.
 
 With ``probe=True`` the linear part also gets every feature multiplied by the task's probe ratios
-(:func:`dass_edge.predictor.task_probe.probe_ratios`, centered on the meta-training tasks' mean): the
+(:func:`dass_edge.predictor.task_probe.probe_ratios`, clipped to the meta-training tasks' range and
+centered on their mean): the
 weight of, say, log params becomes a linear function of how early the teacher solves the task, which
 is what flips the within-band order between glyph and texture tasks. This is the shipped predictor v2
 ("dass-hybrid"), chosen over the neural DaSS network by cross-validation (BENCHMARKS.md).
@@ -32,9 +33,10 @@ from dass_edge.predictor.task_probe import probe_ratios
 
 __all__ = ["HybridPredictor", "standardized"]
 
-_SIZE_COLUMNS = 2
+_SIZE_COLUMNS = 2  # ridge_features starts with log(FLOPs / teacher's) and its square
+_RIDGE_WIDTH = 11  # columns of ridge_features
 #: Prior strength of K-shot adaptation (:meth:`HybridPredictor.adapted`).
-KSHOT_STRENGTH = 10.0  # ridge_features starts with log(FLOPs / teacher's) and its square
+KSHOT_STRENGTH = 10.0
 
 
 def standardized(y: np.ndarray) -> np.ndarray:
@@ -84,6 +86,8 @@ class HybridPredictor:
             x = np.column_stack([x, extra])
         if self.probe:
             r = self._ratios(task)
+            if self.probe_center is not None:  # an unknown ratio (no validation images) reads as the average task
+                r = np.where(np.isfinite(r), r, self.probe_center)
             if self.probe_clip and self.probe_range is not None:
                 r = np.clip(r, self.probe_range[0], self.probe_range[1])
             r = r - self.probe_center
@@ -136,6 +140,8 @@ class HybridPredictor:
         if len(idx) < 2:
             raise DassEdgeError(f"K-shot adaptation needs 2 or more labelled students, got {len(idx)}")
         z = (self._features(task, None) - self.mean) / self.scale
+        if z.shape[1] != len(self.coef):
+            raise DassEdgeError("K-shot adaptation supports hybrids fitted without extra features")
         zk, y = z[idx], task.labels.numpy().astype(float)[idx]
         prior = zk @ self.coef
         b = float(np.cov(prior, y)[0, 1] / np.var(prior, ddof=1)) if np.var(prior) > 1e-12 else 0.0
@@ -147,9 +153,13 @@ class HybridPredictor:
         return out
 
     def to_state(self) -> tuple[dict[str, torch.Tensor], dict]:
-        """Tensors and settings that :meth:`from_state` rebuilds the fitted model from (for safetensors)."""
+        """Tensors and settings that :meth:`from_state` rebuilds the fitted model from (for safetensors; a
+        model fitted with extra features cannot be saved, since search has no way to compute them)."""
         if self.coef is None or self.mean is None or self.scale is None:
             raise DassEdgeError("the hybrid predictor is not fitted; call fit(tasks) first")
+        if len(self.coef) != _RIDGE_WIDTH + (3 * (_RIDGE_WIDTH - (0 if self.probe_size else _SIZE_COLUMNS))
+                                             if self.probe else 0):
+            raise DassEdgeError("a hybrid fitted with extra features cannot be saved as a search predictor")
         tensors = {"mean": self.mean, "scale": self.scale, "coef": self.coef}
         if self.probe_center is not None and self.probe_range is not None:
             tensors["probe_center"], tensors["probe_range"] = self.probe_center, self.probe_range
@@ -167,6 +177,10 @@ class HybridPredictor:
         model = cls(**{k: config[k] for k in ("alpha", "residual_steps", "hidden", "lr", "weight_decay", "seed",
                                               "probe", "probe_size", "probe_clip")})
         model.mean, model.scale, model.coef = (tensors[k].double().numpy() for k in ("mean", "scale", "coef"))
+        base = _RIDGE_WIDTH
+        width = base + (3 * (base if model.probe_size else base - _SIZE_COLUMNS) if model.probe else 0)
+        if not len(model.mean) == len(model.scale) == len(model.coef) == width:
+            raise KeyError(f"{len(model.coef)} weights where the config implies {width}")
         if "probe_center" in tensors:
             model.probe_center = tensors["probe_center"].double().numpy()
             model.probe_range = tensors["probe_range"].double().numpy()

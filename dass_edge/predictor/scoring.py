@@ -8,6 +8,7 @@ their embeddings (prefix-cached, see :mod:`fast_embed`) and one batched forward 
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -118,7 +119,9 @@ class HybridScorer:
             "heldout_metrics": meta.get("heldout", {}).get("mean", {}).get("dass"),
             "trained_at": meta.get("trained_at"), "teacher_val_acc": round(teacher_acc, 3), "adapt_steps": 0,
             "inputs": ["shape", "probe"] if models[0].probe else ["shape"],
-            "probe_profile": [round(a, 4) for a in self.profile], "calibration": self.calibration,
+            # None: a split without images (the model then reads the profile as the average task's)
+            "probe_profile": [round(a, 4) if math.isfinite(a) else None for a in self.profile],
+            "calibration": self.calibration,
         }
         self.seconds = 0.0
         self.scored = 0

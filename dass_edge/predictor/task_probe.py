@@ -50,7 +50,10 @@ def stage_features(teacher: ResNet, images: torch.Tensor) -> list[np.ndarray]:
 
 def _probe_accuracy(f_fit: np.ndarray, y_fit: np.ndarray, f_test: np.ndarray, y_test: np.ndarray,
                     classes: int) -> float:
-    """Accuracy of a ridge (least-squares one-vs-rest) classifier on standardized features."""
+    """Accuracy of a ridge (least-squares one-vs-rest) classifier on standardized features (NaN when there
+    is nothing to fit or to score: a user folder too small to have a validation image)."""
+    if len(y_fit) == 0 or len(y_test) == 0:
+        return float("nan")
     mu, sd = f_fit.mean(0), f_fit.std(0) + 1e-6
     a, b = (f_fit - mu) / sd, (f_test - mu) / sd
     w = np.linalg.solve(a.T @ a + _RIDGE * np.eye(a.shape[1]), a.T @ np.eye(classes)[y_fit])
@@ -62,7 +65,8 @@ def stage_probe_accuracies(teacher: ResNet, data: TaskData, seed: int = 0, train
     """Validation accuracy (fraction) of a linear probe on each stage's pooled teacher features.
 
     Deterministic in ``seed``: the same images are drawn from ``data.train`` and ``data.val`` every time.
-    The predictor was meta-trained with the defaults; other sizes are for tests.
+    The predictor was meta-trained with the defaults; other sizes are for tests. With an empty split the
+    accuracies are NaN, which the predictor reads as "the average meta-training task".
     """
     g = torch.Generator().manual_seed(seed)
     x_fit, y_fit = _pick(data.train, train_images, g)
@@ -77,7 +81,7 @@ def probe_ratios(accuracies: tuple[float, ...] | list[float]) -> np.ndarray:
     """``(3,)``: stage-1, -2 and -3 probe accuracy over stage 4's (how early the task is solved).
 
     Chance-level stage-4 probes (a broken teacher) give ratios of 1, the "solved early" end, rather than
-    dividing by ~0.
+    dividing by ~0. Unknown accuracies (NaN) stay NaN.
     """
     a = np.asarray(accuracies, dtype=float)
     last = max(a[3], 1e-3)
