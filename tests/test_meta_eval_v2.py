@@ -134,8 +134,7 @@ def test_meta_train_records_sources_coverage_and_task_data(frozen_env, capsys):
 
     out = frozen_env["root"] / "trained.safetensors"
     code, _, err = run_cli(["meta", "train", "--db", str(frozen_env["v1"]), "--db", str(frozen_env["v2"]),
-                            "--teachers", str(frozen_env["teachers"]), "--out", str(out), "--steps", "3",
-                            "--members", "1", "--json"], capsys)
+                            "--teachers", str(frozen_env["teachers"]), "--out", str(out), "--json"], capsys)
     assert code == 0, err
     meta = read_predictor_meta(out)
     db = meta["db"]

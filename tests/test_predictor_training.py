@@ -143,7 +143,7 @@ def test_meta_train_and_eval_commands(synthetic_db, tmp_path, capsys):
     db, teachers = synthetic_db
     out = tmp_path / "pred.safetensors"
     code, stdout, err = run_cli(["meta", "train", "--db", str(db), "--teachers", str(teachers), "--out", str(out),
-                                 "--steps", "60", "--members", "1", "--json"], capsys)
+                                 "--model", "dass", "--steps", "60", "--members", "1", "--json"], capsys)
     assert code == 0, err
     report = json.loads(stdout)
     assert report["heldout_tasks"] == ["textures"] and set(report["train_tasks"]) == {"count-dots", "shapes"}
@@ -208,3 +208,35 @@ def test_bounded_percent_keeps_order_inside_0_100():
     y = bounded_percent(x)
     assert np.all((y > 0) & (y < 100)) and np.all(np.diff(y) > 0)
     np.testing.assert_allclose(y[[3, 4, 5, 6]], x[[3, 4, 5, 6]])  # untouched in [1, 99]
+
+
+@pytest.mark.slow
+def test_meta_train_default_is_the_hybrid_and_eval_adapts_it_k_shot(synthetic_db, tmp_path, capsys):
+    from dass_edge.predictor.store import read_predictor_meta
+
+    db, teachers = synthetic_db
+    out = tmp_path / "hybrid.safetensors"
+    code, stdout, err = run_cli(["meta", "train", "--db", str(db), "--teachers", str(teachers), "--out", str(out),
+                                 "--json"], capsys)
+    assert code == 0, err
+    report = json.loads(stdout)
+    meta = read_predictor_meta(out)
+    assert meta["model"]["kind"] == "hybrid" and meta["model"]["probe"] and meta["members"] == 1
+    assert meta["train"] == {"model": "hybrid", "alpha": 100.0, "probe": True, "probe_size": True,
+                             "residual_steps": 0}
+    assert "dass" in report["mean"] and "dass_no_adapt" not in report["mean"]  # a hybrid does not adapt
+    assert report["tasks"]["textures"]["dass"]["spearman"] > 0.8  # labels follow size: the linear part sees it
+    code, stdout, err = run_cli(["meta", "eval", "--db", str(db), "--teachers", str(teachers), "--predictor",
+                                 str(out), "--plots", str(tmp_path / "plots"), "--k-shot", "5", "--bootstrap", "0",
+                                 "--json"], capsys)
+    assert code == 0, err
+    again = json.loads(stdout)
+    assert again["tasks"]["textures"]["dass"] == report["tasks"]["textures"]["dass"]
+    assert "dass_5shot" in again["mean"]
+    for args, message in ((["--steps", "5"], "--model dass"), (["--use", "student,arch,teacher"], "--model dass"),
+                          (["--model", "dass", "--alpha", "3"], "--model hybrid"), (["--alpha", "-1"], "--alpha"),
+                          (["--model", "ridge"], "--model")):
+        code, _, err = run_cli(["meta", "train", "--db", str(db), "--teachers", str(teachers), "--out",
+                                str(tmp_path / "x.safetensors"), *args], capsys)
+        assert code == 2 and err.startswith("error:") and message in err and err.count("\n") == 1, (args, err)
+    assert not (tmp_path / "x.safetensors").exists()

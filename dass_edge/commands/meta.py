@@ -412,6 +412,17 @@ def train_cmd(
     if alpha is not None and not (alpha > 0 and math.isfinite(alpha)):
         raise DassEdgeError(f"--alpha must be a positive number, got {alpha}")
     hybrid = {**HYBRID_DEFAULTS, "probe": probe, **({"alpha": alpha} if alpha is not None else {})}
+    if model == "hybrid":  # the network's options would be silently ignored: say so instead
+        network_only = [flag for flag, given in (("--steps", steps is not None), ("--no-adapt", no_adapt),
+                                                 ("--target", target != "absolute"),
+                                                 ("--adapt-scope", adapt_scope != "all"),
+                                                 ("--use", use != "arch,teacher"), ("--members", members != 3))
+                        if given]
+        if network_only:
+            raise DassEdgeError(f"{', '.join(network_only)} configure{'s' if len(network_only) == 1 else ''} the "
+                                "DaSS network; add --model dass (the hybrid is closed form, one member)")
+    elif alpha is not None or not probe:
+        raise DassEdgeError("--alpha and --no-probe configure the hybrid; drop them or use --model hybrid")
     combined, teachers_dir = _dbs_and_teachers(db, teachers)
     rows = combined.rows
     task_data = resolve_task_data(rows)

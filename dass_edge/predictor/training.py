@@ -115,7 +115,9 @@ def meta_train(tasks: list[MetaTask], cfg: TrainConfig, progress: ProgressFn | N
     torch.manual_seed(cfg.seed)
     rng = random.Random(cfg.seed)
     first = tasks[0]
-    model = DaSSPredictor(first.student_embeddings.shape[2], first.codes.shape[1], hidden=cfg.hidden, use=cfg.use)
+    # Channels of the functional embedding: the teacher's (students share them, and may not be embedded at all
+    # when the model does not read them).
+    model = DaSSPredictor(first.teacher_embedding.shape[1], first.codes.shape[1], hidden=cfg.hidden, use=cfg.use)
     model.config.update({"adapt": cfg.adapt, "inner_steps": cfg.inner_steps, "target": cfg.target,
                          "adapt_scope": cfg.adapt_scope})
     # Start the head at the mean label so early steps learn structure, not the offset.
