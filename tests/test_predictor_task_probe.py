@@ -54,6 +54,8 @@ def test_stage_probe_accuracies_are_deterministic_and_rise_through_a_trained_tea
     # The demo teacher reads its glyphs in the last stages: the first stage's probe is near chance, the
     # last one's far above it (measured 0.13 / 0.39 / 0.94 / 1.00 with the default sizes).
     assert a[3] > 0.8 and a[0] < 0.5 and a[3] > a[0] + 0.3
+    # No validation image (a tiny user folder): unknown, not a crash; the hybrid then reads the average task.
+    assert all(np.isnan(v) for v in stage_probe_accuracies(teacher, data, train_images=300, val_images=0))
 
 
 def test_the_probe_lets_one_model_rank_two_kinds_of_task_the_size_features_cannot():

@@ -71,6 +71,8 @@ def stage_probe_accuracies(teacher: ResNet, data: TaskData, seed: int = 0, train
     g = torch.Generator().manual_seed(seed)
     x_fit, y_fit = _pick(data.train, train_images, g)
     x_val, y_val = _pick(data.val, val_images, g)
+    if len(y_fit) == 0 or len(y_val) == 0:
+        return (float("nan"),) * 4  # type: ignore[return-value]
     f_fit, f_val = stage_features(teacher, x_fit), stage_features(teacher, x_val)
     k = data.num_classes
     accs = tuple(_probe_accuracy(a, y_fit, b, y_val, k) for a, b in zip(f_fit, f_val))
