@@ -73,6 +73,12 @@ class HybridPredictor:
         self.probe_center: np.ndarray | None = None
         self.net: nn.Module | None = None
 
+    def _width(self) -> int:
+        """Columns of the fitted design without extra features: the ridge features, plus 3 probe ratios times
+        the terms they modulate."""
+        modulated = _RIDGE_WIDTH - (0 if self.probe_size else _SIZE_COLUMNS)
+        return _RIDGE_WIDTH + (3 * modulated if self.probe else 0)
+
     def _ratios(self, task: MetaTask) -> np.ndarray:
         if task.probe_profile is None:
             raise DassEdgeError(f"task {task.name} has no probe profile; the probe predictor needs the teacher's "
@@ -139,9 +145,9 @@ class HybridPredictor:
         idx = np.asarray(support, dtype=int)
         if len(idx) < 2:
             raise DassEdgeError(f"K-shot adaptation needs 2 or more labelled students, got {len(idx)}")
-        z = (self._features(task, None) - self.mean) / self.scale
-        if z.shape[1] != len(self.coef):
+        if len(self.coef) != self._width():
             raise DassEdgeError("K-shot adaptation supports hybrids fitted without extra features")
+        z = (self._features(task, None) - self.mean) / self.scale
         zk, y = z[idx], task.labels.numpy().astype(float)[idx]
         prior = zk @ self.coef
         b = float(np.cov(prior, y)[0, 1] / np.var(prior, ddof=1)) if np.var(prior) > 1e-12 else 0.0
@@ -157,8 +163,7 @@ class HybridPredictor:
         model fitted with extra features cannot be saved, since search has no way to compute them)."""
         if self.coef is None or self.mean is None or self.scale is None:
             raise DassEdgeError("the hybrid predictor is not fitted; call fit(tasks) first")
-        if len(self.coef) != _RIDGE_WIDTH + (3 * (_RIDGE_WIDTH - (0 if self.probe_size else _SIZE_COLUMNS))
-                                             if self.probe else 0):
+        if len(self.coef) != self._width():
             raise DassEdgeError("a hybrid fitted with extra features cannot be saved as a search predictor")
         tensors = {"mean": self.mean, "scale": self.scale, "coef": self.coef}
         if self.probe_center is not None and self.probe_range is not None:
@@ -177,8 +182,7 @@ class HybridPredictor:
         model = cls(**{k: config[k] for k in ("alpha", "residual_steps", "hidden", "lr", "weight_decay", "seed",
                                               "probe", "probe_size", "probe_clip")})
         model.mean, model.scale, model.coef = (tensors[k].double().numpy() for k in ("mean", "scale", "coef"))
-        base = _RIDGE_WIDTH
-        width = base + (3 * (base if model.probe_size else base - _SIZE_COLUMNS) if model.probe else 0)
+        width = model._width()
         if not len(model.mean) == len(model.scale) == len(model.coef) == width:
             raise KeyError(f"{len(model.coef)} weights where the config implies {width}")
         if "probe_center" in tensors:

@@ -42,7 +42,38 @@ def teacher_accuracy(teacher: ResNet, meta: dict, data: TaskData) -> float:
     return float(evaluate(teacher, data.val, teacher.spec.mean, teacher.spec.std))
 
 
-class StudentScorer:
+class _CalibratedScorer:
+    """What every predictor-file scorer shares: ``scorer(archs)`` times and counts each batch, turns the
+    members' mean raw output (:meth:`_raw`) into accuracy with the file's calibration (anchored on the
+    teacher's own raw score, ``_raw_teacher``) and keeps it inside (0, 100); ``info`` starts from the file's
+    provenance (:meth:`_provenance`)."""
+
+    calibration: dict | None
+    teacher_acc: float
+    _raw_teacher: float
+
+    def _provenance(self, meta: dict, members: int) -> dict:
+        return {"path": meta.get("path"), "sha256": file_sha256(meta["path"]) if meta.get("path") else None,
+                "format": meta.get("format"), "members": members, "db": meta.get("db"),
+                "heldout_metrics": meta.get("heldout", {}).get("mean", {}).get("dass"),
+                "trained_at": meta.get("trained_at"), "teacher_val_acc": round(self.teacher_acc, 3),
+                "calibration": meta.get("calibration")}
+
+    def _raw(self, archs: Sequence[Arch]) -> torch.Tensor:
+        raise NotImplementedError
+
+    def __call__(self, archs: Sequence[Arch]) -> np.ndarray:
+        if not archs:
+            return np.zeros(0)
+        t0 = time.perf_counter()
+        raw = self._raw(archs)
+        self.seconds += time.perf_counter() - t0
+        self.scored += len(archs)
+        acc = calibrated(raw, self._raw_teacher, self.teacher_acc / 100.0, self.calibration)
+        return bounded_percent(100.0 * acc.numpy().astype(np.float64))
+
+
+class StudentScorer(_CalibratedScorer):
     """``scorer(archs) -> predicted top-1 accuracy after KD (percent)``, the ensemble's mean."""
 
     def __init__(self, models: list[DaSSPredictor], meta: dict, teacher: ResNet, teacher_acc: float,
@@ -66,35 +97,22 @@ class StudentScorer:
         with torch.no_grad():  # the teacher's own arch, scored like a student: the calibration's anchor
             self._raw_teacher = float(torch.stack([predict(m, p, *support[:3])[0] + o
                                                    for m, p, o in zip(models, self._params, self._offsets)]).mean())
-        self.info = {
-            "path": meta.get("path"), "sha256": file_sha256(meta["path"]) if meta.get("path") else None,
-            "format": meta.get("format"), "members": len(models), "db": meta.get("db"),
-            "heldout_metrics": meta.get("heldout", {}).get("mean", {}).get("dass"),
-            "trained_at": meta.get("trained_at"), "teacher_val_acc": round(teacher_acc, 3),
-            "adapt_steps": steps[0], "inputs": list(models[0].use), "calibration": meta.get("calibration"),
-        }
+        self.info = {**self._provenance(meta, len(models)), "adapt_steps": steps[0], "inputs": list(models[0].use)}
         self.needs_student = any("student" in m.use for m in models)
         self.seconds = 0.0
         self.scored = 0
 
-    def __call__(self, archs: Sequence[Arch]) -> np.ndarray:
-        if not archs:
-            return np.zeros(0)
-        t0 = time.perf_counter()
+    def _raw(self, archs: Sequence[Arch]) -> torch.Tensor:
         with torch.no_grad():
             # A predictor trained without the student input (an ablation that can win) needs no embeddings.
             maps = self.embedder.embed(archs) if self.needs_student else None
             codes = torch.tensor([student_features(a, self.teacher_spec) for a in archs])
             teacher = self._teacher_map[None]  # encoded once, broadcast over the batch
-            preds = torch.stack([predict(m, p, maps, codes, teacher) + o
-                                 for m, p, o in zip(self.models, self._params, self._offsets)])
-        self.seconds += time.perf_counter() - t0
-        self.scored += len(archs)
-        acc = calibrated(preds.mean(0), self._raw_teacher, self.teacher_acc / 100.0, self.calibration)
-        return bounded_percent(100.0 * acc.numpy().astype(np.float64))
+            return torch.stack([predict(m, p, maps, codes, teacher) + o
+                                for m, p, o in zip(self.models, self._params, self._offsets)]).mean(0)
 
 
-class HybridScorer:
+class HybridScorer(_CalibratedScorer):
     """``scorer(archs) -> predicted top-1 accuracy after KD (percent)`` from hybrid members.
 
     Built once per search: the teacher's probe profile on this data (one forward pass of ~1,600 images and
@@ -114,28 +132,17 @@ class HybridScorer:
         self.calibration = meta.get("calibration")
         self.needs_student = False
         self.info = {
-            "path": meta.get("path"), "sha256": file_sha256(meta["path"]) if meta.get("path") else None,
-            "format": meta.get("format"), "kind": "hybrid", "members": len(models), "db": meta.get("db"),
-            "heldout_metrics": meta.get("heldout", {}).get("mean", {}).get("dass"),
-            "trained_at": meta.get("trained_at"), "teacher_val_acc": round(teacher_acc, 3), "adapt_steps": 0,
+            **self._provenance(meta, len(models)), "kind": "hybrid", "adapt_steps": 0,
             "inputs": ["shape", "probe"] if models[0].probe else ["shape"],
             # None: a split without images (the model then reads the profile as the average task's)
             "probe_profile": [round(a, 4) if math.isfinite(a) else None for a in self.profile],
-            "calibration": self.calibration,
         }
         self.seconds = 0.0
         self.scored = 0
 
-    def __call__(self, archs: Sequence[Arch]) -> np.ndarray:
-        if not archs:
-            return np.zeros(0)
-        t0 = time.perf_counter()
+    def _raw(self, archs: Sequence[Arch]) -> torch.Tensor:
         task = self._task(archs)
-        raw = torch.as_tensor(np.mean([m.score(task) for m in self.models], axis=0), dtype=torch.float64)
-        self.seconds += time.perf_counter() - t0
-        self.scored += len(archs)
-        acc = calibrated(raw, self._raw_teacher, self.teacher_acc / 100.0, self.calibration)
-        return bounded_percent(100.0 * acc.numpy().astype(np.float64))
+        return torch.as_tensor(np.mean([m.score(task) for m in self.models], axis=0), dtype=torch.float64)
 
 
 def bounded_percent(x: np.ndarray) -> np.ndarray:
