@@ -12,7 +12,7 @@ Stages (resumable; trained students are appended to ``benchmarks/results/head_to
 short line each):
 
     python benchmarks/bench_head_to_head.py            # plan (if none), picks, train, report
-    python benchmarks/bench_head_to_head.py plan       # budgets and random students
+    python benchmarks/bench_head_to_head.py plan [--db shipped --db metadb/metadb_v2.jsonl]  # budgets, randoms
     python benchmarks/bench_head_to_head.py picks [--evals 300]
     python benchmarks/bench_head_to_head.py train [--train-device cuda --workers 8]
     python benchmarks/bench_head_to_head.py report
@@ -47,19 +47,22 @@ PLAN = RESULTS / "head_to_head_plan.json"
 ROWS = RESULTS / "head_to_head.jsonl"
 
 
-def _heldout_tasks() -> dict[str, dict]:
-    """Held-out tasks of the shipped database, with their seed gap (points)."""
-    from dass_edge.metadb.store import read_rows
-    from dass_edge.predictor.pipeline import default_db_path
+def _heldout_tasks(dbs: list[str] | None = None) -> dict[str, dict]:
+    """Held-out tasks of the databases (``--db`` values; default: the shipped one), with their seed gap
+    (points) and input resolution."""
+    from dass_edge.metadb.sources import combine_dbs, resolve_db_paths
 
     by_task: dict[str, dict] = {}
-    for r in read_rows(default_db_path()):
+    resolution: dict[str, int] = {}
+    for r in combine_dbs(resolve_db_paths(dbs)).rows:
         if r.get("heldout"):
+            resolution[r["task"]] = int(r.get("resolution", 16))
             by_task.setdefault(r["task"], {}).setdefault(r["arch_key"], {})[int(r["seed"])] = float(r["val_acc"])
     out = {}
     for task, students in sorted(by_task.items()):
         gaps = [abs(s[0] - s[1]) for s in students.values() if 0 in s and 1 in s]
-        out[task] = {"seed_gap": round(statistics.mean(gaps), 3) if gaps else None, "seed_pairs": len(gaps)}
+        out[task] = {"seed_gap": round(statistics.mean(gaps), 3) if gaps else None, "seed_pairs": len(gaps),
+                     "resolution": resolution[task]}
     return out
 
 
@@ -77,9 +80,13 @@ def _space_and_latency(teacher_path: Path):
     return space, latency, table
 
 
-def plan(_: argparse.Namespace) -> None:
-    out = {"tasks": {}}
-    for task, info in _heldout_tasks().items():
+def plan(args: argparse.Namespace) -> None:
+    """Budgets and random students of every held-out task not yet in the plan (tasks already planned, with
+    their picks, are kept: adding a database adds settings)."""
+    out = json.loads(PLAN.read_text()) if PLAN.is_file() else {"tasks": {}}
+    for task, info in _heldout_tasks(args.db).items():
+        if task in out["tasks"]:
+            continue
         path = TEACHERS / f"{task}.safetensors"
         space, latency, table = _space_and_latency(path)
         fastest, slowest = latency(space.smallest_arch()), latency(space.teacher_arch())
@@ -159,7 +166,7 @@ def _jobs(device: str, seeds: tuple[int, ...] = (0,)) -> list[dict]:
                 if key in seen:
                     continue
                 seen.add(key)
-                jobs.append({"task": task, "heldout": True, "resolution": 16,
+                jobs.append({"task": task, "heldout": True, "resolution": entry.get("resolution", 16),
                              "teacher_path": str(root / entry["teacher"]),
                              "teacher_sha256": entry["teacher_sha256"], "arch": arch, "seed": seed, "config": config,
                              "threads": 1, "cache_dir": str(cache_dir()), "device": device, "engine": "local"})
@@ -277,6 +284,9 @@ def main() -> None:
     parser.add_argument("--seeds", default="0",
                         help="train stage: KD seeds of the picks, e.g. 0,1 (random students: seed 0)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--db", action="append", metavar="DB",
+                        help="plan stage: take held-out tasks from these databases (repeatable; 'shipped' is the "
+                             "shipped one, the default), e.g. --db shipped --db metadb/metadb_v2.jsonl")
     parser.add_argument("--evals", type=int, default=300, help="students each search scores")
     parser.add_argument("--methods", default=",".join(METHODS), help="predictors to pick with")
     parser.add_argument("--predictor-file", action="append", default=[], metavar="NAME=PATH",
@@ -292,7 +302,7 @@ def main() -> None:
     if args.stage != "all":
         stages[args.stage](args)
         return
-    for name in (["plan"] if not PLAN.is_file() else []) + ["picks", "train", "report"]:
+    for name in (["plan"] if not PLAN.is_file() or args.db else []) + ["picks", "train", "report"]:
         stages[name](args)
 
 
