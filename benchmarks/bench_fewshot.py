@@ -144,6 +144,9 @@ def main() -> None:
                     help="Instead: for each target and N, `profile --few-shot N --students H` as a library call, "
                          "fit and H held-out students measured in one interleaved job (no drift between them); "
                          "writes benchmarks/results/fewshot_one_job.md.")
+    ap.add_argument("--rescore-one-job", action="store_true",
+                    help="Refit the --one-job tables in --work (their fit and held-out students are stored) with the "
+                         "current transfer code and print the figures; measures and writes nothing.")
     ap.add_argument("--fit-students", choices=("spread", "random"), default="spread",
                     help="With --one-job: the command's farthest-point picks (spread, what it ships) or random "
                          "students of the space (an A/B of the selection; the library is not changed).")
@@ -157,6 +160,9 @@ def main() -> None:
     space = SearchSpace(teacher)
     tmp = Path(args.work) if args.work else Path(tempfile.mkdtemp(prefix="bench-fewshot-"))
     tmp.mkdir(parents=True, exist_ok=True)
+    if args.rescore_one_job:
+        _rescore_one_job(tmp, space, ns, args.targets.split(","))
+        return
     if args.rescore:
         _write(_rebuild(tmp, space, ns, args.targets.split(",")),
                "OMP_NUM_THREADS=1 python benchmarks/bench_fewshot.py " + " ".join(sys.argv[1:]), tmp)
@@ -234,6 +240,29 @@ def _one_job(src, teacher, ns: list[int], targets: list[str], heldout: int, work
     write_fragment(f"fewshot_one_job{'' if selection == 'spread' else '_' + selection}",
                    f"Few-shot latency tables: fit and held-out measured in one job ({selection} fit students)",
                    "OMP_NUM_THREADS=1 python benchmarks/bench_fewshot.py " + " ".join(sys.argv[1:]), "\n".join(lines))
+
+
+def _rescore_one_job(work: Path, space, ns: list[int], targets: list[str]) -> None:
+    """Print each stored one-job table's figures refitted with the current code (a change to the transfer
+    model scored on the same measurements: the table's fit students for the fit, its held-out ones to score)."""
+    from dass_edge.latency import LatencyTable
+
+    src = LatencyTable.load(work / "source.json")
+    print("| target | fit students | N | held-out | within ±10% | RMSPE | Spearman | ridge |")
+    print("|---|---|---:|---:|---:|---:|---:|---:|")
+    for name in targets:
+        for selection in ("spread", "random"):
+            for n in ns:
+                found = [work / f"{name}-onejob{n}{tail}.json" for tail in
+                         ((f"-{selection}", "") if selection == "spread" else (f"-{selection}",))]
+                path = next((f for f in found if f.is_file()), None)
+                if path is None:
+                    continue
+                t = LatencyTable.load(path)
+                f = {"n": n, "fit_p50_ms": t.data["transferred"]["fit_samples"]}
+                _score_row(src, space, {"fewshot": [f], "heldout_p50_ms": t.fidelity["samples"]})
+                print(f"| {TARGETS[name]} | {selection} | {n} | {f['students']} | {100 * f['within_10pct']:.0f}% | "
+                      f"{100 * f['rmspe']:.1f}% | {f['spearman']:.3f} | {f['ridge']:g} |")
 
 
 def _write(report: dict, command: str, work: Path) -> None:

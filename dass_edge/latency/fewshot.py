@@ -5,15 +5,19 @@ what changes between two devices is a few numbers: how much faster each kind of 
 weight costs (cache, memory bandwidth), the per-call overhead. So a source table's entries are mapped to
 the target with a small linear model fitted on whole students measured on the target::
 
-    target_ms(student) = sum over groups g of a_g * (source entry ms in g) + sum over kinds k of
-                         w_k * (parameters in k, millions) + c
+    target_ms(student) = sum over kinds k of (a_k * source ms in k + w_k * parameters in k, millions)
+                         + v * block activations (millions) + u * block MACs (billions) + c
 
-Groups are the entry kinds, with blocks split by channel alignment (the largest power of two, up to 16,
-dividing both channel counts): INT8 and vector kernels run aligned channel counts at a different speed
-from odd ones. The fit minimizes relative error plus a ridge penalty pulling every coefficient toward the
-source's own correction times one global ratio (so 5 students give a scaled source table, 40 a per-group
-one); the penalty's strength is chosen by leave-one-out. Students are picked to span the space (the
-teacher, the smallest student, then farthest-point in an architecture descriptor), not at random.
+The two size columns are what a change of number format or kernel library moves that the source
+latency cannot: quantize/dequantize and elementwise work scale with the tensors a block reads and
+writes, arithmetic with its MACs (an INT8 Q/DQ target runs the 32 px stage at 1.3x the FP32 source and
+the 8 px one at 0.5x: one scale on the source latency cannot follow both). The fit minimizes
+relative error plus a ridge penalty pulling every coefficient toward the source's own correction times
+one global ratio, the size columns toward 0 (so 5 students give a scaled source table, 40 a mix); the
+penalty's strength is chosen by leave-one-out, raised if needed so that no entry gets a negative
+latency. Every column is a sum over entries, so the fit maps back onto the entries exactly. Students are
+picked to span the space (the teacher, the smallest student, then farthest-point in an architecture
+descriptor), not at random.
 
 The result is a normal table (entries, overhead, identity correction) marked ``"transferred"`` with its
 source, the samples and the fit, and a fidelity report on random students that were *not* used for the
@@ -49,9 +53,11 @@ from dass_edge.latency.runners.timing import run_job
 from dass_edge.latency.stats import fidelity_metrics, summarize_rounds
 from dass_edge.latency.store import table_filename, user_tables_dir
 from dass_edge.latency.table import FORMAT, LUT_STATISTIC, VERSION, LatencyTable
+from dass_edge.space import block_macs
+from dass_edge.spec import conv_out
 
-__all__ = ["FewShotResult", "TransferFit", "describe_transfer", "entry_group", "fit_transfer", "measure_students",
-           "profile_fewshot", "spanning_students", "transfer_table"]
+__all__ = ["COLUMNS", "FewShotResult", "TransferFit", "describe_transfer", "entry_columns", "fit_transfer",
+           "measure_students", "profile_fewshot", "spanning_students", "transfer_table"]
 
 Progress = Callable[[str, int, int], None]
 _KINDS = ("stem", "block", "head")
@@ -92,41 +98,59 @@ def spanning_students(space, n: int, seed: int = 0, pool: int = 2000) -> list:
 
 
 # -- the transfer model -------------------------------------------------------------------------
-def _align(c: int) -> int:
-    return min(c & -c, 16)
+#: The transfer's columns, in order: per kind a scale on the source ms and a weight on millions of
+#: parameters; for blocks a weight on millions of activation elements (input + output tensor) and on
+#: billions of multiply-accumulates; a constant.
+COLUMNS = tuple(f"src:{k}" for k in _KINDS) + tuple(f"mparams:{k}" for k in _KINDS) + (
+    "mact:block", "gmacs:block", "const")
 
 
-def entry_group(e: Entry) -> str:
-    """The coefficient an entry's source latency gets: its kind, blocks split by channel alignment."""
-    if e.kind != "block":
-        return e.kind
-    return f"block/a{min(_align(e.in_ch), _align(e.out_ch))}"
+def entry_columns(e: Entry, source_ms: float) -> dict[str, float]:
+    """What one entry adds to each column (``const`` is per student, not per entry).
+
+    Only blocks get the size columns: the stem varies only by its width here, which its own source
+    scale already follows, and with a fixed last stage the head does not vary at all.
+    """
+    cols = {f"src:{e.kind}": float(source_ms), f"mparams:{e.kind}": entry_params(e) / 1e6}
+    if e.kind == "block":
+        out_res = conv_out(e.resolution, e.stride)
+        cols["mact:block"] = (e.in_ch * e.resolution ** 2 + e.out_ch * out_res ** 2) * e.batch / 1e6
+        cols["gmacs:block"] = block_macs(e.in_ch, e.out_ch, e.stride, e.resolution, e.has_projection) * e.batch / 1e9
+    return cols
 
 
-def _columns(groups: Sequence[str]) -> list[str]:
-    return [f"src:{g}" for g in groups] + [f"mparams:{k}" for k in _KINDS] + ["const"]
+def _entry_row(e: Entry, source_ms: float) -> np.ndarray:
+    row = entry_columns(e, source_ms)
+    return np.array([row.get(c, 0.0) for c in COLUMNS])
 
 
-def _student_row(source: LatencyTable, spec, groups: Sequence[str]) -> np.ndarray:
-    row = dict.fromkeys(_columns(groups), 0.0)
-    row["const"] = 1.0
+def _student_row(source: LatencyTable, spec) -> np.ndarray:
     stat = source.data["lut_statistic"]
+    row = np.zeros(len(COLUMNS))
+    row[-1] = 1.0
     for e in spec_entries(spec, source.batch):
         src = source.entries.get(e.key)
         if src is None:
             raise DassEdgeError(f"the source table has no entry {e.key}; it was measured for another space")
-        row[f"src:{entry_group(e)}"] += float(src[stat])
-        row[f"mparams:{e.kind}"] += entry_params(e) / 1e6
-    return np.array(list(row.values()))
+        row += _entry_row(e, src[stat])
+    return row
 
 
-def _prior(source: LatencyTable, groups: Sequence[str]) -> np.ndarray:
+def _entry_matrix(source: LatencyTable) -> np.ndarray:
+    """Every source entry's row: the transferred table's entry latencies are this times the coefficients."""
+    stat = source.data["lut_statistic"]
+    return np.stack([_entry_row(Entry.from_dict(e), e[stat]) for e in source.entries.values()])
+
+
+def _prior(source: LatencyTable) -> np.ndarray:
     """The source's own correction written in the transfer's columns (its prediction, exactly)."""
     corr = dict(zip(source.correction["features"], source.correction["p50"]))
     a, w, c = corr.get("lut_ms", 0.0), corr.get("weights_mb", 0.0), corr.get("const", 0.0)
     per_mparam = w * {"fp32": 4, "fp16": 2, "int8": 1}[source.precision]  # weights_mb -> per million parameters
     over = float(source.data["overhead"][source.data["lut_statistic"]])
-    return np.array([a] * len(groups) + [per_mparam] * len(_KINDS) + [a * over + c])
+    prior = {**{f"src:{k}": a for k in _KINDS}, **{f"mparams:{k}": per_mparam for k in _KINDS},
+             "const": a * over + c}
+    return np.array([prior.get(col, 0.0) for col in COLUMNS])  # the size columns: the source has none
 
 
 def _ridge(x: np.ndarray, y: np.ndarray, prior: np.ndarray, scale: np.ndarray, lam: float) -> np.ndarray:
@@ -140,19 +164,30 @@ def _ridge(x: np.ndarray, y: np.ndarray, prior: np.ndarray, scale: np.ndarray, l
 
 @dataclass
 class TransferFit:
-    """Coefficients of the transfer, the ridge strength leave-one-out chose, and the fit's own LOO figures."""
+    """Coefficients of the transfer, the ridge strength leave-one-out chose, and the fit's own LOO figures.
+
+    ``raised``: the ridge was made stronger than leave-one-out chose so that no entry of the transferred
+    table gets a negative latency (else the table could not reproduce the fit exactly).
+    """
 
     columns: list[str]
     coef: np.ndarray
     lam: float
     ratio: float
     loo: dict[str, Any]
+    raised: bool = False
+
+    def predict_ms(self, source: LatencyTable, spec) -> float:
+        """The fit's median latency of ``spec``: what the table :func:`transfer_table` writes predicts."""
+        return float(_student_row(source, spec) @ self.coef)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"model": "target = sum_g a_g * source_ms(g) + sum_k w_k * Mparams(k) + c; relative least squares, "
-                         "ridge toward the source's correction times one global ratio, strength by leave-one-out",
+        return {"model": "target = sum_k a_k * source_ms(k) + sum_k w_k * Mparams(k) + v * Mactivations(blocks) "
+                         "+ u * GMACs(blocks) + c; relative least squares, ridge toward the source's correction "
+                         "times one global ratio (size columns toward 0), strength by leave-one-out",
                 "coefficients": dict(zip(self.columns, (float(c) for c in self.coef))), "ridge": float(self.lam),
-                "global_ratio": self.ratio, "leave_one_out": self.loo}
+                "ridge_raised_for_nonnegative_entries": self.raised, "global_ratio": self.ratio,
+                "leave_one_out": self.loo}
 
 
 def fit_transfer(source: LatencyTable, specs: Sequence, measured_ms: Sequence[float]) -> TransferFit:
@@ -163,17 +198,14 @@ def fit_transfer(source: LatencyTable, specs: Sequence, measured_ms: Sequence[fl
     """
     if len(specs) < MIN_SAMPLES:
         raise DassEdgeError(f"a few-shot transfer needs at least {MIN_SAMPLES} measured students, got {len(specs)}")
-    groups = sorted({entry_group(e) for s in specs for e in spec_entries(s, source.batch)} |
-                    {entry_group(Entry.from_dict(e)) for e in source.entries.values()})
-    x = np.stack([_student_row(source, s, groups) for s in specs])
+    x = np.stack([_student_row(source, s) for s in specs])
     y = np.asarray(measured_ms, dtype=float)
-    base = _prior(source, groups)
+    base = _prior(source)
     ratio = float(np.median(y / (x @ base)))
     prior = base * ratio
-    # The penalty is on each coefficient's relative change from the prior (a column with no prior may move
-    # by up to a tenth of a typical latency per unit of phi), so a column that contributes little cannot
-    # take a wild value to soak up noise.
-    scale = np.where(np.abs(prior) > 0, np.abs(prior), 0.1 * y.mean() / np.maximum(np.abs(x).mean(axis=0), 1e-12))
+    # The penalty is on each coefficient's relative change from the prior; a size column (prior 0) moves by
+    # one typical latency per unit of phi, so it is as free as a source scale, and no freer.
+    scale = np.where(np.abs(prior) > 0, np.abs(prior), y.mean() / np.maximum(np.abs(x).mean(axis=0), 1e-12))
     # A column that does not vary over the students (the head with a fixed last stage) cannot be told apart
     # from the constant: it stays at the prior.
     spread = np.ptp(x, axis=0)
@@ -187,22 +219,28 @@ def fit_transfer(source: LatencyTable, specs: Sequence, measured_ms: Sequence[fl
     best = min(err for err, _, _ in tried)
     _, lam, loo = max((t for t in tried if t[0] <= best * _LOO_TOLERANCE), key=lambda t: t[1])
     coef = _ridge(x, y, prior, scale, lam)
-    return TransferFit(_columns(groups), coef, lam, ratio, fidelity_metrics(loo, y))
+    # Toward the prior (every entry a scaled source entry), until no entry's latency is negative.
+    entries, raised = _entry_matrix(source), False
+    for _, stronger, stronger_loo in sorted((t for t in tried if t[1] > lam), key=lambda t: t[1]):
+        if (entries @ coef).min() >= 0:
+            break
+        lam, loo, raised = stronger, stronger_loo, True
+        coef = _ridge(x, y, prior, scale, lam)
+    return TransferFit(list(COLUMNS), coef, lam, ratio, fidelity_metrics(loo, y), raised)
 
 
 def transfer_table(source: LatencyTable, fit: TransferFit) -> dict[str, Any]:
     """The source's entries mapped to the target: each statistic scaled by the entry's target/source ratio.
 
-    Returns ``entries``, ``overhead`` (the fit's intercept, floored at 0) and ``const_ms`` (what the floor
-    removed, for the correction's constant), so the table's prediction equals the fit's exactly.
+    An entry's target median is its row of :func:`entry_columns` times the coefficients (the fit keeps it
+    non-negative). Returns ``entries``, ``overhead`` (the fit's intercept, floored at 0) and ``const_ms``
+    (what the floor removed, for the correction's constant), so the table's prediction equals the fit's.
     """
     coef = dict(zip(fit.columns, fit.coef))
     stat = source.data["lut_statistic"]
     entries = {}
     for key, e in source.entries.items():
-        entry = Entry.from_dict(e)
-        ms = max(coef[f"src:{entry_group(entry)}"] * e[stat] + coef[f"mparams:{entry.kind}"] * e["params"] / 1e6,
-                 0.0)
+        ms = max(sum(coef[c] * v for c, v in entry_columns(Entry.from_dict(e), e[stat]).items()), 0.0)
         k = ms / e[stat] if e[stat] > 0 else 1.0
         scaled = {s: (ms if s == stat else float(e[s]) * k) for s in ("p25_ms", "p50_ms", "p90_ms", "mean_ms",
                                                                       "std_ms", "raw_p50_ms")}
