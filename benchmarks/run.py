@@ -16,7 +16,8 @@ sys.path.insert(0, str(HERE.parent))
 
 from benchmarks.common import RESULTS  # noqa: E402
 
-ORDER = ["teacher", "latency", "fewshot", "fewshot_one_job", "fewshot_one_job_random", "latency_stability", "timing",
+ORDER = ["teacher", "latency", "fewshot", "fewshot_one_job", "fewshot_one_job_random", "fewshot_transfer_ab",
+         "latency_stability", "timing",
          "distill", "threads",
          "metadb", "predictor", "predictor_cv", "predictor_bands", "predictor_v2_cv", "predictor_v2_cv_multi",
          "search", "head_to_head", "head_to_head_v1", "export"]
