@@ -42,6 +42,9 @@ def search_command(
     replace: bool = typer.Option(False, "--replace", help="Replace --out if it holds an earlier search run."),
     resolution: int = typer.Option(None, "--resolution", help="Input side to search and profile at (default: the "
                                    "teacher's; a .pth teacher records none, so ImageNet-stem ones assume 224)."),
+    support: list[Path] = typer.Option(None, "--support", help="Students of this task you already distilled "
+                                       "(a 'dass-edge distill' output folder, or a search run folder with rank*/ "
+                                       "distilled; repeat): the predictor adapts to their accuracy (K-shot)."),
     threads: int = threads_option(),
     json_out: bool = typer.Option(False, "--json", help="Print search.json instead of a table."),
 ) -> None:
@@ -54,7 +57,10 @@ def search_command(
     from dass_edge.search.plan import prepare_search
     from dass_edge.search.run import run_search
 
-    check_predictor(predictor)
+    check_predictor(predictor, bool(support))
+    from dass_edge.predictor.support import check_support, read_support
+
+    students = read_support(support or [])  # unreadable folders fail before any profiling
     with contextlib.ExitStack() as stack:
         tasks: dict[str, int] = {}
         bars: list = []  # started by the first progress report, so early errors stay one clean line
@@ -70,7 +76,9 @@ def search_command(
                               params_max=params_max, algo=algo, budget_evals=budget_evals, seed=seed, out=out,
                               predictor=predictor, on_note=lambda msg: err_console.print(msg, markup=False),
                               profile_progress=progress, replace=replace, resolution=resolution)
-        scorer = _load_scorer(plan, predictor)
+        if support:
+            check_support(students, plan.teacher_sha256, plan.task, plan.data_dir)
+        scorer = _load_scorer(plan, predictor, students)
         record = run_search(plan, scorer, progress=progress)
     if json_out:
         print_json(record)
@@ -78,12 +86,13 @@ def search_command(
     _print(record)
 
 
-def _load_scorer(plan: SearchPlan, predictor: str | None) -> Scorer:
-    """The DaSS predictor adapted to the plan's teacher and task, or the baseline named by ``predictor``."""
+def _load_scorer(plan: SearchPlan, predictor: str | None, support: list) -> Scorer:
+    """The DaSS predictor adapted to the plan's teacher and task (and the support students), or the baseline
+    named by ``predictor``."""
     from dass_edge.predictor.search_scorers import load_search_scorer
 
     with err_console.status("loading the accuracy predictor"):
-        return load_search_scorer(predictor, plan.teacher, plan.data, teacher_meta=plan.teacher_meta)
+        return load_search_scorer(predictor, plan.teacher, plan.data, teacher_meta=plan.teacher_meta, support=support)
 
 
 def _print(record: dict) -> None:

@@ -23,8 +23,10 @@ from dass_edge.models.resnet import ResNet
 from dass_edge.predictor.embeddings import embed, probe_batch
 from dass_edge.predictor.encoding import student_features
 from dass_edge.predictor.fast_embed import StudentEmbedder
+from dass_edge.predictor.hybrid import KSHOT_STRENGTH
 from dass_edge.predictor.model import DaSSPredictor, adapt, predict, target_offset, trained_adapt_steps
 from dass_edge.predictor.store import load_predictor
+from dass_edge.predictor.support import SupportStudent
 from dass_edge.predictor.training import calibrated
 from dass_edge.space import Arch
 
@@ -120,14 +122,16 @@ class HybridScorer(_CalibratedScorer):
     that a batch of candidates costs their size and shape features and a dot product.
     """
 
-    def __init__(self, models: list, meta: dict, teacher: ResNet, teacher_acc: float, data: TaskData) -> None:
+    def __init__(self, models: list, meta: dict, teacher: ResNet, teacher_acc: float, data: TaskData,
+                 support: Sequence[SupportStudent] = ()) -> None:
         from dass_edge.predictor.meta_tasks import unlabelled_task
         from dass_edge.predictor.task_probe import stage_probe_accuracies
 
-        self.models, self.teacher_spec, self.teacher_acc = models, teacher.spec, teacher_acc
+        self.teacher_spec, self.teacher_acc = teacher.spec, teacher_acc
         self.name = data.name
         self.profile = stage_probe_accuracies(teacher, data)
         self._task = lambda archs: unlabelled_task(self.name, list(archs), self.teacher_spec, self.profile)
+        self.models = [self._adapted(m, support) for m in models] if support else models
         self._raw_teacher = float(np.mean([m.score(self._task([teacher_arch(teacher)]))[0] for m in models]))
         self.calibration = meta.get("calibration")
         self.needs_student = False
@@ -137,8 +141,18 @@ class HybridScorer(_CalibratedScorer):
             # None: a split without images (the model then reads the profile as the average task's)
             "probe_profile": [round(a, 4) if math.isfinite(a) else None for a in self.profile],
         }
+        if support:
+            self.info["support"] = {"students": len(support), "strength": KSHOT_STRENGTH,
+                                    "runs": [{"arch_key": s.arch.key(), "val_acc": s.val_acc, "path": str(s.path)}
+                                             for s in support]}
         self.seconds = 0.0
         self.scored = 0
+
+    def _adapted(self, model, support: Sequence[SupportStudent]):
+        """K-shot: ``model`` moved toward the user's distilled students (their validation accuracy)."""
+        task = self._task([s.arch for s in support])
+        task.labels = torch.tensor([s.val_acc / 100.0 for s in support], dtype=torch.float64)
+        return model.adapted(task, range(len(support)), strength=KSHOT_STRENGTH)
 
     def _raw(self, archs: Sequence[Arch]) -> torch.Tensor:
         task = self._task(archs)
@@ -166,12 +180,16 @@ def teacher_arch(teacher: ResNet) -> Arch:
 
 
 def load_scorer(teacher: ResNet, data: TaskData, predictor: str | Path | None = None,
-                teacher_meta: dict | None = None, progress: Callable[[str], None] | None = None
-                ) -> StudentScorer | HybridScorer:
+                teacher_meta: dict | None = None, progress: Callable[[str], None] | None = None,
+                support: Sequence[SupportStudent] = ()) -> StudentScorer | HybridScorer:
     """A scorer for ``teacher``'s students on ``data``, using the shipped predictor unless one is given.
 
+    ``support``: students of this task already distilled (:func:`dass_edge.predictor.support.read_support`,
+    checked by the caller), which the hybrid predictor adapts to (K-shot).
+
     Raises:
-        DassEdgeError: missing/foreign predictor file, or a teacher/data mismatch.
+        DassEdgeError: missing/foreign predictor file, a teacher/data mismatch, or support students given to
+            a predictor that cannot adapt to them (the DaSS network).
     """
     if teacher.spec.num_classes != data.num_classes:
         raise DassEdgeError(f"the teacher has {teacher.spec.num_classes} classes but the data has "
@@ -183,6 +201,9 @@ def load_scorer(teacher: ResNet, data: TaskData, predictor: str | Path | None = 
         progress("adapting the predictor to this teacher")
     acc = teacher_accuracy(teacher, teacher_meta or {}, data)
     if meta["model"].get("kind") == "hybrid":
-        return HybridScorer(models, meta, teacher.eval(), acc, data)
+        return HybridScorer(models, meta, teacher.eval(), acc, data, support)
+    if support:
+        raise DassEdgeError("--support adapts the hybrid predictor (the shipped one); this predictor file is a DaSS "
+                            "network, which adapts to the teacher only")
     probe = probe_batch(data.train, teacher.spec.mean, teacher.spec.std)
     return StudentScorer(models, meta, teacher.eval(), acc, StudentEmbedder(teacher, probe))

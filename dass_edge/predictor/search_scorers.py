@@ -25,6 +25,7 @@ from dass_edge.predictor.baselines import (
     list_baselines,
 )
 from dass_edge.predictor.meta_tasks import MetaTask, unlabelled_task
+from dass_edge.predictor.support import SupportStudent
 from dass_edge.space import Arch
 
 __all__ = ["BaselineScorer", "candidate_task", "check_predictor", "load_search_scorer"]
@@ -73,12 +74,15 @@ def _fit_tasks(db: Path | None, teachers: Path | None, skip: str) -> list[MetaTa
     return load_meta_tasks(rows, resolve_teachers_dir(path, teachers), embed_students=False)
 
 
-def check_predictor(predictor: str | Path | None) -> None:
-    """Fail early (before any profiling) on a ``--predictor`` that is neither a baseline key nor a file.
+def check_predictor(predictor: str | Path | None, support: bool = False) -> None:
+    """Fail early (before any profiling) on a ``--predictor`` that is neither a baseline key nor a file, or a
+    baseline given with support students (``support``: some were given), which it cannot adapt to.
 
     Raises:
         DassEdgeError: the message lists the baseline keys.
     """
+    if support and predictor is not None and is_baseline(str(predictor)):
+        raise DassEdgeError(f"--support adapts the DaSS predictor; baseline {predictor} has nothing to adapt")
     if predictor is None or is_baseline(str(predictor)) or Path(predictor).is_file():
         return
     raise DassEdgeError(f"--predictor {predictor} is neither a predictor file nor a baseline key; "
@@ -87,16 +91,18 @@ def check_predictor(predictor: str | Path | None) -> None:
 
 def load_search_scorer(predictor: str | Path | None, teacher: ResNet, data: TaskData, teacher_meta: dict | None = None,
                        db: Path | None = None, teachers: Path | None = None,
-                       progress: Callable[[str], None] | None = None):
+                       progress: Callable[[str], None] | None = None, support: Sequence[SupportStudent] = ()):
     """The DaSS scorer for a predictor file (``None``: the shipped one), or a baseline's for a registered key.
 
     Learned baselines (``ridge``, ``arch_only``, ``metad2a``) are fitted first on the meta-training tasks
-    of ``db`` (default: the shipped database), never on the task being searched.
+    of ``db`` (default: the shipped database), never on the task being searched. ``support``: students of
+    this task already distilled, which the hybrid predictor adapts to (K-shot).
 
     Raises:
-        DassEdgeError: neither a baseline key nor an existing file (the message lists the keys).
+        DassEdgeError: neither a baseline key nor an existing file (the message lists the keys), or support
+            students with a predictor that cannot use them.
     """
-    check_predictor(predictor)
+    check_predictor(predictor, bool(support))
     if predictor is not None and is_baseline(str(predictor)):
         b = create_baseline(str(predictor))
         fitted_on: list[str] = []
@@ -110,4 +116,4 @@ def load_search_scorer(predictor: str | Path | None, teacher: ResNet, data: Task
     from dass_edge.predictor.scoring import load_scorer
 
     return load_scorer(teacher, data, Path(predictor) if predictor is not None else None, teacher_meta=teacher_meta,
-                       progress=progress)
+                       progress=progress, support=support)

@@ -114,6 +114,10 @@ def run_search(plan: SearchPlan, scorer: Scorer, progress: Progress | None = Non
                      f"{plan.budget_evals}): {why}")
     if len(picks) < plan.top_k:
         notes.append(f"the search scored only {len(picks)} students, fewer than --top-k {plan.top_k}")
+    support = (getattr(scorer, "info", None) or {}).get("support")
+    if support:
+        notes.append(f"the predictor adapted to {support['students']} students of this task you distilled "
+                     "(--support; their validation accuracy, K-shot)")
     if picks and archs[picks[0]] == t_arch:
         notes.append(f"rank 1 is the teacher's own shape (distilled, it gives back the teacher): the budget does "
                      f"not bind, and no faster student is predicted more accurate by more than the predictor's "
