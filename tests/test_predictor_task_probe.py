@@ -149,3 +149,38 @@ def test_a_saved_hybrid_whose_weights_do_not_match_its_config_is_refused(tmp_pat
     save_file(tensors, str(path), metadata=meta)
     with pytest.raises(DassEdgeError, match="damaged"):
         load_predictor(path)
+
+
+def _task_of(spec, name: str, seed: int, sign: float, n: int = 60) -> MetaTask:
+    """Like :func:`_task`, with the teacher ``spec`` given and the within-size order's sign set directly
+    (every task has the same probe profile, so only a teacher descriptor can tell them apart)."""
+    space = SearchSpace(spec, fixed_last_stage=False)
+    archs = space.sample_many(n, seed=seed)
+    specs = [space.to_spec(a) for a in archs]
+    flops = np.array([spec_flops(s) for s in specs], float)
+    params = np.array([spec_params(s) for s in specs], float)
+    w1 = np.array([np.mean(a.widths[0]) / spec.widths[0] for a in archs])
+    labels = 0.03 * np.log(flops) + 0.02 * sign * (w1 - w1.mean()) / w1.std() \
+        - 0.02 * sign * (np.log(params) - np.log(params).mean()) / np.log(params).std()
+    task = unlabelled_task(name, archs, spec, probe_profile=(0.2, 0.6, 0.85, 0.9))
+    task.labels = torch.tensor(labels)
+    return task
+
+
+def test_a_teacher_descriptor_separates_tasks_the_probe_profile_cannot():
+    imagenet = model_spec("resnet18_in64", num_classes=10, resolution=64)
+    train = [_task_of(SPEC, f"s{i}", i, -1.0) for i in range(3)]
+    train += [_task_of(imagenet, f"i{i}", i, 1.0) for i in range(3)]
+    tests = [_task_of(SPEC, "small", 50, -1.0), _task_of(imagenet, "stem", 51, 1.0)]
+    probed = HybridPredictor(residual_steps=0, alpha=1.0, probe=True).fit(train)
+    described = HybridPredictor(residual_steps=0, alpha=1.0, probe=True, descriptors=("stem",)).fit(train)
+    for t in tests:
+        truth = t.labels.numpy()
+        rho_probed = rank_metrics(probed.score(t), truth)["spearman"]
+        rho_described = rank_metrics(described.score(t), truth)["spearman"]
+        assert rho_described > 0.95 and rho_described > rho_probed + 0.1, (t.name, rho_probed, rho_described)
+    tensors, config = described.to_state()
+    assert config["descriptors"] == ["stem"]
+    np.testing.assert_allclose(HybridPredictor.from_state(tensors, config).score(tests[1]), described.score(tests[1]))
+    with pytest.raises(DassEdgeError, match="unknown teacher descriptor"):
+        HybridPredictor(descriptors=("colour",))

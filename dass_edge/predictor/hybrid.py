@@ -13,6 +13,12 @@ weight of, say, log params becomes a linear function of how early the teacher so
 is what flips the within-band order between glyph and texture tasks. This is the shipped predictor v2
 ("dass-hybrid"), chosen over the neural DaSS network by cross-validation (BENCHMARKS.md).
 
+``descriptors`` add named teacher descriptors (:data:`TEACHER_DESCRIPTORS`: its stem, depth, width,
+classes) to the probe ratios as modulators. With a dozen meta-training tasks and five teacher shapes they
+are under-determined (BENCHMARKS.md, session 7: a post-hoc look at the stem and depth helped in
+cross-validation and hurt a held-out task), so the shipped predictor uses none; they are here so a larger
+database can test them with a pre-declared rule.
+
 Extra per-student features (e.g. log synflow of the remapped student over the teacher's) are passed in
 by the caller as ``(N, k)`` arrays, so this module does no network evaluation itself.
 """
@@ -31,12 +37,19 @@ from dass_edge.predictor.meta_tasks import MetaTask
 from dass_edge.predictor.strong_baselines import ridge_features
 from dass_edge.predictor.task_probe import probe_ratios
 
-__all__ = ["HybridPredictor", "standardized"]
+__all__ = ["TEACHER_DESCRIPTORS", "HybridPredictor", "standardized"]
 
 _SIZE_COLUMNS = 2  # ridge_features starts with log(FLOPs / teacher's) and its square
 _RIDGE_WIDTH = 11  # columns of ridge_features
 #: Prior strength of K-shot adaptation (:meth:`HybridPredictor.adapted`).
 KSHOT_STRENGTH = 10.0
+#: Teacher descriptors a hybrid may add to its modulators (``descriptors=``): one number per teacher spec.
+TEACHER_DESCRIPTORS = {
+    "stem": lambda spec: 1.0 if spec.stem == "imagenet" else 0.0,  # early downsampling (7x7/2 + max-pool)
+    "depth": lambda spec: float(np.log(sum(len(s) for s in spec.stages) / 8.0)),  # blocks, against ResNet-18's 8
+    "width": lambda spec: float(np.log(spec.stages[-1][0] / 128.0)),  # last-stage width
+    "classes": lambda spec: float(np.log(spec.num_classes / 26.0)),
+}
 
 
 def standardized(y: np.ndarray) -> np.ndarray:
@@ -58,39 +71,58 @@ class HybridPredictor:
             tasks: inside a band FLOPs hardly vary, and a task whose ratios lie outside the meta-training
             range cannot reverse the size trend.
         probe_clip: clip a task's ratios to the meta-training tasks' range (never extrapolate the profile).
+        descriptors: names of :data:`TEACHER_DESCRIPTORS` that modulate the weights beside the probe ratios
+            (clipped and centered the same way).
     """
 
     def __init__(self, alpha: float = 1.0, residual_steps: int = 300, hidden: int = 32, lr: float = 3e-3,
                  weight_decay: float = 1e-2, seed: int = 0, probe: bool = False, probe_size: bool = False,
-                 probe_clip: bool = True) -> None:
+                 probe_clip: bool = True, descriptors: Sequence[str] = ()) -> None:
+        unknown = [d for d in descriptors if d not in TEACHER_DESCRIPTORS]
+        if unknown:
+            raise DassEdgeError(f"unknown teacher descriptor(s) {', '.join(unknown)}; known: "
+                                f"{', '.join(TEACHER_DESCRIPTORS)}")
+        self.descriptors = tuple(descriptors)
         self.alpha, self.residual_steps, self.hidden = alpha, residual_steps, hidden
         self.lr, self.weight_decay, self.seed, self.probe = lr, weight_decay, seed, probe
         self.probe_size, self.probe_clip = probe_size, probe_clip
-        self.probe_range: np.ndarray | None = None  # (2, 3): the meta-training tasks' min and max ratios
+        self.probe_range: np.ndarray | None = None  # (2, M): the meta-training tasks' min and max modulators
         self.mean: np.ndarray | None = None
         self.scale: np.ndarray | None = None
         self.coef: np.ndarray | None = None
         self.probe_center: np.ndarray | None = None
         self.net: nn.Module | None = None
 
+    @property
+    def _modulated(self) -> bool:
+        return self.probe or bool(self.descriptors)
+
     def _width(self) -> int:
-        """Columns of the fitted design without extra features: the ridge features, plus 3 probe ratios times
-        the terms they modulate."""
+        """Columns of the fitted design without extra features: the ridge features, plus each modulator (3 probe
+        ratios, the descriptors) times the terms they modulate."""
         modulated = _RIDGE_WIDTH - (0 if self.probe_size else _SIZE_COLUMNS)
-        return _RIDGE_WIDTH + (3 * modulated if self.probe else 0)
+        return _RIDGE_WIDTH + ((3 if self.probe else 0) + len(self.descriptors)) * modulated
 
     def _ratios(self, task: MetaTask) -> np.ndarray:
-        if task.probe_profile is None:
-            raise DassEdgeError(f"task {task.name} has no probe profile; the probe predictor needs the teacher's "
-                                "per-stage probe accuracies (load_meta_tasks computes them)")
-        return probe_ratios(task.probe_profile)
+        """The task's modulators: its probe ratios (``probe``), then its teacher's descriptors."""
+        parts = []
+        if self.probe:
+            if task.probe_profile is None:
+                raise DassEdgeError(f"task {task.name} has no probe profile; the probe predictor needs the "
+                                    "teacher's per-stage probe accuracies (load_meta_tasks computes them)")
+            parts.append(probe_ratios(task.probe_profile))
+        if self.descriptors:
+            if task.spec is None:
+                raise DassEdgeError(f"task {task.name} carries no teacher spec for the teacher descriptors")
+            parts.append(np.array([TEACHER_DESCRIPTORS[d](task.spec) for d in self.descriptors]))
+        return np.concatenate(parts)
 
     def _features(self, task: MetaTask, extra: np.ndarray | None) -> np.ndarray:
         x = ridge_features(task)
         if extra is not None:
             extra = np.asarray(extra, dtype=float).reshape(len(task), -1)
             x = np.column_stack([x, extra])
-        if self.probe:
+        if self._modulated:
             r = self._ratios(task)
             if self.probe_center is not None:  # an unknown ratio (no validation images) reads as the average task
                 r = np.where(np.isfinite(r), r, self.probe_center)
@@ -106,7 +138,7 @@ class HybridPredictor:
         tasks = [t for t in tasks if len(t) >= 2]
         if not tasks:
             raise DassEdgeError("the hybrid predictor needs a meta-training task with 2 or more students")
-        if self.probe:
+        if self._modulated:
             ratios = np.array([self._ratios(t) for t in tasks])
             self.probe_center, self.probe_range = ratios.mean(0), np.stack([ratios.min(0), ratios.max(0)])
         x = np.concatenate([self._features(t, (extra or {}).get(t.name)) for t in tasks])
@@ -173,14 +205,16 @@ class HybridPredictor:
             out |= {f"net.{k}": v.detach().clone() for k, v in self.net.state_dict().items()}
         config = {"kind": "hybrid", "alpha": self.alpha, "residual_steps": self.residual_steps, "hidden": self.hidden,
                   "lr": self.lr, "weight_decay": self.weight_decay, "seed": self.seed, "probe": self.probe,
-                  "probe_size": self.probe_size, "probe_clip": self.probe_clip, "residual": self.net is not None}
+                  "probe_size": self.probe_size, "probe_clip": self.probe_clip, "descriptors": list(self.descriptors),
+                  "residual": self.net is not None}
         return out, config
 
     @classmethod
     def from_state(cls, tensors: Mapping[str, torch.Tensor], config: Mapping) -> HybridPredictor:
         """The fitted model :meth:`to_state` described."""
         model = cls(**{k: config[k] for k in ("alpha", "residual_steps", "hidden", "lr", "weight_decay", "seed",
-                                              "probe", "probe_size", "probe_clip")})
+                                              "probe", "probe_size", "probe_clip")},
+                    descriptors=tuple(config.get("descriptors", ())))
         model.mean, model.scale, model.coef = (tensors[k].double().numpy() for k in ("mean", "scale", "coef"))
         width = model._width()
         if not len(model.mean) == len(model.scale) == len(model.coef) == width:

@@ -137,7 +137,8 @@ class HybridScorer(_CalibratedScorer):
         self.needs_student = False
         self.info = {
             **self._provenance(meta, len(models)), "kind": "hybrid", "adapt_steps": 0,
-            "inputs": ["shape", "probe"] if models[0].probe else ["shape"],
+            "inputs": ["shape", *(["probe"] if models[0].probe else []),
+                       *([f"teacher:{d}" for d in models[0].descriptors])],
             # None: a split without images (the model then reads the profile as the average task's)
             "probe_profile": [round(a, 4) if math.isfinite(a) else None for a in self.profile],
         }
