@@ -19,11 +19,12 @@ from dass_edge.space import Arch
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
-def _write_log(folder, arch: Arch, val_acc, sha="t" * 64, task="glyph-latin-upper", data_dir=None):
+def _write_log(folder, arch: Arch, val_acc, sha="t" * 64, task="glyph-latin-upper", data_dir=None, epochs=30):
     """A distill log as ``dass-edge distill`` writes it (the fields support reads)."""
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "distill.json").write_text(json.dumps({"arch": arch.to_dict(), "val_acc": val_acc, "teacher_sha256": sha,
-                                                     "task": task, "data_dir": data_dir}))
+                                                     "task": task, "data_dir": data_dir,
+                                                     "recipe": {"alpha": 0.5, "recipe": {"epochs": epochs}}}))
     return folder
 
 
@@ -77,6 +78,9 @@ def test_check_support_refuses_another_teacher_another_task_and_too_few(tmp_path
         check_support(mine, "t" * 64, None, "/data")
     with pytest.raises(DassEdgeError, match="2 or more"):
         check_support(mine[:1], "t" * 64, "glyph-latin-upper", None)
+    smoke = read_support([_write_log(tmp_path / "c", _archs(3)[2], 40.0, epochs=1)])
+    with pytest.raises(DassEdgeError, match=r"different recipes \(epochs 1, 30\)"):
+        check_support(mine + smoke, "t" * 64, "glyph-latin-upper", None)
 
 
 @pytest.fixture(scope="module")

@@ -25,7 +25,7 @@ _LOG = "distill.json"  # dass_edge.training.distill_run.LOG_FILE (not imported: 
 
 @dataclass(frozen=True)
 class SupportStudent:
-    """One distilled student: its architecture, validation accuracy (%), and where it was read."""
+    """One distilled student: its architecture, validation accuracy (%), how and where it was distilled."""
 
     arch: Arch
     val_acc: float
@@ -33,6 +33,7 @@ class SupportStudent:
     task: str | None
     data_dir: str | None
     path: Path
+    recipe: str = "null"  # the KD recipe as sorted JSON: accuracies of different recipes are not comparable
 
 
 def _logs(path: Path) -> list[Path]:
@@ -53,7 +54,8 @@ def _read(log: Path) -> SupportStudent:
         raise DassEdgeError(f"--support: {log} is not a readable distill log (arch and val_acc)") from None
     if not math.isfinite(acc) or not 0.0 <= acc <= 100.0:
         raise DassEdgeError(f"--support: {log} has validation accuracy {d['val_acc']!r}, not a percentage")
-    return SupportStudent(arch, acc, d.get("teacher_sha256"), d.get("task"), d.get("data_dir"), log.parent)
+    return SupportStudent(arch, acc, d.get("teacher_sha256"), d.get("task"), d.get("data_dir"), log.parent,
+                          json.dumps(d.get("recipe"), sort_keys=True))
 
 
 def read_support(paths: Sequence[str | Path]) -> list[SupportStudent]:
@@ -72,12 +74,14 @@ def read_support(paths: Sequence[str | Path]) -> list[SupportStudent]:
             s = _read(log)
             by_arch.setdefault(s.arch, []).append(s)
     return [SupportStudent(group[0].arch, sum(s.val_acc for s in group) / len(group), group[0].teacher_sha256,
-                           group[0].task, group[0].data_dir, group[0].path) for group in by_arch.values()]
+                           group[0].task, group[0].data_dir, group[0].path, group[0].recipe)
+            for group in by_arch.values()]
 
 
 def check_support(students: Sequence[SupportStudent], teacher_sha256: str, task: str | None,
                   data_dir: str | None) -> None:
-    """Every support student was distilled from this teacher on this data, and there are at least two.
+    """Every support student was distilled from this teacher on this data with one recipe (a 1-epoch smoke run
+    and a full run are not comparable), and there are at least two.
 
     Raises:
         DassEdgeError: the first mismatch, naming its folder.
@@ -93,6 +97,12 @@ def check_support(students: Sequence[SupportStudent], teacher_sha256: str, task:
         if not same:
             theirs, ours = s.data_dir or f"task {s.task}", data_dir or f"task {task}"
             raise DassEdgeError(f"--support {s.path}: distilled on {theirs}, but this search is on {ours}")
+    recipes = {s.recipe for s in students}
+    if len(recipes) > 1:
+        epochs = sorted({str((json.loads(r) or {}).get("recipe", {}).get("epochs", "?")) for r in recipes})
+        raise DassEdgeError("--support students were distilled with different recipes"
+                            + (f" (epochs {', '.join(epochs)})" if len(epochs) > 1 else "")
+                            + ": their accuracies are not comparable; pass students of one recipe")
     if len(students) < 2:
         raise DassEdgeError(f"--support needs 2 or more distilled students of different architectures, got "
                             f"{len(students)}")
