@@ -223,7 +223,7 @@ def test_meta_train_default_is_the_hybrid_and_eval_adapts_it_k_shot(synthetic_db
     meta = read_predictor_meta(out)
     assert meta["model"]["kind"] == "hybrid" and meta["model"]["probe"] and meta["members"] == 1
     assert meta["train"] == {"model": "hybrid", "alpha": 100.0, "probe": True, "probe_size": True,
-                             "residual_steps": 0}
+                             "residual_steps": 0, "descriptors": ["stem"]}
     assert "dass" in report["mean"] and "dass_no_adapt" not in report["mean"]  # a hybrid does not adapt
     assert report["tasks"]["textures"]["dass"]["spearman"] > 0.8  # labels follow size: the linear part sees it
     code, stdout, err = run_cli(["meta", "eval", "--db", str(db), "--teachers", str(teachers), "--predictor",
@@ -235,7 +235,9 @@ def test_meta_train_default_is_the_hybrid_and_eval_adapts_it_k_shot(synthetic_db
     assert "dass_5shot" in again["mean"]
     for args, message in ((["--steps", "5"], "--model dass"), (["--use", "student,arch,teacher"], "--model dass"),
                           (["--model", "dass", "--alpha", "3"], "--model hybrid"), (["--alpha", "-1"], "--alpha"),
-                          (["--model", "ridge"], "--model")):
+                          (["--model", "ridge"], "--model"), (["--descriptors", "colour"], "--descriptors"),
+                          (["--descriptors", ","], "--descriptors"),
+                          (["--model", "dass", "--descriptors", "stem"], "--model hybrid")):
         code, _, err = run_cli(["meta", "train", "--db", str(db), "--teachers", str(teachers), "--out",
                                 str(tmp_path / "x.safetensors"), *args], capsys)
         assert code == 2 and err.startswith("error:") and message in err and err.count("\n") == 1, (args, err)

@@ -370,6 +370,9 @@ def train_cmd(
     alpha: float = typer.Option(None, "--alpha", help="hybrid: ridge penalty (default: the shipped 100)."),
     probe: bool = typer.Option(True, "--probe/--no-probe", help="hybrid: let the task's probe profile modulate the "
                                                                 "feature weights (--no-probe: an ablation)."),
+    descriptors: str = typer.Option(None, "--descriptors", help="hybrid: teacher descriptors that modulate the "
+                                    "weights too, comma-separated from stem, depth, width, classes, or 'none' "
+                                    "(default: the shipped stem)."),
     members: int = typer.Option(3, "--members", help="dass: ensemble members (seeds seed..seed+members-1)."),
     steps: int = typer.Option(None, "--steps", help="Meta-training steps per member (default: the shipped "
                                                     "recipe's)."),
@@ -412,6 +415,15 @@ def train_cmd(
     if alpha is not None and not (alpha > 0 and math.isfinite(alpha)):
         raise DassEdgeError(f"--alpha must be a positive number, got {alpha}")
     hybrid = {**HYBRID_DEFAULTS, "probe": probe, **({"alpha": alpha} if alpha is not None else {})}
+    if descriptors is not None:
+        from dass_edge.predictor.hybrid import TEACHER_DESCRIPTORS
+
+        names = () if descriptors.strip() == "none" else tuple(d for d in descriptors.replace(" ", "").split(",") if d)
+        unknown = [d for d in names if d not in TEACHER_DESCRIPTORS]
+        if unknown or not (names or descriptors.strip() == "none"):
+            raise DassEdgeError(f"--descriptors takes a comma-separated subset of {', '.join(TEACHER_DESCRIPTORS)} "
+                                f"or 'none' (got {descriptors!r})")
+        hybrid["descriptors"] = names
     if model == "hybrid":  # the network's options would be silently ignored: say so instead
         network_only = [flag for flag, given in (("--steps", steps is not None), ("--no-adapt", no_adapt),
                                                  ("--target", target != "absolute"),
@@ -421,8 +433,9 @@ def train_cmd(
         if network_only:
             raise DassEdgeError(f"{', '.join(network_only)} configure{'s' if len(network_only) == 1 else ''} the "
                                 "DaSS network; add --model dass (the hybrid is closed form, one member)")
-    elif alpha is not None or not probe:
-        raise DassEdgeError("--alpha and --no-probe configure the hybrid; drop them or use --model hybrid")
+    elif alpha is not None or not probe or descriptors is not None:
+        raise DassEdgeError("--alpha, --no-probe and --descriptors configure the hybrid; drop them or use --model "
+                            "hybrid")
     combined, teachers_dir = _dbs_and_teachers(db, teachers)
     rows = combined.rows
     task_data = resolve_task_data(rows)

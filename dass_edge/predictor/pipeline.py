@@ -23,7 +23,7 @@ __all__ = ["default_db_path", "resolve_teachers_dir", "load_db", "train_ensemble
 
 #: The shipped predictor v2's settings (``meta train --model hybrid``), chosen by 5-fold cross-validation over
 #: the meta-training tasks of v1 + v2 (BENCHMARKS.md, "cross-validation on the budgeted metrics").
-HYBRID_DEFAULTS = {"alpha": 100.0, "probe": True, "probe_size": True, "residual_steps": 0}
+HYBRID_DEFAULTS = {"alpha": 100.0, "probe": True, "probe_size": True, "residual_steps": 0, "descriptors": ("stem",)}
 
 #: ``progress(event, info)``: events ``loading``, ``member`` (index, total), ``step`` (step, steps, loss).
 ProgressFn = Callable[[str, dict], None]
