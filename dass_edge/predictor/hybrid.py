@@ -14,10 +14,11 @@ is what flips the within-band order between glyph and texture tasks. This is the
 ("dass-hybrid"), chosen over the neural DaSS network by cross-validation (BENCHMARKS.md).
 
 ``descriptors`` add named teacher descriptors (:data:`TEACHER_DESCRIPTORS`: its stem, depth, width,
-classes) to the probe ratios as modulators. With a dozen meta-training tasks and five teacher shapes they
-are under-determined (BENCHMARKS.md, session 7: a post-hoc look at the stem and depth helped in
-cross-validation and hurt a held-out task), so the shipped predictor uses none; they are here so a larger
-database can test them with a pre-declared rule.
+classes) to the probe ratios as modulators. The shipped predictor uses the stem: an ImageNet-stem teacher's
+students order unlike a small-stem one's with the same probe profile, and one predictor has to serve both
+families (BENCHMARKS.md, session 7: not worse on any cross-validated metric). Depth, width and classes are
+under-determined with a dozen meta-training tasks and five teacher shapes (depth helped in cross-validation
+and hurt a held-out task); they are here so a larger database can test them with a rule fixed in advance.
 
 Extra per-student features (e.g. log synflow of the remapped student over the teacher's) are passed in
 by the caller as ``(N, k)`` arrays, so this module does no network evaluation itself.
