@@ -9,6 +9,9 @@ from __future__ import annotations
 
 import abc
 import multiprocessing
+import os
+import signal
+import sys
 from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 
@@ -40,6 +43,25 @@ class Engine(abc.ABC):
         self.close()
 
 
+def _die_with_parent(parent: int) -> None:
+    """Pool initializer: on Linux, have the kernel end this worker when the process that spawned it dies.
+
+    Without it, a ``kill -9`` of ``meta build-db`` leaves its workers training their students to the end for
+    nobody (the parent that would append the rows is gone), and a rerun trains the same students beside them.
+    """
+    if not sys.platform.startswith("linux"):
+        return
+    import ctypes
+
+    pr_set_pdeathsig = 1
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGKILL)
+    except (OSError, AttributeError):
+        return
+    if os.getppid() != parent:  # the parent died before the request took effect
+        os._exit(1)
+
+
 class LocalEngine(Engine):
     """A pool of ``workers`` spawned processes (0: run in this process)."""
 
@@ -65,7 +87,8 @@ class LocalEngine(Engine):
                     torch.set_num_threads(threads)
             return
         if self._pool is None:
-            self._pool = ProcessPoolExecutor(self.workers, mp_context=multiprocessing.get_context("spawn"))
+            self._pool = ProcessPoolExecutor(self.workers, mp_context=multiprocessing.get_context("spawn"),
+                                             initializer=_die_with_parent, initargs=(os.getpid(),))
         pending: dict[Future, dict] = {}
         queue = list(jobs)
         try:
