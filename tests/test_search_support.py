@@ -108,6 +108,11 @@ def test_support_moves_the_shipped_predictor_toward_the_users_students(plan, tmp
     assert rho_before == pytest.approx(-1.0) and rho_after > rho_before + 0.5, (rho_before, rho_after)
     assert np.all(np.isfinite(after)) and np.all((after > 0) & (after < 100))
     assert adapted.info["support"]["students"] == 10 and "support" not in plain.info
+    # Both stay anchored on the teacher: its own shape reads as the teacher's accuracy, adapted or not.
+    from dass_edge.predictor.scoring import teacher_arch
+
+    t = [teacher_arch(plan.teacher)]
+    assert float(adapted(t)[0]) == pytest.approx(float(plain(t)[0]), abs=1e-6)
 
     record = run_search(plan, adapted)
     assert record["predictor"]["support"]["students"] == 10

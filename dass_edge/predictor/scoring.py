@@ -132,7 +132,7 @@ class HybridScorer(_CalibratedScorer):
         self.profile = stage_probe_accuracies(teacher, data)
         self._task = lambda archs: unlabelled_task(self.name, list(archs), self.teacher_spec, self.profile)
         self.models = [self._adapted(m, support) for m in models] if support else models
-        self._raw_teacher = float(np.mean([m.score(self._task([teacher_arch(teacher)]))[0] for m in models]))
+        self._raw_teacher = float(np.mean([m.score(self._task([teacher_arch(teacher)]))[0] for m in self.models]))
         self.calibration = meta.get("calibration")
         self.needs_student = False
         self.info = {
