@@ -577,6 +577,70 @@ def scorer_speed(keys: list[str], students: int = 400) -> None:
         print(f"{key}: {n / (time.perf_counter() - t0):.1f} students/s (set-up {setup:.1f} s)", flush=True)
 
 
+def latency_costs(task) -> np.ndarray | None:
+    """Each student's p50 latency from this machine's CPU table for the task's teacher (None: no table here;
+    build one with ``dass-edge profile --device cpu --resolution R --teacher T``)."""
+    from dass_edge.errors import DassEdgeError
+    from dass_edge.latency import load_table
+    from dass_edge.space import SearchSpace
+
+    try:
+        table = load_table("cpu", task.spec.resolution, task.spec)
+    except DassEdgeError:
+        return None
+    space = SearchSpace(task.spec, fixed_last_stage=False)
+    return np.array([table.predict(space.to_spec(a))["p50_ms"] for a in task.archs])
+
+
+def latency_bands(tasks: list, recipes: list[str], folds: int) -> list[dict]:
+    """Cross-validated band rho and budget regret with FLOPs as the cost and with latency as the cost.
+
+    The search compares students at equal latency, where a student can trade FLOPs for parameters; the
+    database's bands are equal FLOPs. A recipe can rank well inside FLOPs bands and still buy the wrong trade
+    at equal latency: this puts both side by side (tasks without a CPU table here sit out)."""
+    train = sorted((t for t in tasks if not t.heldout), key=lambda t: t.name)
+    lat = {t.name: latency_costs(t) for t in train}
+    missing = [n for n, c in lat.items() if c is None]
+    train = [t for t in train if lat[t.name] is not None]
+    folds = min(folds, len(train))
+    out = []
+    for spec in recipes:
+        name, _, text = spec.partition(":")
+        opts = json.loads(text) if text else {}
+        per: dict[str, dict[str, float]] = {}
+        for f in range(folds):
+            test = train[f::folds]
+            fit = [t for t in sorted((t for t in tasks if not t.heldout), key=lambda t: t.name) if t not in test]
+            scores = next(iter(run_recipe(name, opts, fit, test, 1, False).values()))
+            for t in test:
+                pts = t.labels.numpy().astype(float) * 100.0
+                excl = t.teacher_shaped().numpy()
+                flop = budgeted_metrics(scores[t.name], pts, np.asarray(t.flops, dtype=float), excl)
+                late = budgeted_metrics(scores[t.name], pts, lat[t.name], excl)
+                per[t.name] = {"flops_band": flop["band_spearman"], "flops_regret": flop["budget_regret"]["mean"],
+                               "latency_band": late["band_spearman"], "latency_regret": late["budget_regret"]["mean"]}
+        rec = {"recipe": name, "options": opts, "db": DB_TAG, "tasks": len(per), "without_table": missing,
+               **{m: round(float(np.nanmean([d[m] for d in per.values()])), 4) for m in next(iter(per.values()))},
+               "per_task": {k: {m: round(v, 4) for m, v in d.items()} for k, d in sorted(per.items())}}
+        out.append(rec)
+        print({k: v for k, v in rec.items() if k != "per_task"}, flush=True)
+    return out
+
+
+def _latency_body(recs: list[dict]) -> str:
+    lines = ["| recipe | options | tasks | band rho, FLOPs bands | band rho, latency bands | regret, FLOPs budgets "
+             "| regret, latency budgets |", "|---|---|---|---|---|---|---|"]
+    for r in recs:
+        lines.append(f"| {r['recipe']} | `{json.dumps(r['options'])}` | {r['tasks']} | {r['flops_band']:.3f} | "
+                     f"{r['latency_band']:.3f} | {r['flops_regret']:.2f} | {r['latency_regret']:.2f} |")
+    missing = sorted({n for r in recs for n in r["without_table"]})
+    note = (f"\nTasks without a CPU table on this machine sat out: {', '.join(missing)}.\n" if missing else "")
+    return ("Cross-validation folds as above (5 folds of the meta-training tasks). Costs: FLOPs, or each student's "
+            "p50 latency predicted by this machine's CPU table for its teacher (`dass-edge profile --device cpu "
+            "--resolution R --teacher T`, measured while the database build ran). Bands of 8 students by cost; "
+            "regret under budgets at the 20-80% cost quantiles.\n\n" + "\n".join(lines) + "\n" + note)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("recipes", nargs="*", help="NAME or NAME:JSON (see above)")
@@ -595,6 +659,9 @@ def main() -> None:
                         help="also simulate K-shot adaptation of the hybrid (results/predictor_v2_kshot.jsonl)")
     parser.add_argument("--distinct-picks", nargs="+", metavar="KEY",
                         help="only count distinct top picks over same-shape teachers of different tasks")
+    parser.add_argument("--latency-bands", action="store_true",
+                        help="only compare the recipes' cross-validated metrics with FLOPs and with latency as the "
+                             "cost (needs this machine's CPU tables for the teachers)")
     parser.add_argument("--scorer-speed", nargs="+", metavar="KEY",
                         help="only measure search-path scoring speed of these keys (dass = shipped), side by side")
     args = parser.parse_args()
@@ -608,6 +675,14 @@ def main() -> None:
     if args.scorer_speed:
         torch.set_num_threads(1)
         scorer_speed(args.scorer_speed)
+        return
+    if args.latency_bands:
+        torch.set_num_threads(1)
+        recs = latency_bands(load_cv_tasks(args.db), args.recipes, args.folds)
+        (RESULTS / "predictor_latency_bands.jsonl").write_text("".join(json.dumps(r) + "\n" for r in recs))
+        write_fragment("predictor_latency_bands", "DaSS predictor v2: equal-FLOPs against equal-latency bands",
+                       "python benchmarks/bench_predictor_cv.py --latency-bands " + " ".join(sys.argv[2:]),
+                       _latency_body(recs))
         return
     if args.ensemble_grid:
         args.recipes += ensemble_grid()
