@@ -598,10 +598,10 @@ def latency_bands(tasks: list, recipes: list[str], folds: int) -> list[dict]:
     The search compares students at equal latency, where a student can trade FLOPs for parameters; the
     database's bands are equal FLOPs. A recipe can rank well inside FLOPs bands and still buy the wrong trade
     at equal latency: this puts both side by side (tasks without a CPU table here sit out)."""
-    train = sorted((t for t in tasks if not t.heldout), key=lambda t: t.name)
-    lat = {t.name: latency_costs(t) for t in train}
+    every = sorted((t for t in tasks if not t.heldout), key=lambda t: t.name)
+    lat = {t.name: latency_costs(t) for t in every}
     missing = [n for n, c in lat.items() if c is None]
-    train = [t for t in train if lat[t.name] is not None]
+    train = [t for t in every if lat[t.name] is not None]
     folds = min(folds, len(train))
     out = []
     for spec in recipes:
@@ -610,7 +610,7 @@ def latency_bands(tasks: list, recipes: list[str], folds: int) -> list[dict]:
         per: dict[str, dict[str, float]] = {}
         for f in range(folds):
             test = train[f::folds]
-            fit = [t for t in sorted((t for t in tasks if not t.heldout), key=lambda t: t.name) if t not in test]
+            fit = [t for t in every if t not in test]  # tasks without a table still teach
             scores = next(iter(run_recipe(name, opts, fit, test, 1, False).values()))
             for t in test:
                 pts = t.labels.numpy().astype(float) * 100.0

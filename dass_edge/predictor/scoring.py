@@ -8,6 +8,7 @@ their embeddings (prefix-cached, see :mod:`fast_embed`) and one batched forward 
 
 from __future__ import annotations
 
+import abc
 import math
 import time
 from collections.abc import Callable, Sequence
@@ -44,7 +45,7 @@ def teacher_accuracy(teacher: ResNet, meta: dict, data: TaskData) -> float:
     return float(evaluate(teacher, data.val, teacher.spec.mean, teacher.spec.std))
 
 
-class _CalibratedScorer:
+class _CalibratedScorer(abc.ABC):
     """What every predictor-file scorer shares: ``scorer(archs)`` times and counts each batch, turns the
     members' mean raw output (:meth:`_raw`) into accuracy with the file's calibration (anchored on the
     teacher's own raw score, ``_raw_teacher``) and keeps it inside (0, 100); ``info`` starts from the file's
@@ -61,8 +62,9 @@ class _CalibratedScorer:
                 "trained_at": meta.get("trained_at"), "teacher_val_acc": round(self.teacher_acc, 3),
                 "calibration": meta.get("calibration")}
 
+    @abc.abstractmethod
     def _raw(self, archs: Sequence[Arch]) -> torch.Tensor:
-        raise NotImplementedError
+        """The members' mean raw output for ``archs`` (what the calibration maps to accuracy)."""
 
     def __call__(self, archs: Sequence[Arch]) -> np.ndarray:
         if not archs:

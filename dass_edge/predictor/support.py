@@ -17,10 +17,9 @@ from pathlib import Path
 
 from dass_edge.errors import DassEdgeError
 from dass_edge.space import Arch
+from dass_edge.training.distill_run import LOG_FILE as _LOG
 
 __all__ = ["SupportStudent", "check_support", "read_support"]
-
-_LOG = "distill.json"  # dass_edge.training.distill_run.LOG_FILE (not imported: that pulls in torch training)
 
 
 @dataclass(frozen=True)
