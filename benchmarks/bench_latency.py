@@ -18,6 +18,9 @@ after correction, Spearman >= 0.95.
 process and temporary table store) and reports the fidelity each reached on its own (before the gate), what
 the fidelity gate re-measured, the final verdict and the wall time (``benchmarks/results/latency_stability.md``,
 rewritten after every profile, so an interrupted run still reports the ones it finished).
+``--stability N --ab KEY=VALUE`` runs N pairs, alternating the ``cpu`` profile as shipped (A) with a copy whose
+``measurement.KEY`` is VALUE (B), so both arms see the same hours of the machine
+(``benchmarks/results/latency_stability_ab.md``): how a measurement change is judged before it is shipped.
 """
 
 from __future__ import annotations
@@ -82,8 +85,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", type=Path, default=RESULTS / "latency.md")
     ap.add_argument("--stability", type=int, default=0, metavar="N",
                     help="run N consecutive fresh profiles of this CPU and report their fidelity and the gate's work")
+    ap.add_argument("--ab", metavar="KEY=VALUE", default=None,
+                    help="with --stability: alternate the cpu profile with a copy whose measurement.KEY is VALUE")
     args = ap.parse_args(argv)
     command = " ".join(["python benchmarks/bench_latency.py", *argv])
+    if args.stability and args.ab:
+        return stability_ab(args.stability, args.ab, command)
     if args.stability:
         return stability(args.stability, command)
 
@@ -227,15 +234,15 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def _one_profile(work: Path) -> dict:
-    """One fresh ``dass-edge profile --device cpu --json`` in its own process and table store."""
+def _one_profile(work: Path, device: str = "cpu") -> dict:
+    """One fresh ``dass-edge profile --device DEVICE --json`` in its own process and table store."""
     import subprocess
 
     env = {**os.environ, "DASS_EDGE_TABLES": str(work / "store"), "OMP_NUM_THREADS": "1",
            "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
     load = os.getloadavg()[0]
     t0 = time.perf_counter()
-    proc = subprocess.run([sys.executable, "-m", "dass_edge.cli", "profile", "--device", "cpu", "--json", "--out",
+    proc = subprocess.run([sys.executable, "-m", "dass_edge.cli", "profile", "--device", device, "--json", "--out",
                            str(work / "T.json")], env=env, capture_output=True, text=True, check=False)
     wall = time.perf_counter() - t0
     if proc.returncode != 0:
@@ -273,6 +280,76 @@ def stability(n: int, command: str) -> int:
         _stability_fragment(runs, n, command, target, profile)
     print((RESULTS / "latency_stability.md").read_text())
     return 0
+
+
+def _variant_profile(key: str, value: str, path: Path) -> Path:
+    """A copy of the shipped ``cpu`` profile with ``measurement.key`` set to ``value`` (YAML-parsed)."""
+    import yaml
+
+    data = yaml.safe_load((ROOT / "profiles" / "cpu.yaml").read_text())
+    data["measurement"][key] = yaml.safe_load(value)
+    data.update(name="cpu-variant", description=f"cpu with measurement.{key}: {value}")
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+def stability_ab(pairs: int, change: str, command: str) -> int:
+    """``pairs`` A/B pairs of fresh profiles, A (cpu as shipped) and B (one measurement key changed) alternating."""
+    from dass_edge.latency import load_profile
+    from dass_edge.latency.gate import FidelityTarget
+
+    key, sep, value = change.partition("=")
+    if not sep or not key:
+        raise SystemExit("error: --ab takes KEY=VALUE, e.g. --ab pin_core=true")
+    profile = load_profile("cpu")
+    target = FidelityTarget(profile.target_within_10pct, profile.target_spearman)
+    runs: list[dict] = []
+    with tempfile.TemporaryDirectory(prefix="bench-ab-") as keep:
+        variant = str(_variant_profile(key, value, Path(keep) / "variant.yaml"))
+        load_profile(variant)  # a bad key or value fails here, before any measurement
+        for i in range(2 * pairs):
+            arm = "AB"[i % 2]
+            with tempfile.TemporaryDirectory(prefix="bench-stability-") as tmp:
+                runs.append({"arm": arm, **_one_profile(Path(tmp), "cpu" if arm == "A" else variant)})
+            r = runs[-1]
+            print(f"{arm} {i // 2 + 1}/{pairs}: {r['wall_s']:.0f} s, load {r['load_start']:.1f}; on its own "
+                  f"{100 * r['first']['within_10pct']:.0f}% / {r['first']['spearman']:.3f}, ok={r['fidelity_ok']}",
+                  file=sys.stderr)
+            (RESULTS / "latency_stability_ab.json").write_text(
+                json.dumps({"command": command, "pairs": pairs, "change": change, "runs": runs}, indent=1) + "\n")
+            _ab_fragment(runs, change, command, target)
+    print((RESULTS / "latency_stability_ab.md").read_text())
+    return 0
+
+
+def _ab_fragment(runs: list[dict], change: str, command: str, target) -> Path:
+    rows = ["| arm | profiles | on their own at target | within ±10% on their own: median (min–max) | Spearman on "
+            "their own: median (min) | gate re-measured | left marked | wall s: median |",
+            "| --- | ---: | ---: | --- | --- | ---: | ---: | ---: |"]
+    for arm, label in (("A", "A: cpu as shipped"), ("B", f"B: measurement.{change}")):
+        rs = [r for r in runs if r["arm"] == arm]
+        if not rs:
+            continue
+        w = [r["first"]["within_10pct"] for r in rs]
+        sp = [r["first"]["spearman"] for r in rs]
+        own = sum(target.met({"students": 1, **r["first"]}) for r in rs)
+        rows.append(f"| {label} | {len(rs)} | **{own}** | {100 * statistics.median(w):.0f}% ({100 * min(w):.0f}%–"
+                    f"{100 * max(w):.0f}%) | {statistics.median(sp):.3f} ({min(sp):.3f}) | "
+                    f"{sum(1 for r in rs if r['attempts'])} | {sum(1 for r in rs if r['fidelity_ok'] is False)} | "
+                    f"{statistics.median(r['wall_s'] for r in rs):.0f} |")
+    seq = ", ".join(f"{r['arm']} {100 * r['first']['within_10pct']:.0f}%" for r in runs)
+    peak = max(max(r["load_start"], r["load_end"]) for r in runs)
+    body = f"""
+- Fresh `dass-edge profile --json` runs in their own process and table store, alternating A and B so both arms
+  see the same hours of this machine; "on their own" is before the fidelity gate (target ≥
+  {100 * target.within_10pct:.0f}% within ±10% and Spearman ≥ {target.spearman:.2f}). Peak 1-minute load {peak:.1f}.
+
+{chr(10).join(rows)}
+
+- In order: {seq}.
+"""
+    return write_fragment("latency_stability_ab", f"Latency tables: A/B of measurement.{change} over fresh profiles",
+                          command, body)
 
 
 def _stability_fragment(runs: list[dict], n: int, command: str, target, profile) -> Path:

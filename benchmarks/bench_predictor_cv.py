@@ -617,7 +617,8 @@ def latency_bands(tasks: list, recipes: list[str], folds: int) -> list[dict]:
                 excl = t.teacher_shaped().numpy()
                 flop = budgeted_metrics(scores[t.name], pts, np.asarray(t.flops, dtype=float), excl)
                 late = budgeted_metrics(scores[t.name], pts, lat[t.name], excl)
-                per[t.name] = {"flops_band": flop["band_spearman"], "flops_regret": flop["budget_regret"]["mean"],
+                per[t.name] = {"full_rho": rank_metrics(scores[t.name], pts)["spearman"],
+                               "flops_band": flop["band_spearman"], "flops_regret": flop["budget_regret"]["mean"],
                                "latency_band": late["band_spearman"], "latency_regret": late["budget_regret"]["mean"]}
         rec = {"recipe": name, "options": opts, "db": DB_TAG, "tasks": len(per), "without_table": missing,
                **{m: round(float(np.nanmean([d[m] for d in per.values()])), 4) for m in next(iter(per.values()))},
@@ -629,10 +630,11 @@ def latency_bands(tasks: list, recipes: list[str], folds: int) -> list[dict]:
 
 def _latency_body(recs: list[dict]) -> str:
     lines = ["| recipe | options | tasks | band rho, FLOPs bands | band rho, latency bands | regret, FLOPs budgets "
-             "| regret, latency budgets |", "|---|---|---|---|---|---|---|"]
+             "| regret, latency budgets | full rho |", "|---|---|---|---|---|---|---|---|"]
     for r in recs:
+        full = f"{r['full_rho']:.3f}" if "full_rho" in r else "-"
         lines.append(f"| {r['recipe']} | `{json.dumps(r['options'])}` | {r['tasks']} | {r['flops_band']:.3f} | "
-                     f"{r['latency_band']:.3f} | {r['flops_regret']:.2f} | {r['latency_regret']:.2f} |")
+                     f"{r['latency_band']:.3f} | {r['flops_regret']:.2f} | {r['latency_regret']:.2f} | {full} |")
     missing = sorted({n for r in recs for n in r["without_table"]})
     note = (f"\nTasks without a CPU table on this machine sat out: {', '.join(missing)}.\n" if missing else "")
     return ("Cross-validation folds as above (5 folds of the meta-training tasks). Costs: FLOPs, or each student's "

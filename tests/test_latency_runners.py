@@ -25,7 +25,7 @@ from dass_edge.latency.runners import (
     TrtRunner,
     make_runner,
 )
-from dass_edge.latency.runners.timing import run_job, scheduling_priority
+from dass_edge.latency.runners.timing import pinned_to_one_core, run_job, scheduling_priority
 
 HAS_TRT = importlib.util.find_spec("tensorrt") is not None
 
@@ -179,6 +179,22 @@ def test_scheduling_priority_is_restored():
     assert os.getpriority(os.PRIO_PROCESS, 0) == before
     with scheduling_priority(None) as nice:
         assert nice == before
+
+
+@pytest.mark.skipif(not hasattr(os, "sched_setaffinity") or len(os.sched_getaffinity(0)) < 2,
+                    reason="needs Linux affinity and 2 or more usable cores")
+def test_pinned_to_one_core_pins_then_restores_and_is_recorded(tmp_path):
+    before = os.sched_getaffinity(0)
+    with pinned_to_one_core(True) as core:
+        assert core == max(before) and os.sched_getaffinity(0) == {core}
+    assert os.sched_getaffinity(0) == before
+    with pinned_to_one_core(False) as core:
+        assert core is None and os.sched_getaffinity(0) == before
+    a = OverheadArtifact("onnxruntime", "fp32")(tmp_path / "a.onnx")
+    got: list[dict] = []
+    run_job([{"id": "m", "artifact": str(a), "rounds": [0], "sessions": 1}],
+            {"backend": "onnxruntime", "warmup_s": 0.0, "iterations": 1, "pin_core": True}, got.append)
+    assert [r["core"] for r in got] == [max(before)] and os.sched_getaffinity(0) == before
 
 
 def test_agent_zip_runs_a_job_standalone(tmp_path):

@@ -51,3 +51,43 @@ def test_unfitted_or_empty_fit_is_refused():
         HybridPredictor().score(test)
     with pytest.raises(DassEdgeError, match="2 or more students"):
         HybridPredictor().fit([])
+
+
+def test_within_band_shape_weights_ignore_anything_that_moves_whole_bands():
+    """The shape weights come from contrasts inside equal-FLOPs bands: adding a constant to each band's labels
+    (say, something no feature sees that differs between cost levels) leaves their direction unchanged, while a
+    whole-range fit's weights move with it."""
+    import torch
+
+    from dass_edge.predictor.band_metrics import cost_bands
+
+    task = synthetic_task("train0", 0, n=64)
+    task.spec = SPEC
+    shifted = synthetic_task("train0", 0, n=64)
+    shifted.spec = SPEC
+    labels = shifted.labels.numpy().astype(float).copy()
+    rng = np.random.default_rng(0)
+    for band in cost_bands(np.asarray(task.flops, dtype=float), 8, min_students=2):
+        labels[band] += rng.normal(0.0, 0.05)
+    shifted.labels = torch.as_tensor(labels)
+
+    def cosine(a, b):
+        return float(a @ b / np.linalg.norm(a) / np.linalg.norm(b))
+
+    within = [HybridPredictor(residual_steps=0, within_band=8).fit([t]) for t in (task, shifted)]
+    shape = ~within[0]._size_columns(len(within[0].coef))
+    assert shape.sum() == len(shape) - 2
+    assert cosine(within[0].coef[shape], within[1].coef[shape]) > 0.9999
+    whole = [HybridPredictor(residual_steps=0).fit([t]) for t in (task, shifted)]
+    assert cosine(whole[0].coef[shape], whole[1].coef[shape]) < 0.99
+
+def test_within_band_setting_survives_saving_and_bad_values_are_refused():
+    train, test = _tasks()
+    model = HybridPredictor(residual_steps=0, within_band=8).fit(train)
+    tensors, config = model.to_state()
+    assert config["within_band"] == 8
+    again = HybridPredictor.from_state(tensors, config)
+    assert again.within_band == 8
+    np.testing.assert_allclose(again.score(test), model.score(test))
+    with pytest.raises(DassEdgeError, match="within_band"):
+        HybridPredictor(within_band=1)

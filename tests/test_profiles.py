@@ -55,6 +55,7 @@ def test_backend_settings_carry_what_runners_need():
     ({"measurement": {"iterations": 0}}, "iterations"),
     ({"measurement": {"repeats": 3}}, "measurement"),
     ({"measurement": {"nice": -40}}, "nice"),
+    ({"measurement": {"pin_core": "yes"}}, "pin_core must be bool"),
     ({"clocks": {"nvpmodel": "maybe"}}, "clocks"),
     ({"clocks": {"fan": "required"}}, "clocks"),
     ({"providers": ["CPUExecutionProvider"], "backend": "torch"}, "providers"),

@@ -105,12 +105,14 @@ class _Journal:
         self.path = path
         self.rounds: dict[str, dict[int, list[float]]] = defaultdict(dict)
         self.nice: set[int | None] = set()
+        self.cores: set[int | None] = set()
         if path.exists():
             for line in path.read_text().splitlines():
                 try:
                     rec = json.loads(line)
                     self.rounds[rec["id"]][int(rec["round"])] = [float(v) for v in rec["us"]]
                     self.nice.add(rec.get("nice"))
+                    self.cores.add(rec.get("core"))
                 except (json.JSONDecodeError, KeyError, TypeError, ValueError):
                     continue
         self._f = open(path, "a", encoding="utf-8")  # noqa: SIM115 (closed in close())
@@ -118,10 +120,11 @@ class _Journal:
             self._f.write("\n")  # a killed run left half a line: start the next record on its own line
 
     def add(self, rec: dict) -> None:
-        self._f.write(json.dumps({k: rec.get(k) for k in ("id", "round", "us", "nice")}) + "\n")
+        self._f.write(json.dumps({k: rec.get(k) for k in ("id", "round", "us", "nice", "core")}) + "\n")
         self._f.flush()
         self.rounds[rec["id"]][int(rec["round"])] = rec["us"]
         self.nice.add(rec.get("nice"))
+        self.cores.add(rec.get("core"))
 
     def close(self) -> None:
         self._f.close()
@@ -338,6 +341,7 @@ def _assemble(plan: _Plan, journal: _Journal, info: dict, clocks: dict, target: 
                                "and round",
                      "fidelity_sessions": profile.fidelity_sessions,
                      "nice_requested": profile.nice, "nice_in_effect": sorted(journal.nice, key=str),
+                     "pin_core_requested": profile.pin_core, "pinned_cores": sorted(journal.cores, key=str),
                      "p50": "per-session medians, lower quartile across sessions (other jobs only slow sessions "
                             "down); p50_all_sessions: their median", "p25/p90": "percentiles of all calls",
                      "overhead": "per-call latency of a one-Relu model (its p25), subtracted from every entry "

@@ -30,7 +30,7 @@ __all__ = ["CLOCK_ITEMS", "DeviceProfile", "list_profiles", "load_profile", "res
 CLOCK_ITEMS = ("nvpmodel", "jetson_clocks", "cpu_governor", "gpu_clocks")
 _CLOCK_POLICIES = ("required", "recorded")
 _MEASUREMENT_KEYS = {"warmup_s": float, "iterations": int, "sessions": int, "fidelity_students": int,
-                     "fidelity_sessions": int, "nice": int}
+                     "fidelity_sessions": int, "nice": int, "pin_core": bool}
 #: ``fidelity_target:`` keys -> (DeviceProfile field, lowest, highest).
 _TARGET_KEYS = {"within_10pct": ("target_within_10pct", 0.0, 1.0), "spearman": ("target_spearman", -1.0, 1.0),
                 "remeasure_s": ("remeasure_s", 0.0, 3600.0)}
@@ -57,6 +57,8 @@ class DeviceProfile:
         fidelity_sessions: rounds per student (and for the overhead model): their medians are the
             targets the table is judged against, so they get more rounds than the blocks.
         nice: scheduling priority while measuring (e.g. -10); applied only where permitted, and recorded.
+        pin_core: pin the measuring process to one core while it times (Linux ``sched_setaffinity``), so a
+            call is not migrated between cores mid-measurement; recorded.
         target_within_10pct, target_spearman: the fidelity a table must reach (``fidelity_target:`` in YAML);
             below it, up to ``remeasure_s`` seconds go to re-measuring what was disturbed, and a table still
             below is saved marked ``fidelity_ok: false`` (see :mod:`dass_edge.latency.gate`).
@@ -86,6 +88,7 @@ class DeviceProfile:
     fidelity_students: int = 30
     fidelity_sessions: int = 15
     nice: int | None = None
+    pin_core: bool = False
     target_within_10pct: float = 0.90
     target_spearman: float = 0.95
     remeasure_s: float = 60.0
@@ -100,7 +103,7 @@ class DeviceProfile:
         return {"backend": self.backend, "precision": self.precision, "batch": self.batch, "threads": self.threads,
                 "providers": list(self.providers), "device": self.device, "cuda_graph": self.cuda_graph,
                 "workspace_mb": self.workspace_mb, "warmup_s": self.warmup_s, "iterations": self.iterations,
-                "nice": self.nice}
+                "nice": self.nice, "pin_core": self.pin_core}
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -182,7 +185,7 @@ def profile_from_dict(d: Any, src: str) -> DeviceProfile:
             if key == "nice":
                 if not -20 <= kw[key] <= 19:
                     raise _fail(src, "measurement.nice must be in -20..19")
-            elif kw[key] < (0 if key == "warmup_s" else 1):
+            elif kind is not bool and kw[key] < (0 if key == "warmup_s" else 1):
                 raise _fail(src, f"measurement.{key} must be {'>= 0' if key == 'warmup_s' else '>= 1'}")
     target = d.get("fidelity_target", {}) or {}
     if not isinstance(target, dict) or set(target) - set(_TARGET_KEYS):

@@ -34,6 +34,7 @@ import torch
 from torch import nn
 
 from dass_edge.errors import DassEdgeError
+from dass_edge.predictor.band_metrics import cost_bands
 from dass_edge.predictor.meta_tasks import MetaTask
 from dass_edge.predictor.strong_baselines import ridge_features
 from dass_edge.predictor.task_probe import probe_ratios
@@ -74,11 +75,17 @@ class HybridPredictor:
         probe_clip: clip a task's ratios to the meta-training tasks' range (never extrapolate the profile).
         descriptors: names of :data:`TEACHER_DESCRIPTORS` that modulate the weights beside the probe ratios
             (clipped and centered the same way).
+        within_band: 0 fits every weight on the tasks' whole range. ``k > 0`` fits the shape terms on
+            contrasts inside equal-FLOPs bands of ``k`` students (features and labels minus their band's mean),
+            then the size terms (log FLOPs and its square, with their modulations) on what that leaves, over the
+            whole range. Across a task's range params, depth and width move with size, so a whole-range fit
+            credits them with size's effect; the search compares students of equal cost, where only the
+            within-band contrasts say which shape distills better.
     """
 
     def __init__(self, alpha: float = 1.0, residual_steps: int = 300, hidden: int = 32, lr: float = 3e-3,
                  weight_decay: float = 1e-2, seed: int = 0, probe: bool = False, probe_size: bool = False,
-                 probe_clip: bool = True, descriptors: Sequence[str] = ()) -> None:
+                 probe_clip: bool = True, descriptors: Sequence[str] = (), within_band: int = 0) -> None:
         unknown = [d for d in descriptors if d not in TEACHER_DESCRIPTORS]
         if unknown:
             raise DassEdgeError(f"unknown teacher descriptor(s) {', '.join(unknown)}; known: "
@@ -87,6 +94,9 @@ class HybridPredictor:
         self.alpha, self.residual_steps, self.hidden = alpha, residual_steps, hidden
         self.lr, self.weight_decay, self.seed, self.probe = lr, weight_decay, seed, probe
         self.probe_size, self.probe_clip = probe_size, probe_clip
+        if within_band < 0 or within_band == 1:
+            raise DassEdgeError(f"within_band must be 0 (whole range) or a band size of 2 or more, got {within_band}")
+        self.within_band = int(within_band)
         self.probe_range: np.ndarray | None = None  # (2, M): the meta-training tasks' min and max modulators
         self.mean: np.ndarray | None = None
         self.scale: np.ndarray | None = None
@@ -103,6 +113,39 @@ class HybridPredictor:
         ratios, the descriptors) times the terms they modulate."""
         modulated = _RIDGE_WIDTH - (0 if self.probe_size else _SIZE_COLUMNS)
         return _RIDGE_WIDTH + ((3 if self.probe else 0) + len(self.descriptors)) * modulated
+
+    def _size_columns(self, width: int) -> np.ndarray:
+        """Which of ``width`` design columns are size terms: log FLOPs and its square, and their modulations."""
+        size = np.zeros(width, dtype=bool)
+        size[:_SIZE_COLUMNS] = True
+        if self._modulated and self.probe_size:
+            base = width // (1 + len(self._modulators()))
+            for m in range(1, 1 + len(self._modulators())):
+                size[m * base : m * base + _SIZE_COLUMNS] = True
+        return size
+
+    def _modulators(self) -> list[str]:
+        return (["probe"] * 3 if self.probe else []) + list(self.descriptors)
+
+    def _ridge(self, z: np.ndarray, y: np.ndarray) -> np.ndarray:
+        return np.linalg.solve(z.T @ z + self.alpha * np.eye(z.shape[1]), z.T @ y)
+
+    def _fit_within_band(self, tasks: Sequence[MetaTask], z: np.ndarray, y: np.ndarray) -> np.ndarray:
+        """Shape weights from within-band contrasts, then size weights on the rest (see ``within_band``)."""
+        size = self._size_columns(z.shape[1])
+        zc, yc, start = [], [], 0
+        for t in tasks:
+            for band in cost_bands(np.asarray(t.flops, dtype=float), self.within_band, min_students=2):
+                rows = start + band
+                zc.append(z[rows] - z[rows].mean(0))
+                yc.append(y[rows] - y[rows].mean())
+            start += len(t)
+        coef = np.zeros(z.shape[1])
+        if zc:
+            coef[~size] = self._ridge(np.concatenate(zc)[:, ~size], np.concatenate(yc))
+        rest = y - z[:, ~size] @ coef[~size]
+        coef[size] = self._ridge(z[:, size], rest - rest.mean())
+        return coef
 
     def _ratios(self, task: MetaTask) -> np.ndarray:
         """The task's modulators: its probe ratios (``probe``), then its teacher's descriptors."""
@@ -146,7 +189,10 @@ class HybridPredictor:
         y = np.concatenate([standardized(t.labels.numpy().astype(float)) for t in tasks])
         self.mean, self.scale = x.mean(0), np.where(x.std(0) > 1e-9, x.std(0), 1.0)
         z = (x - self.mean) / self.scale
-        self.coef = np.linalg.solve(z.T @ z + self.alpha * np.eye(z.shape[1]), z.T @ (y - y.mean()))
+        if self.within_band:
+            self.coef = self._fit_within_band(tasks, z, y)
+        else:
+            self.coef = self._ridge(z, y - y.mean())
         if self.residual_steps > 0:
             codes = torch.cat([t.codes.float() for t in tasks])
             inp = torch.cat([codes, torch.as_tensor(z, dtype=torch.float32)], 1)
@@ -207,7 +253,7 @@ class HybridPredictor:
         config = {"kind": "hybrid", "alpha": self.alpha, "residual_steps": self.residual_steps, "hidden": self.hidden,
                   "lr": self.lr, "weight_decay": self.weight_decay, "seed": self.seed, "probe": self.probe,
                   "probe_size": self.probe_size, "probe_clip": self.probe_clip, "descriptors": list(self.descriptors),
-                  "residual": self.net is not None}
+                  "within_band": self.within_band, "residual": self.net is not None}
         return out, config
 
     @classmethod
@@ -215,7 +261,7 @@ class HybridPredictor:
         """The fitted model :meth:`to_state` described."""
         model = cls(**{k: config[k] for k in ("alpha", "residual_steps", "hidden", "lr", "weight_decay", "seed",
                                               "probe", "probe_size", "probe_clip")},
-                    descriptors=tuple(config.get("descriptors", ())))
+                    descriptors=tuple(config.get("descriptors", ())), within_band=int(config.get("within_band", 0)))
         model.mean, model.scale, model.coef = (tensors[k].double().numpy() for k in ("mean", "scale", "coef"))
         width = model._width()
         if not len(model.mean) == len(model.scale) == len(model.coef) == width:

@@ -18,7 +18,7 @@ from typing import Any
 
 from .factory import make_runner
 
-__all__ = ["run_job", "scheduling_priority"]
+__all__ = ["pinned_to_one_core", "run_job", "scheduling_priority"]
 
 
 @contextlib.contextmanager
@@ -49,6 +49,33 @@ def scheduling_priority(nice: int | None) -> Iterator[int | None]:
                 os.setpriority(os.PRIO_PROCESS, 0, old)
 
 
+@contextlib.contextmanager
+def pinned_to_one_core(pin: bool) -> Iterator[int | None]:
+    """Pin this process to one of its allowed cores for the block (Linux), then restore its affinity.
+
+    The last allowed core is chosen: on small VMs the first one usually takes the device interrupts. Yields the
+    core in effect, or None where not pinned (not asked, one core only, or the platform has no affinity).
+    """
+    if not pin or not hasattr(os, "sched_setaffinity"):
+        yield None
+        return
+    old = os.sched_getaffinity(0)
+    if len(old) < 2:
+        yield None
+        return
+    core = max(old)
+    try:
+        os.sched_setaffinity(0, {core})
+    except OSError:
+        yield None
+        return
+    try:
+        yield core
+    finally:
+        with contextlib.suppress(OSError):
+            os.sched_setaffinity(0, old)
+
+
 def run_job(
     items: Iterable[dict[str, Any]],
     settings: dict[str, Any],
@@ -61,8 +88,9 @@ def run_job(
         items: dicts with ``id``, ``artifact`` (file path), ``rounds`` (round numbers still to measure),
             optionally ``sessions`` (planned rounds in all, default ``max(rounds) + 1``) and, for the torch
             backend, ``input_shape``.
-        settings: backend settings plus ``warmup_s``, ``iterations`` and optionally ``nice``.
-        emit: receives ``{"id", "round", "us": [per-call microseconds], "nice"}``; it may raise to stop the job.
+        settings: backend settings plus ``warmup_s``, ``iterations`` and optionally ``nice`` and ``pin_core``.
+        emit: receives ``{"id", "round", "us": [per-call microseconds], "nice", "core"}`` (``core``: the core the
+            job was pinned to, or None); it may raise to stop the job.
         seed: seeds the per-round shuffle.
 
     Returns:
@@ -77,7 +105,7 @@ def run_job(
         for r in it["rounds"]:
             schedule.setdefault(r * passes // total, []).append((it, r))
     count = 0
-    with scheduling_priority(settings.get("nice")) as nice:
+    with scheduling_priority(settings.get("nice")) as nice, pinned_to_one_core(bool(settings.get("pin_core"))) as core:
         for p in sorted(schedule):
             todo = schedule[p]
             random.Random(seed * 1_000_003 + p).shuffle(todo)
@@ -85,6 +113,7 @@ def run_job(
                 runner = make_runner(settings, it["artifact"], it.get("input_shape"))
                 with runner:
                     secs = runner.measure(warmup_s, iterations)
-                emit({"id": it["id"], "round": r, "us": [round(s * 1e6, 3) for s in secs], "nice": nice})
+                emit({"id": it["id"], "round": r, "us": [round(s * 1e6, 3) for s in secs], "nice": nice,
+                      "core": core})
                 count += 1
     return count
