@@ -604,28 +604,54 @@ def latency_bands(tasks: list, recipes: list[str], folds: int) -> list[dict]:
     train = [t for t in every if lat[t.name] is not None]
     folds = min(folds, len(train))
     out = []
+    scored: dict[str, dict[str, np.ndarray]] = {}  # recipe spec -> task -> cross-validated scores
     for spec in recipes:
         name, _, text = spec.partition(":")
         opts = json.loads(text) if text else {}
+        use_budget = float(opts.pop("use_budget", 0.0))  # a selection policy, not a model option
         per: dict[str, dict[str, float]] = {}
+        scored[spec] = {}
         for f in range(folds):
             test = train[f::folds]
             fit = [t for t in every if t not in test]  # tasks without a table still teach
             scores = next(iter(run_recipe(name, opts, fit, test, 1, False).values()))
+            scored[spec] |= {t.name: np.asarray(scores[t.name], dtype=float) for t in test}
             for t in test:
                 pts = t.labels.numpy().astype(float) * 100.0
                 excl = t.teacher_shaped().numpy()
-                flop = budgeted_metrics(scores[t.name], pts, np.asarray(t.flops, dtype=float), excl)
-                late = budgeted_metrics(scores[t.name], pts, lat[t.name], excl)
+                flop = budgeted_metrics(scores[t.name], pts, np.asarray(t.flops, dtype=float), excl, use_budget)
+                late = budgeted_metrics(scores[t.name], pts, lat[t.name], excl, use_budget)
                 per[t.name] = {"full_rho": rank_metrics(scores[t.name], pts)["spearman"],
                                "flops_band": flop["band_spearman"], "flops_regret": flop["budget_regret"]["mean"],
                                "latency_band": late["band_spearman"], "latency_regret": late["budget_regret"]["mean"]}
+        if use_budget:
+            opts["use_budget"] = use_budget
         rec = {"recipe": name, "options": opts, "db": DB_TAG, "tasks": len(per), "without_table": missing,
                **{m: round(float(np.nanmean([d[m] for d in per.values()])), 4) for m in next(iter(per.values()))},
                "per_task": {k: {m: round(v, 4) for m, v in d.items()} for k, d in sorted(per.items())}}
         out.append(rec)
         print({k: v for k, v in rec.items() if k != "per_task"}, flush=True)
+    _bootstrap_against(out, recipes, scored, train, lat)
     return out
+
+
+def _bootstrap_against(recs: list[dict], recipes: list[str], scored: dict, train: list, lat: dict) -> None:
+    """Each recipe minus FLOPs and minus the first ``linear`` recipe (the reference, e.g. the shipped one) under
+    latency budgets and bands: the paired bootstrap of :func:`paired_bootstrap` (students resampled within
+    tasks, the same resample for both), stored as ``rec["vs"][other]``."""
+    from dass_edge.predictor.band_metrics import BandTask, paired_bootstrap
+
+    refs = [s for s in recipes if s == "flops"] + [s for s in recipes if s.startswith("linear")][:1]
+    policy = {s: float(json.loads(s.partition(":")[2] or "{}").get("use_budget", 0.0)) for s in recipes}
+    tasks = [BandTask(true=t.labels.numpy().astype(float) * 100.0, costs=lat[t.name],
+                      exclude=t.teacher_shaped().numpy().astype(bool),
+                      preds={s: scored[s][t.name] for s in recipes}, use_budget=policy) for t in train]
+    for rec, spec in zip(recs, recipes):
+        rec["vs"] = {}
+        for ref in refs:
+            if ref != spec:
+                boot = paired_bootstrap(tasks, spec, ref)
+                rec["vs"][ref] = {k: boot[k] for k in ("band_spearman", "budget_regret")}
 
 
 def _latency_body(recs: list[dict]) -> str:
@@ -635,6 +661,18 @@ def _latency_body(recs: list[dict]) -> str:
         full = f"{r['full_rho']:.3f}" if "full_rho" in r else "-"
         lines.append(f"| {r['recipe']} | `{json.dumps(r['options'])}` | {r['tasks']} | {r['flops_band']:.3f} | "
                      f"{r['latency_band']:.3f} | {r['flops_regret']:.2f} | {r['latency_regret']:.2f} | {full} |")
+    boots = []
+    for r in recs:
+        for ref, d in r.get("vs", {}).items():
+            reg, band = d["budget_regret"], d["band_spearman"]
+            boots.append(f"| {r['recipe']} `{json.dumps(r['options'])}` | {ref.split(':')[0]}"
+                         f"{' (reference)' if ref.startswith('linear') else ''} | {reg['diff']:+.2f} "
+                         f"[{reg['lo']:+.2f}, {reg['hi']:+.2f}] | {band['diff']:+.3f} [{band['lo']:+.3f}, "
+                         f"{band['hi']:+.3f}] |")
+    if boots:
+        lines += ["", "Paired bootstrap under latency costs (students resampled within tasks, the same resample for "
+                  "both; 95% intervals; regret: negative favours the row):", "",
+                  "| recipe | minus | latency regret | latency band rho |", "|---|---|---|---|", *boots]
     missing = sorted({n for r in recs for n in r["without_table"]})
     note = (f"\nTasks without a CPU table on this machine sat out: {', '.join(missing)}.\n" if missing else "")
     return ("Cross-validation folds as above (5 folds of the meta-training tasks). Costs: FLOPs, or each student's "

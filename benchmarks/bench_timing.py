@@ -37,53 +37,15 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from benchmarks.common import RESULTS, write_fragment  # noqa: E402
-
-
-def _idle_ticks() -> dict[int, int]:
-    """Per-core idle+iowait ticks from /proc/stat (empty where unreadable)."""
-    out = {}
-    try:
-        for line in Path("/proc/stat").read_text().splitlines():
-            name, *fields = line.split()
-            if name.startswith("cpu") and name[3:].isdigit():
-                out[int(name[3:])] = int(fields[3]) + int(fields[4])
-    except (OSError, ValueError, IndexError):
-        return {}
-    return out
-
-
-def _quietest_core(cores: set[int], sample_s: float = 0.1) -> int:
-    """The core of ``cores`` that was idle longest over ``sample_s`` seconds (the lowest one on a tie)."""
-    before = _idle_ticks()
-    time.sleep(sample_s)
-    after = _idle_ticks()
-    return max(sorted(cores), key=lambda c: after.get(c, 0) - before.get(c, 0))
+from dass_edge.latency.runners.timing import pinned_to_one_core, quietest_core  # noqa: E402
 
 
 @contextlib.contextmanager
 def pinned(enabled: bool = True) -> Iterator[int | None]:
-    """Run the block on one core (the quietest allowed one), then restore the old affinity.
-
-    Yields the core in effect, or None when not pinned (disabled, unsupported or not permitted).
-    """
-    if not enabled or not hasattr(os, "sched_setaffinity"):
-        yield None
-        return
-    old = os.sched_getaffinity(0)
-    if len(old) < 2:
-        yield next(iter(old)) if old else None
-        return
-    core = _quietest_core(old)
-    try:
-        os.sched_setaffinity(0, {core})
-    except OSError:
-        yield None
-        return
-    try:
+    """Run the block on the quietest allowed core (the library's pinning, with this bench's choice of core)."""
+    cores = os.sched_getaffinity(0) if enabled and hasattr(os, "sched_getaffinity") else set()
+    with pinned_to_one_core(enabled, quietest_core(cores) if len(cores) > 1 else None) as core:
         yield core
-    finally:
-        with contextlib.suppress(OSError):
-            os.sched_setaffinity(0, old)
 
 
 CONDITIONS = {"default": (False, None), "pinned": (True, None), "warm50": (False, 0.05),

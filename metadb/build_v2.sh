@@ -29,9 +29,9 @@ META_TRAIN=emoji-food:resnet18_in64@64,emoji-transport:resnet34_in64@64,emoji-pe
 names() { echo "$1" | sed -E 's/:[^,]*//g'; }
 
 # LANES=1: one build-db per phase over all its pairs (WORKERS processes share the machine, e.g. 14 on a GPU).
-# LANES>1 (a CPU): the phases' pairs form one queue in phase order and lane i takes pairs i, i+LANES, ..., one
-# build-db (1 worker) each, with no barrier between phases, so a lane that finishes early goes on to the next
-# phase's pairs. Rows are appended under a file lock, so lanes share the DB.
+# LANES>1 (a CPU): the phases' pairs form one queue in phase order and each lane takes the next pair not yet
+# taken, one build-db (1 worker) each, with no barrier between phases, so a lane that finishes early goes on to
+# the next phase's pairs. Rows are appended under a file lock, so lanes share the DB.
 heldout_args() { [ "$1" = 1 ] && echo "--heldout $(names "$2")"; }
 
 for phase in $PHASES; do
@@ -64,9 +64,14 @@ else
     IFS=, read -ra list <<< "$pairs"
     for p in "${list[@]}"; do work+=("$p $seeds $held"); done
   done
+  # Lanes pull the next pair from a shared counter (flock), so a lane that finishes early takes whatever is
+  # left instead of idling while another lane still has a long queue (pairs differ by hours).
+  counter=$(mktemp); echo 0 > "$counter"
   pids=()
   for ((lane = 0; lane < LANES; lane++)); do
-    (for ((i = lane; i < ${#work[@]}; i += LANES)); do
+    (while :; do
+       i=$(flock "$counter.lock" bash -c 'i=$(cat "$1"); echo $((i + 1)) > "$1"; echo "$i"' _ "$counter")
+       [ "$i" -lt "${#work[@]}" ] || break
        read -r p seeds held <<< "${work[$i]}"
        echo "lane $lane: $p started $(date -Is)"
        # shellcheck disable=SC2046
@@ -75,6 +80,7 @@ else
     pids+=($!)
   done
   rc=0; for pid in "${pids[@]}"; do wait "$pid" || rc=1; done
+  rm -f "$counter" "$counter.lock"
   [ "$rc" = 0 ] || exit 1
 fi
 echo "build finished $(date -Is)"

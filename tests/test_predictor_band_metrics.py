@@ -82,6 +82,25 @@ def test_budget_regret_hand_computed_and_excludes_the_teacher():
     assert budget_regret(true - 100 * excl, true, costs, quantiles=(1.0,))["q100"] == pytest.approx(39.0)
 
 
+def test_use_budget_policy_picks_near_the_budget_hand_computed():
+    costs = np.arange(1.0, 11.0)
+    true = np.array([10, 30, 20, 40, 35, 50, 45, 60, 55, 99], float)
+    pred = -costs  # the cheapest first: without the policy it picks cost 1
+    # Budget 5 (median of 1..9 with the teacher excluded): best that fits is 40 (cost 4).
+    excl = np.zeros(10, bool)
+    excl[-1] = True
+    plain = budget_regret(pred, true, costs, exclude=excl, quantiles=(0.5,))
+    # d = 0.2: only costs >= 4 may be picked -> the predictor's top among {4, 5} is cost 4 (40): no regret.
+    near = budget_regret(pred, true, costs, exclude=excl, quantiles=(0.5,), use_budget=0.2)
+    assert plain["q50"] == pytest.approx(30.0) and near["q50"] == pytest.approx(0.0)
+    # d = 0.1: only cost 5 (35) may be picked.
+    assert budget_regret(pred, true, costs, exclude=excl, quantiles=(0.5,), use_budget=0.1)["q50"] == pytest.approx(5.0)
+    # Nobody near the budget: the policy falls back to every student that fits.
+    sparse = np.array([1.0, 2.0, 10.0, 11.0])
+    r = budget_regret(-sparse, np.array([1.0, 5.0, 3.0, 4.0]), sparse, quantiles=(0.4,), use_budget=0.01)
+    assert r["q40"] == pytest.approx(4.0)
+
+
 def test_seed_noise_sd_recovers_the_simulated_noise():
     rng = np.random.default_rng(1)
     mu = rng.uniform(0.4, 0.9, 4000)

@@ -26,7 +26,7 @@ from __future__ import annotations
 import math
 import warnings
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 from scipy import stats
@@ -79,8 +79,10 @@ def _band_spearman_rows(p: np.ndarray, t: np.ndarray, c: np.ndarray, band_size: 
 
 
 def _budget_regret_rows(p: np.ndarray, t: np.ndarray, c: np.ndarray, keep: np.ndarray,
-                        quantiles: Sequence[float]) -> np.ndarray:
-    """``(R, len(quantiles))`` regrets; ``keep`` marks the students that may be picked (and set budgets)."""
+                        quantiles: Sequence[float], use_budget: float = 0.0) -> np.ndarray:
+    """``(R, len(quantiles))`` regrets; ``keep`` marks the students that may be picked (and set budgets).
+    ``use_budget`` d > 0: only students costing at least (1 - d) x the budget may be picked (all that fit when
+    none does); the best is still the best of all that fit."""
     cq = np.where(keep, c, np.nan)
     out = np.full((p.shape[0], len(quantiles)), np.nan)
     if not keep.any(1).all():
@@ -89,8 +91,12 @@ def _budget_regret_rows(p: np.ndarray, t: np.ndarray, c: np.ndarray, keep: np.nd
     for j in range(len(quantiles)):
         fit = keep & (c <= budgets[:, j : j + 1])
         best = np.where(fit, t, -np.inf).max(1)
-        pf = np.where(fit, p, -np.inf)
-        top = fit & (pf == pf.max(1, keepdims=True))
+        pickable = fit
+        if use_budget > 0:
+            near = fit & (c >= (1.0 - use_budget) * budgets[:, j : j + 1])
+            pickable = np.where(near.any(1, keepdims=True), near, fit)
+        pf = np.where(pickable, p, -np.inf)
+        top = pickable & (pf == pf.max(1, keepdims=True))
         picked = np.where(top, t, 0.0).sum(1) / np.maximum(top.sum(1), 1)
         out[:, j] = np.where(fit.any(1), best - picked, np.nan)
     return out
@@ -113,14 +119,16 @@ def band_spearman(pred: Sequence[float], true: Sequence[float], costs: Sequence[
 
 def budget_regret(pred: Sequence[float], true: Sequence[float], costs: Sequence[float],
                   exclude: Sequence[bool] | None = None,
-                  quantiles: Sequence[float] = BUDGET_QUANTILES) -> dict[str, float]:
+                  quantiles: Sequence[float] = BUDGET_QUANTILES, use_budget: float = 0.0) -> dict[str, float]:
     """Regret (in ``true``'s unit) under budgets at cost ``quantiles``: ``{"q20": ..., ..., "mean": ...}``.
 
     ``exclude`` marks students that are neither picked nor used to set budgets (the teacher-shaped one).
+    ``use_budget`` d > 0 scores a selection policy: only students costing at least (1 - d) x the budget may be
+    picked (all that fit when none does), the predictor ordering those; the best is still the best that fits.
     """
     p, t, c = (np.asarray(x, dtype=float)[None] for x in (pred, true, costs))
     keep = ~np.asarray(exclude if exclude is not None else np.zeros(c.shape[1], bool), dtype=bool)[None]
-    r = _budget_regret_rows(p, t, c, keep, quantiles)[0]
+    r = _budget_regret_rows(p, t, c, keep, quantiles, use_budget)[0]
     out = {_qkey(q): float(v) for q, v in zip(quantiles, r)}
     out["mean"] = float(np.mean(r)) if np.isfinite(r).all() else math.nan
     return out
@@ -131,10 +139,11 @@ def _qkey(q: float) -> str:
 
 
 def budgeted_metrics(pred: Sequence[float], true: Sequence[float], costs: Sequence[float],
-                     exclude: Sequence[bool] | None = None) -> dict:
-    """``band_spearman`` and ``budget_regret`` (per quantile and mean) of one method on one task."""
+                     exclude: Sequence[bool] | None = None, use_budget: float = 0.0) -> dict:
+    """``band_spearman`` and ``budget_regret`` (per quantile and mean; ``use_budget``: see :func:`budget_regret`)
+    of one method on one task."""
     return {"band_spearman": band_spearman(pred, true, costs),
-            "budget_regret": budget_regret(pred, true, costs, exclude)}
+            "budget_regret": budget_regret(pred, true, costs, exclude, use_budget=use_budget)}
 
 
 def seed_noise_sd(seed_labels: Mapping[int, Sequence[float]]) -> float:
@@ -183,12 +192,14 @@ def simulated_ceiling(true: Sequence[float], costs: Sequence[float], noise_sd: S
 # --- bootstrap over students within tasks ---------------------------------------------------------------------
 @dataclass
 class BandTask:
-    """One task's inputs to the bootstrap: true labels, costs, excluded students, and each method's scores."""
+    """One task's inputs to the bootstrap: true labels, costs, excluded students, each method's scores, and the
+    methods scored with a selection policy (``use_budget``: method -> d, see :func:`budget_regret`)."""
 
     true: np.ndarray
     costs: np.ndarray
     exclude: np.ndarray
     preds: dict[str, np.ndarray]
+    use_budget: dict[str, float] = field(default_factory=dict)
 
 
 def _task_rows(task: BandTask, idx: np.ndarray, method: str) -> dict[str, np.ndarray]:
@@ -196,7 +207,8 @@ def _task_rows(task: BandTask, idx: np.ndarray, method: str) -> dict[str, np.nda
     keep = ~task.exclude[idx]
     return {"spearman": _rowwise_spearman(p, t),
             "band_spearman": _band_spearman_rows(p, t, c, BAND_SIZE, MIN_BAND),
-            "budget_regret": _budget_regret_rows(p, t, c, keep, BUDGET_QUANTILES).mean(1)}
+            "budget_regret": _budget_regret_rows(p, t, c, keep, BUDGET_QUANTILES,
+                                                 task.use_budget.get(method, 0.0)).mean(1)}
 
 
 def paired_bootstrap(tasks: Sequence[BandTask], a: str, b: str, replicates: int = 1000, seed: int = 0,

@@ -13,12 +13,13 @@ from __future__ import annotations
 import contextlib
 import os
 import random
+import time
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 from .factory import make_runner
 
-__all__ = ["pinned_to_one_core", "run_job", "scheduling_priority"]
+__all__ = ["pinned_to_one_core", "quietest_core", "run_job", "scheduling_priority"]
 
 
 @contextlib.contextmanager
@@ -49,12 +50,36 @@ def scheduling_priority(nice: int | None) -> Iterator[int | None]:
                 os.setpriority(os.PRIO_PROCESS, 0, old)
 
 
+def _idle_ticks() -> dict[int, int]:
+    """Per-core idle+iowait ticks from /proc/stat (empty where unreadable)."""
+    out = {}
+    try:
+        with open("/proc/stat", encoding="ascii") as f:
+            for line in f:
+                name, *fields = line.split()
+                if name.startswith("cpu") and name[3:].isdigit():
+                    out[int(name[3:])] = int(fields[3]) + int(fields[4])
+    except (OSError, ValueError, IndexError):
+        return {}
+    return out
+
+
+def quietest_core(cores: set[int], sample_s: float = 0.1) -> int:
+    """The core of ``cores`` that was idle longest over ``sample_s`` seconds (the lowest one on a tie)."""
+    before = _idle_ticks()
+    time.sleep(sample_s)
+    after = _idle_ticks()
+    return max(sorted(cores), key=lambda c: after.get(c, 0) - before.get(c, 0))
+
+
 @contextlib.contextmanager
-def pinned_to_one_core(pin: bool) -> Iterator[int | None]:
+def pinned_to_one_core(pin: bool, core: int | None = None) -> Iterator[int | None]:
     """Pin this process to one of its allowed cores for the block (Linux), then restore its affinity.
 
-    The last allowed core is chosen: on small VMs the first one usually takes the device interrupts. Yields the
-    core in effect, or None where not pinned (not asked, one core only, or the platform has no affinity).
+    ``core`` None takes the last allowed core (on small VMs the first usually takes the device interrupts);
+    ``benchmarks/bench_timing.py`` passes :func:`quietest_core`'s. Yields the core in effect, or None where not
+    pinned (not asked, one core only, not permitted, or the platform has no affinity). Measured on this 2-core
+    VM, pinning gave no gain, in block timings or in whole tables (``BENCHMARKS.md``), so profiles leave it off.
     """
     if not pin or not hasattr(os, "sched_setaffinity"):
         yield None
@@ -63,7 +88,7 @@ def pinned_to_one_core(pin: bool) -> Iterator[int | None]:
     if len(old) < 2:
         yield None
         return
-    core = max(old)
+    core = max(old) if core is None else core
     try:
         os.sched_setaffinity(0, {core})
     except OSError:
