@@ -61,7 +61,7 @@ def test_profile_writes_a_complete_validated_table(tmp_path):
     assert data["format"] == FORMAT and data["device"] == "tiny" and data["resolution"] == 32
     assert set(data["entries"]) == {e.key for e in space_entries(space)} and len(data["entries"]) == 28
     for e in data["entries"].values():
-        assert e["count"] == 2 * 3 and e["sessions"] == 2
+        assert e["sessions"] == 2 and 1 <= e["sessions_kept"] <= 2 and e["count"] == 3 * e["sessions_kept"]
         assert 0 <= e["p25_ms"] <= e["p90_ms"] and e["raw_p50_ms"] >= e["p50_ms"]  # overhead removed
     prov = data["provenance"]
     assert prov["host"] == "local" and prov["backend_version"] != "unknown" and prov["threads"] == 1
@@ -126,11 +126,29 @@ def test_out_and_resolution_and_free_last_stage(tmp_path):
     assert table.fidelity["students"] == 0 and result.path == out and _tables(tmp_path) == []
 
 
+def test_keep_records_keeps_every_session_with_its_time(tmp_path):
+    profile = tiny_profile(tmp_path / "profiles")
+    kept = tmp_path / "raw" / "records.jsonl"
+    profile_device(str(profile), TINY_TEACHER, resolution=16, students=2, keep_records=kept)
+    recs = [json.loads(line) for line in kept.read_text().splitlines()]
+    table = load_table("tiny", 16, TINY_TEACHER)
+    sessions = yaml.safe_load(profile.read_text())["measurement"]
+    # every entry (and the overhead model) with its sessions, each student with its fidelity sessions
+    ids = {r["id"] for r in recs}
+    assert {"student/0", "student/1"} <= ids and len(ids) >= len(table.entries)
+    per_student = [r for r in recs if r["id"] == "student/0"]
+    assert len(per_student) >= sessions["fidelity_sessions"]
+    times = [r["t"] for r in recs]
+    assert all(t > 1.7e9 for t in times) and max(times) - min(times) < 600
+    assert all(len(r["us"]) == sessions["iterations"] and min(r["us"]) > 0 for r in recs)
+
+
 def test_measure_onnx_uses_the_profile(tmp_path):
     profile = tiny_profile(tmp_path / "profiles")
     path = StudentArtifact(TINY_TEACHER, 1, "onnxruntime", "fp32")(tmp_path / "s.onnx")
     got = measure_onnx(path, str(profile), sessions=3, iterations=4)
-    assert got["count"] == 12 and got["sessions"] == 3 and 0 < got["p50_ms"] <= got["p50_all_sessions_ms"]
+    assert got["sessions"] == 3 and got["count"] == 4 * got["sessions_kept"]
+    assert 0 < got["p50_ms"] <= got["p50_all_sessions_ms"]
     assert got["backend"] == "onnxruntime" and got["device"] == "tiny"
     with pytest.raises(DassEdgeError, match="does not exist"):
         measure_onnx(tmp_path / "missing.onnx", "cpu")
@@ -177,6 +195,7 @@ def test_cli_profile_then_devices(tmp_path, capsys):
     (["profile", "--device", "cpu", "--host", "-oProxyCommand=x"], "not of the form user@host"),
     (["profile", "--device", "cpu", "--host", "me@host:99999"], "port"),
     (["profile", "--device", "cpu", "--teacher", "nope.safetensors"], "no such checkpoint"),
+    (["profile", "--device", "cpu", "--few-shot", "5", "--keep-records", "r.jsonl"], "--keep-records"),
 ])
 def test_cli_bad_input_is_one_line_exit_2(args, match, capsys, tmp_path):
     code, out, err = run_cli(args, capsys)

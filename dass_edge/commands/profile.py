@@ -42,6 +42,8 @@ def profile_command(
                                  "(default 10)."),
     from_table: Path = typer.Option(None, "--from", help="With --few-shot: the measured table to transfer (default: "
                                     "the cpu table covering this teacher)."),
+    keep_records: Path = typer.Option(None, "--keep-records", help="Also keep the raw measurements (one JSON line "
+                                      "per model and session: per-call microseconds, when it ended) in this file."),
     json_out: bool = typer.Option(False, "--json", help="Print the result as JSON."),
 ) -> None:
     """Measure every block configuration of the teacher's search space (plus stem and head) and write a table.
@@ -50,6 +52,8 @@ def profile_command(
     """
     if few_shot is None and from_table is not None:
         raise DassEdgeError("--from only applies with --few-shot N")
+    if few_shot is not None and keep_records is not None:
+        raise DassEdgeError("--keep-records applies to full profiles, not with --few-shot")
     from dass_edge.latency import SshTarget, profile_device, teacher_spec
     from dass_edge.latency.fewshot import profile_fewshot
     from dass_edge.latency.gate import fidelity_warning
@@ -80,7 +84,8 @@ def profile_command(
                                      fixed_last_stage=not free_last_stage, progress=progress)
         else:
             result = profile_device(device, spec, resolution, target=target, out=out,
-                                    fixed_last_stage=not free_last_stage, students=students, progress=progress)
+                                    fixed_last_stage=not free_last_stage, students=students, progress=progress,
+                                    keep_records=keep_records)
     table = result.table
     if few_shot is not None:
         _print_fewshot(result, json_out)

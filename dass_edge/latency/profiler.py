@@ -37,7 +37,7 @@ from dass_edge.latency.remote import SshTarget
 from dass_edge.latency.runners import BackendUnavailable, RunnerError, get_backend, make_runner
 from dass_edge.latency.runners.sysinfo import device_info
 from dass_edge.latency.runners.timing import run_job
-from dass_edge.latency.stats import summarize_rounds
+from dass_edge.latency.stats import UNDISTURBED_TOLERANCE, summarize_rounds
 from dass_edge.latency.store import table_filename, user_tables_dir
 from dass_edge.latency.table import FORMAT, LUT_STATISTIC, VERSION, LatencyTable
 from dass_edge.spec import ModelSpec
@@ -120,7 +120,7 @@ class _Journal:
             self._f.write("\n")  # a killed run left half a line: start the next record on its own line
 
     def add(self, rec: dict) -> None:
-        self._f.write(json.dumps({k: rec.get(k) for k in ("id", "round", "us", "nice", "core")}) + "\n")
+        self._f.write(json.dumps({k: rec.get(k) for k in ("id", "round", "us", "nice", "core", "t")}) + "\n")
         self._f.flush()
         self.rounds[rec["id"]][int(rec["round"])] = rec["us"]
         self.nice.add(rec.get("nice"))
@@ -163,6 +163,7 @@ def profile_device(
     students: int | None = None,
     seed: int = 0,
     progress: Progress | None = None,
+    keep_records: str | Path | None = None,
 ) -> ProfileResult:
     """Measure a latency table for ``teacher``'s search space on ``device``.
 
@@ -176,6 +177,8 @@ def profile_device(
         students: fidelity students; default: the profile's ``fidelity_students``.
         seed: seed of the student sample.
         progress: ``progress(phase, done, total)`` with phase ``export`` or ``measure``.
+        keep_records: copy the raw measurement journal (one JSON line per model and round: per-call times, when
+            it ended) to this file before the work folder is removed, to study what disturbed a table.
 
     Raises:
         DassEdgeError: bad input, missing backend, unreachable device; no table is written then.
@@ -185,6 +188,8 @@ def profile_device(
     plan = _plan(device, teacher, resolution, target, fixed_last_stage, students, seed)
     if out is not None:  # checked before the work folder exists, so a bad --out leaves nothing behind
         check_output_file(out, "--out")
+    if keep_records is not None:
+        check_output_file(keep_records, "--keep-records")
     work = ensure_writable_dir(user_tables_dir() / ".work" / plan.fingerprint)
     _write_models(plan, ensure_writable_dir(work / "models"), target, progress)
     journal = _Journal(work / "records.jsonl")
@@ -208,6 +213,9 @@ def profile_device(
         plan.profile.name, prov["measured_on"], plan.profile.backend, prov["backend_version"], plan.profile.precision,
         plan.profile.threads, plan.profile.batch, plan.teacher, plan.teacher.resolution)
     atomic_write_json(path, data)
+    if keep_records is not None:
+        Path(keep_records).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(work / "records.jsonl", keep_records)
     shutil.rmtree(work, ignore_errors=True)
     table.path = path
     return ProfileResult(table, path, journal.size - reused, reused, time.perf_counter() - t0, gate)
@@ -323,6 +331,7 @@ def _assemble(plan: _Plan, journal: _Journal, info: dict, clocks: dict, target: 
         s = summary(e.key)
         net = {k: max(s[k] - overhead[LUT_STATISTIC], 0.0) for k in ("p25_ms", "p50_ms", "p90_ms", "mean_ms")}
         entries[e.key] = {**e.to_dict(), **net, "std_ms": s["std_ms"], "count": s["count"], "sessions": s["sessions"],
+                          "sessions_kept": s["sessions_kept"],
                           "raw_p50_ms": s["p50_ms"], "params": entry_params(e)}
     prov = {
         "measured_on": measured_on(info, profile),
@@ -342,8 +351,10 @@ def _assemble(plan: _Plan, journal: _Journal, info: dict, clocks: dict, target: 
                      "fidelity_sessions": profile.fidelity_sessions,
                      "nice_requested": profile.nice, "nice_in_effect": sorted(journal.nice, key=str),
                      "pin_core_requested": profile.pin_core, "pinned_cores": sorted(journal.cores, key=str),
-                     "p50": "per-session medians, lower quartile across sessions (other jobs only slow sessions "
-                            "down); p50_all_sessions: their median", "p25/p90": "percentiles of all calls",
+                     "sessions_kept": f"sessions whose median is over {UNDISTURBED_TOLERANCE}x the model's fastest "
+                                      "session's are left out (other jobs only slow sessions down)",
+                     "p50": "per-session medians, lower quartile across the kept sessions; p50_all_sessions: the "
+                            "median over every session", "p25/p90": "p25 of the kept sessions' calls, p90 of all calls",
                      "overhead": "per-call latency of a one-Relu model (its p25), subtracted from every entry "
                                  "statistic and added once per model",
                      "lut_statistic": "entries are added up by their p25; the correction maps that sum to the "

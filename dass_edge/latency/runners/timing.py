@@ -114,8 +114,8 @@ def run_job(
             optionally ``sessions`` (planned rounds in all, default ``max(rounds) + 1``) and, for the torch
             backend, ``input_shape``.
         settings: backend settings plus ``warmup_s``, ``iterations`` and optionally ``nice`` and ``pin_core``.
-        emit: receives ``{"id", "round", "us": [per-call microseconds], "nice", "core"}`` (``core``: the core the
-            job was pinned to, or None); it may raise to stop the job.
+        emit: receives ``{"id", "round", "us": [per-call microseconds], "nice", "core", "t"}`` (``core``: the core
+            the job was pinned to, or None; ``t``: when the round ended, Unix time); it may raise to stop the job.
         seed: seeds the per-round shuffle.
 
     Returns:
@@ -139,6 +139,6 @@ def run_job(
                 with runner:
                     secs = runner.measure(warmup_s, iterations)
                 emit({"id": it["id"], "round": r, "us": [round(s * 1e6, 3) for s in secs], "nice": nice,
-                      "core": core})
+                      "core": core, "t": round(time.time(), 3)})
                 count += 1
     return count
