@@ -29,6 +29,7 @@ import argparse
 import contextlib
 import io
 import json
+import math
 import os
 import shutil
 import statistics
@@ -85,14 +86,22 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", type=Path, default=RESULTS / "latency.md")
     ap.add_argument("--stability", type=int, default=0, metavar="N",
                     help="run N consecutive fresh profiles of this CPU and report their fidelity and the gate's work")
+    ap.add_argument("--keep", type=Path, default=None, metavar="DIR",
+                    help="with --stability: keep each profile's table and raw records as DIR/T<i>.json, DIR/R<i>.jsonl "
+                         "(for --reassemble)")
+    ap.add_argument("--reassemble", type=Path, default=None, metavar="DIR",
+                    help="re-assemble kept profiles (DIR/R<i>.jsonl from --keep-records, DIR/T<i>.json their tables) "
+                         "with other session tolerances, offline")
     ap.add_argument("--ab", metavar="KEY=VALUE", default=None,
                     help="with --stability: alternate the cpu profile with a copy whose measurement.KEY is VALUE")
     args = ap.parse_args(argv)
     command = " ".join(["python benchmarks/bench_latency.py", *argv])
+    if args.reassemble:
+        return reassemble(args.reassemble, command)
     if args.stability and args.ab:
         return stability_ab(args.stability, args.ab, command)
     if args.stability:
-        return stability(args.stability, command)
+        return stability(args.stability, command, args.keep)
 
     from scipy import stats
 
@@ -210,8 +219,8 @@ def main(argv: list[str] | None = None) -> int:
   entries** (stems, blocks, head) + per-call overhead model; measured on {prov['measured_on']}.
 - Protocol: {profile.sessions} fresh sessions per block and {profile.fidelity_sessions} per student, interleaved in
   shuffled passes; warm-up {profile.warmup_s * 1e3:.0f} ms by time, {profile.iterations} timed calls per session.
-  A model's median is its undisturbed median: per-session medians, lower quartile across sessions (other jobs
-  only ever slow a session down); entries are added up by their p25;
+  A model's median is its undisturbed median: sessions over 1.1x its fastest left out, then the lower quartile
+  of the kept sessions' medians (other jobs only ever slow a session down); entries are added up by their p25;
   nice {prov['settings']['nice_in_effect']} (requested {profile.nice}). Per-call overhead
   {table.data['overhead']['p25_ms'] * 1e3:.1f} µs (p25) removed from every entry and added once.
 - Conditions: shared machine, load average {load_before[0]:.1f} before / {load_after[0]:.1f} after (1-min; other
@@ -294,8 +303,9 @@ def _disturbance(records: Path, slow: float = 1.10, window_s: float = 10.0) -> d
             "worst_window": round(max(windows), 3), "windows": [round(w, 2) for w in windows]}
 
 
-def stability(n: int, command: str) -> int:
-    """N consecutive fresh profiles of this CPU: fidelity on their own, the gate's work, wall time."""
+def stability(n: int, command: str, keep: Path | None = None) -> int:
+    """N consecutive fresh profiles of this CPU: fidelity on their own, the gate's work, wall time (``keep``: copy
+    each profile's table and raw records there, numbered after any already there)."""
     from dass_edge.latency import load_profile
     from dass_edge.latency.gate import FidelityTarget
 
@@ -306,6 +316,11 @@ def stability(n: int, command: str) -> int:
     for i in range(n):
         with tempfile.TemporaryDirectory(prefix="bench-stability-") as tmp:
             runs.append(_one_profile(Path(tmp)))
+            if keep is not None:
+                keep.mkdir(parents=True, exist_ok=True)
+                k = 1 + max((int(p.stem[1:]) for p in keep.glob("R*.jsonl")), default=0)
+                shutil.copyfile(Path(tmp) / "T.json", keep / f"T{k}.json")
+                shutil.copyfile(Path(tmp) / "records.jsonl", keep / f"R{k}.jsonl")
         r = runs[-1]
         print(f"profile {i + 1}/{n}: {r['wall_s']:.0f} s, load {r['load_start']:.1f}; on its own "
               f"{100 * r['first']['within_10pct']:.0f}% / {r['first']['spearman']:.3f}; final "
@@ -314,6 +329,71 @@ def stability(n: int, command: str) -> int:
         jsonl.write_text(json.dumps({"command": command, "requested": n, "runs": runs}, indent=1) + "\n")
         _stability_fragment(runs, n, command, target, profile)
     print((RESULTS / "latency_stability.md").read_text())
+    return 0
+
+
+#: Session tolerances compared offline: None keeps every session (the statistic before session 8).
+TOLERANCES = (None, 1.05, 1.10, 1.20)
+
+
+def reassemble(folder: Path, command: str) -> int:
+    """The first measurement of each kept profile, re-assembled into a table under each of :data:`TOLERANCES`
+    (sessions over that many times the model's fastest left out): the same raw calls, so the comparison is
+    paired and costs no machine time."""
+    import numpy as np
+
+    import dass_edge.latency.profiler as profiler
+    import dass_edge.latency.stats as latency_stats
+    from dass_edge.latency import load_profile, teacher_spec
+    from dass_edge.latency.gate import FidelityTarget
+
+    pairs = sorted(folder.glob("R*.jsonl"), key=lambda p: int(p.stem[1:]))
+    if not pairs:
+        raise SystemExit(f"error: no R<i>.jsonl records in {folder} (dass-edge profile --keep-records)")
+    profile = load_profile("cpu")
+    target = FidelityTarget(profile.target_within_10pct, profile.target_spearman)
+    plan = profiler._plan("cpu", teacher_spec(None), None, None, True, None, 0)
+    saved = latency_stats.UNDISTURBED_TOLERANCE
+    results: dict[str, list[dict]] = {}
+    try:
+        for rec in pairs:
+            table = json.loads((folder / f"T{rec.stem[1:]}.json").read_text())
+            with tempfile.TemporaryDirectory() as tmp:
+                first = Path(tmp) / "first.jsonl"  # each (model, session)'s first record: the gate re-measures later
+                seen, lines = set(), []
+                for line in rec.read_text().splitlines():
+                    r = json.loads(line)
+                    if (r["id"], r["round"]) not in seen:
+                        seen.add((r["id"], r["round"]))
+                        lines.append(line)
+                first.write_text("\n".join(lines) + "\n")
+                for tol in TOLERANCES:
+                    latency_stats.UNDISTURBED_TOLERANCE = math.inf if tol is None else tol
+                    journal = profiler._Journal(first)
+                    data = profiler._assemble(plan, journal, table["provenance"]["device"], {}, None, 0.0, 0)
+                    journal.close()
+                    results.setdefault(str(tol), []).append(data["fidelity"])
+    finally:
+        latency_stats.UNDISTURBED_TOLERANCE = saved
+    rows = ["| sessions kept | profiles at target | within ±10%: median (min) | Spearman: median (min) "
+            "| RMSPE: median |",
+            "| --- | ---: | --- | --- | ---: |"]
+    for tol in TOLERANCES:
+        fids = results[str(tol)]
+        w, sp, e = ([f[k] for f in fids] for k in ("within_10pct", "spearman", "rmspe"))
+        label = "every session (before session 8)" if tol is None else f"within {tol:.2f}x the fastest"
+        rows.append(f"| {label} | **{sum(target.met(f) for f in fids)} of {len(fids)}** | {100 * np.median(w):.0f}% "
+                    f"({100 * min(w):.0f}%) | {np.median(sp):.3f} ({min(sp):.3f}) | {100 * np.median(e):.1f}% |")
+    body = f"""
+- {len(pairs)} fresh `dass-edge profile --device cpu --keep-records R<i>.jsonl` runs, one after the other on this
+  idle VM (database build paused); each one's first measurement (before the fidelity gate) re-assembled into a
+  table with each rule, leave-one-out fidelity on its 30 students as in `profile`. Same calls in every row.
+
+{chr(10).join(rows)}
+"""
+    write_fragment("latency_reassemble", "Latency tables: which sessions count (offline, same measurements)",
+                   command, body)
+    print((RESULTS / "latency_reassemble.md").read_text())
     return 0
 
 
