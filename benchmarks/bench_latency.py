@@ -270,6 +270,18 @@ def _one_profile(work: Path, device: str = "cpu") -> dict:
             "disturbance": _disturbance(work / "records.jsonl")}
 
 
+def _first_pass(records: Path) -> list[dict]:
+    """The first record of each (model, session) in a kept journal: the first measurement, before the fidelity
+    gate re-measured some of the same pairs."""
+    recs, seen = [], set()
+    for line in records.read_text().splitlines():
+        r = json.loads(line) if line.strip() else None
+        if r is not None and (r["id"], r["round"]) not in seen:
+            seen.add((r["id"], r["round"]))
+            recs.append(r)
+    return recs
+
+
 def _disturbance(records: Path, slow: float = 1.10, window_s: float = 10.0) -> dict:
     """How the first measurement (each model and session's first record: the gate re-measures the same pairs
     later) was disturbed: the share of
@@ -278,12 +290,7 @@ def _disturbance(records: Path, slow: float = 1.10, window_s: float = 10.0) -> d
     where most sessions are slow; scattered preemption as a low share everywhere)."""
     import numpy as np
 
-    recs, seen = [], set()
-    for line in records.read_text().splitlines():
-        r = json.loads(line) if line.strip() else None
-        if r is not None and (r["id"], r["round"]) not in seen:
-            seen.add((r["id"], r["round"]))
-            recs.append(r)
+    recs = _first_pass(records)
     by_model: dict[str, list[tuple[float, float]]] = {}
     for r in recs:
         by_model.setdefault(r["id"], []).append((float(r.get("t") or 0.0), float(np.median(r["us"]))))
@@ -360,13 +367,7 @@ def reassemble(folder: Path, command: str) -> int:
             table = json.loads((folder / f"T{rec.stem[1:]}.json").read_text())
             with tempfile.TemporaryDirectory() as tmp:
                 first = Path(tmp) / "first.jsonl"  # each (model, session)'s first record: the gate re-measures later
-                seen, lines = set(), []
-                for line in rec.read_text().splitlines():
-                    r = json.loads(line)
-                    if (r["id"], r["round"]) not in seen:
-                        seen.add((r["id"], r["round"]))
-                        lines.append(line)
-                first.write_text("\n".join(lines) + "\n")
+                first.write_text("".join(json.dumps(r) + "\n" for r in _first_pass(rec)))
                 for tol in TOLERANCES:
                     latency_stats.UNDISTURBED_TOLERANCE = math.inf if tol is None else tol
                     journal = profiler._Journal(first)

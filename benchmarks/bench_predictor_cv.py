@@ -605,10 +605,11 @@ def latency_bands(tasks: list, recipes: list[str], folds: int) -> list[dict]:
     folds = min(folds, len(train))
     out = []
     scored: dict[str, dict[str, np.ndarray]] = {}  # recipe spec -> task -> cross-validated scores
+    policy: dict[str, float] = {}  # recipe spec -> its use_budget (a selection policy, not a model option)
     for spec in recipes:
         name, _, text = spec.partition(":")
         opts = json.loads(text) if text else {}
-        use_budget = float(opts.pop("use_budget", 0.0))  # a selection policy, not a model option
+        use_budget = policy[spec] = float(opts.pop("use_budget", 0.0))
         per: dict[str, dict[str, float]] = {}
         scored[spec] = {}
         for f in range(folds):
@@ -631,18 +632,18 @@ def latency_bands(tasks: list, recipes: list[str], folds: int) -> list[dict]:
                "per_task": {k: {m: round(v, 4) for m, v in d.items()} for k, d in sorted(per.items())}}
         out.append(rec)
         print({k: v for k, v in rec.items() if k != "per_task"}, flush=True)
-    _bootstrap_against(out, recipes, scored, train, lat)
+    _bootstrap_against(out, recipes, scored, policy, train, lat)
     return out
 
 
-def _bootstrap_against(recs: list[dict], recipes: list[str], scored: dict, train: list, lat: dict) -> None:
+def _bootstrap_against(recs: list[dict], recipes: list[str], scored: dict, policy: dict, train: list,
+                       lat: dict) -> None:
     """Each recipe minus FLOPs and minus the first ``linear`` recipe (the reference, e.g. the shipped one) under
     latency budgets and bands: the paired bootstrap of :func:`paired_bootstrap` (students resampled within
     tasks, the same resample for both), stored as ``rec["vs"][other]``."""
     from dass_edge.predictor.band_metrics import BandTask, paired_bootstrap
 
     refs = [s for s in recipes if s == "flops"] + [s for s in recipes if s.startswith("linear")][:1]
-    policy = {s: float(json.loads(s.partition(":")[2] or "{}").get("use_budget", 0.0)) for s in recipes}
     tasks = [BandTask(true=t.labels.numpy().astype(float) * 100.0, costs=lat[t.name],
                       exclude=t.teacher_shaped().numpy().astype(bool),
                       preds={s: scored[s][t.name] for s in recipes}, use_budget=policy) for t in train]

@@ -33,15 +33,15 @@ def summarize_rounds(rounds: Sequence[Sequence[float]]) -> dict[str, float]:
         raise ValueError("need at least one non-empty session")
     arrays = [np.asarray(r, dtype=float) / 1e3 for r in rounds]
     medians = np.array([float(np.median(a)) for a in arrays])
-    kept = [a for a, m in zip(arrays, medians) if m <= UNDISTURBED_TOLERANCE * medians.min()]
-    calm = np.concatenate(kept)
+    keep = medians <= UNDISTURBED_TOLERANCE * medians.min()
+    calm = np.concatenate([a for a, k in zip(arrays, keep) if k])
     pooled = np.concatenate(arrays)
-    return {"p50_ms": float(np.percentile([float(np.median(a)) for a in kept], 25)),
+    return {"p50_ms": float(np.percentile(medians[keep], 25)),
             "p50_all_sessions_ms": float(np.median(medians)),
             "session_spread": float(medians.max() / medians.min()) if medians.min() > 0 else 1.0,
             "p25_ms": float(np.percentile(calm, 25)), "p90_ms": float(np.percentile(pooled, 90)),
             "mean_ms": float(calm.mean()), "std_ms": float(calm.std()), "count": int(calm.size),
-            "sessions": len(rounds), "sessions_kept": len(kept)}
+            "sessions": len(rounds), "sessions_kept": int(keep.sum())}
 
 
 def fit_relative(x: np.ndarray, y: np.ndarray) -> np.ndarray:

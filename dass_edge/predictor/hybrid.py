@@ -112,19 +112,21 @@ class HybridPredictor:
         """Columns of the fitted design without extra features: the ridge features, plus each modulator (3 probe
         ratios, the descriptors) times the terms they modulate."""
         modulated = _RIDGE_WIDTH - (0 if self.probe_size else _SIZE_COLUMNS)
-        return _RIDGE_WIDTH + ((3 if self.probe else 0) + len(self.descriptors)) * modulated
+        return _RIDGE_WIDTH + len(self._modulators()) * modulated
 
     def _size_columns(self, width: int) -> np.ndarray:
         """Which of ``width`` design columns are size terms: log FLOPs and its square, and their modulations."""
         size = np.zeros(width, dtype=bool)
         size[:_SIZE_COLUMNS] = True
         if self._modulated and self.probe_size:
-            base = width // (1 + len(self._modulators()))
-            for m in range(1, 1 + len(self._modulators())):
+            count = len(self._modulators())
+            base = width // (1 + count)
+            for m in range(1, 1 + count):
                 size[m * base : m * base + _SIZE_COLUMNS] = True
         return size
 
     def _modulators(self) -> list[str]:
+        """One name per modulator column group: the 3 probe ratios, then the descriptors (as :meth:`_ratios`)."""
         return (["probe"] * 3 if self.probe else []) + list(self.descriptors)
 
     def _ridge(self, z: np.ndarray, y: np.ndarray) -> np.ndarray:
