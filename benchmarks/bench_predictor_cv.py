@@ -178,6 +178,12 @@ def _with_aligned(tasks: list, diff: bool = False) -> list:
 
 # --- recipes: fit(train_tasks) -> {"name": scores} for each test task ---------------------------------------
 FEATURES = ("synflow", "kl", "agreement", "cka")
+ARCH_FEATURES = ("bottleneck",)  # computed from the architecture alone (no network evaluation)
+
+
+def _bottleneck(t) -> np.ndarray:
+    """``(N,)`` log(narrowest layer's width / the teacher's width of that layer's stage)."""
+    return np.array([math.log(min(min(w) / tw for w, tw in zip(a.widths, t.spec.widths))) for a in t.archs])
 
 
 def _extra_one(t, features: list[str]) -> np.ndarray:
@@ -185,10 +191,12 @@ def _extra_one(t, features: list[str]) -> np.ndarray:
     for f in features:
         if f == "synflow":
             cols.append(t.synflow)
+        elif f == "bottleneck":
+            cols.append(_bottleneck(t))
         elif f in FEATURES:
             cols.append(t.signals[:, FEATURES.index(f) - 1])
         else:
-            raise SystemExit(f"error: unknown feature {f!r}; known: {', '.join(FEATURES)}")
+            raise SystemExit(f"error: unknown feature {f!r}; known: {', '.join(FEATURES + ARCH_FEATURES)}")
     return np.column_stack(cols) if cols else np.zeros((len(t), 0))
 
 

@@ -91,3 +91,23 @@ def test_within_band_setting_survives_saving_and_bad_values_are_refused():
     np.testing.assert_allclose(again.score(test), model.score(test))
     with pytest.raises(DassEdgeError, match="within_band"):
         HybridPredictor(within_band=1)
+
+
+def test_partial_size_keeps_leftover_flops_spread_out_of_the_shape_weights():
+    """Labels that are pure size (log FLOPs): bands of 8 consecutive students still span some FLOPs, and without
+    the size terms in the within-band fit that spread lands on params, depth and width; with them (partial_size)
+    the shape weights stay near zero and the ranking is by size."""
+    import torch
+
+    task = synthetic_task("train0", 0, n=64)
+    task.spec = SPEC
+    task.labels = torch.as_tensor(np.log(np.asarray(task.flops, dtype=float)))
+    plain = HybridPredictor(residual_steps=0, alpha=1e-3, within_band=8).fit([task])
+    partial = HybridPredictor(residual_steps=0, alpha=1e-3, within_band=8, partial_size=True).fit([task])
+    shape = ~plain._size_columns(len(plain.coef))
+    assert np.abs(partial.coef[shape]).max() < 0.05 < np.abs(plain.coef[shape]).max()
+    assert rank_metrics(partial.score(task), task.labels.numpy())["spearman"] > 0.999
+    tensors, config = partial.to_state()
+    assert config["partial_size"] is True and HybridPredictor.from_state(tensors, config).partial_size
+    with pytest.raises(DassEdgeError, match="partial_size needs within_band"):
+        HybridPredictor(partial_size=True)

@@ -34,7 +34,10 @@ _EMOJI_SIZE = 109  # the only bitmap strike of NotoColorEmoji
 #: Per family, the first code point of 40 consecutive ones that NotoColorEmoji 2.042 draws in colour
 #: (classes are fixed here, not discovered, so a task never changes shape with the font version).
 EMOJI_FAMILIES: dict[str, int] = {"faces": 0x1F600, "animals": 0x1F400, "food": 0x1F345, "objects": 0x1F4A1,
-                                  "transport": 0x1F680, "people": 0x1F466, "activities": 0x1F3A0}
+                                  "transport": 0x1F680, "people": 0x1F466, "activities": 0x1F3A0,
+                                  # Supplemental Symbols and Pictographs (Unicode 9-13): more meta-training
+                                  # families whose classes overlap no held-out family's.
+                                  "snacks": 0x1F950, "assorted": 0x1F9C0}
 EMOJI_CLASSES = 40
 #: The photographs of mate-backgrounds 1.26 used by photo-crops (the PNGs there are flat synthetic art).
 PHOTOS = ("abstract/Elephants.jpg", "desktop/GreenTraditional.jpg", "nature/Aqua.jpg", "nature/Blinds.jpg",

@@ -81,11 +81,16 @@ class HybridPredictor:
             whole range. Across a task's range params, depth and width move with size, so a whole-range fit
             credits them with size's effect; the search compares students of equal cost, where only the
             within-band contrasts say which shape distills better.
+        partial_size: with ``within_band``, fit the shape weights on the contrasts jointly with the size terms
+            (shape effects holding FLOPs fixed inside each band; only the shape weights are kept). Bands of an
+            evenly sampled task still span a range of FLOPs, and without the size terms that spread is credited
+            to params and depth.
     """
 
     def __init__(self, alpha: float = 1.0, residual_steps: int = 300, hidden: int = 32, lr: float = 3e-3,
                  weight_decay: float = 1e-2, seed: int = 0, probe: bool = False, probe_size: bool = False,
-                 probe_clip: bool = True, descriptors: Sequence[str] = (), within_band: int = 0) -> None:
+                 probe_clip: bool = True, descriptors: Sequence[str] = (), within_band: int = 0,
+                 partial_size: bool = False) -> None:
         unknown = [d for d in descriptors if d not in TEACHER_DESCRIPTORS]
         if unknown:
             raise DassEdgeError(f"unknown teacher descriptor(s) {', '.join(unknown)}; known: "
@@ -97,6 +102,9 @@ class HybridPredictor:
         if within_band < 0 or within_band == 1:
             raise DassEdgeError(f"within_band must be 0 (whole range) or a band size of 2 or more, got {within_band}")
         self.within_band = int(within_band)
+        if partial_size and not self.within_band:
+            raise DassEdgeError("partial_size needs within_band (a band size of 2 or more)")
+        self.partial_size = bool(partial_size)
         self.probe_range: np.ndarray | None = None  # (2, M): the meta-training tasks' min and max modulators
         self.mean: np.ndarray | None = None
         self.scale: np.ndarray | None = None
@@ -144,7 +152,11 @@ class HybridPredictor:
             start += len(t)
         coef = np.zeros(z.shape[1])
         if zc:
-            coef[~size] = self._ridge(np.concatenate(zc)[:, ~size], np.concatenate(yc))
+            zc, yc = np.concatenate(zc), np.concatenate(yc)
+            if self.partial_size:  # size terms in the fit, so leftover FLOPs spread is not credited to shape
+                coef[~size] = self._ridge(zc, yc)[~size]
+            else:
+                coef[~size] = self._ridge(zc[:, ~size], yc)
         rest = y - z[:, ~size] @ coef[~size]
         coef[size] = self._ridge(z[:, size], rest - rest.mean())
         return coef
@@ -255,7 +267,8 @@ class HybridPredictor:
         config = {"kind": "hybrid", "alpha": self.alpha, "residual_steps": self.residual_steps, "hidden": self.hidden,
                   "lr": self.lr, "weight_decay": self.weight_decay, "seed": self.seed, "probe": self.probe,
                   "probe_size": self.probe_size, "probe_clip": self.probe_clip, "descriptors": list(self.descriptors),
-                  "within_band": self.within_band, "residual": self.net is not None}
+                  "within_band": self.within_band, "partial_size": self.partial_size,
+                  "residual": self.net is not None}
         return out, config
 
     @classmethod
@@ -263,7 +276,8 @@ class HybridPredictor:
         """The fitted model :meth:`to_state` described."""
         model = cls(**{k: config[k] for k in ("alpha", "residual_steps", "hidden", "lr", "weight_decay", "seed",
                                               "probe", "probe_size", "probe_clip")},
-                    descriptors=tuple(config.get("descriptors", ())), within_band=int(config.get("within_band", 0)))
+                    descriptors=tuple(config.get("descriptors", ())), within_band=int(config.get("within_band", 0)),
+                    partial_size=bool(config.get("partial_size", False)))
         model.mean, model.scale, model.coef = (tensors[k].double().numpy() for k in ("mean", "scale", "coef"))
         width = model._width()
         if not len(model.mean) == len(model.scale) == len(model.coef) == width:
