@@ -184,3 +184,27 @@ def test_a_teacher_descriptor_separates_tasks_the_probe_profile_cannot():
     np.testing.assert_allclose(HybridPredictor.from_state(tensors, config).score(tests[1]), described.score(tests[1]))
     with pytest.raises(DassEdgeError, match="unknown teacher descriptor"):
         HybridPredictor(descriptors=("colour",))
+
+
+def test_the_level_descriptor_separates_tasks_whose_probe_ratios_are_equal():
+    """Two families of tasks with the same probe ratios but teachers that reach different stage-4 probe
+    accuracies, and opposite within-size orders: only the level (the ratios divide it out) tells them apart."""
+    easy, hard = (0.2, 0.6, 0.85, 0.9), tuple(0.8 * a for a in (0.2, 0.6, 0.85, 0.9))
+
+    def task(name, seed, sign, profile):
+        t = _task_of(SPEC, name, seed, sign)
+        t.probe_profile = profile
+        return t
+
+    train = [task(f"e{i}", i, -1.0, easy) for i in range(3)] + [task(f"h{i}", 10 + i, 1.0, hard) for i in range(3)]
+    tests = [task("easy", 50, -1.0, easy), task("hard", 51, 1.0, hard)]
+    probed = HybridPredictor(residual_steps=0, alpha=1.0, probe=True).fit(train)
+    levelled = HybridPredictor(residual_steps=0, alpha=1.0, probe=True, descriptors=("level",)).fit(train)
+    for t in tests:
+        truth = t.labels.numpy()
+        rho_probed = rank_metrics(probed.score(t), truth)["spearman"]
+        rho_levelled = rank_metrics(levelled.score(t), truth)["spearman"]
+        assert rho_levelled > 0.95 and rho_levelled > rho_probed + 0.1, (t.name, rho_probed, rho_levelled)
+    tensors, config = levelled.to_state()
+    assert config["descriptors"] == ["level"]
+    np.testing.assert_allclose(HybridPredictor.from_state(tensors, config).score(tests[0]), levelled.score(tests[0]))

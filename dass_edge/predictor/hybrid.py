@@ -13,7 +13,7 @@ weight of, say, log params becomes a linear function of how early the teacher so
 is what flips the within-band order between glyph and texture tasks. This is the shipped predictor v2
 ("dass-hybrid"), chosen over the neural DaSS network by cross-validation (BENCHMARKS.md).
 
-``descriptors`` add named teacher descriptors (:data:`TEACHER_DESCRIPTORS`: its stem, depth, width,
+``descriptors`` add named teacher descriptors (:data:`TEACHER_DESCRIPTORS`: its stem, depth, width, level,
 classes) to the probe ratios as modulators. The shipped predictor uses the stem: an ImageNet-stem teacher's
 students order unlike a small-stem one's with the same probe profile, and one predictor has to serve both
 families (BENCHMARKS.md, session 7: not worse on any cross-validated metric). Depth, width and classes are
@@ -45,12 +45,22 @@ _SIZE_COLUMNS = 2  # ridge_features starts with log(FLOPs / teacher's) and its s
 _RIDGE_WIDTH = 11  # columns of ridge_features
 #: Prior strength of K-shot adaptation (:meth:`HybridPredictor.adapted`).
 KSHOT_STRENGTH = 10.0
-#: Teacher descriptors a hybrid may add to its modulators (``descriptors=``): one number per teacher spec.
+def _probe_level(task: MetaTask) -> float:
+    """The teacher's stage-4 probe accuracy on the task (how hard the task is for it; NaN if unknown)."""
+    if task.probe_profile is None:
+        raise DassEdgeError(f"task {task.name} has no probe profile for the 'level' descriptor")
+    return float(task.probe_profile[3])
+
+
+#: Descriptors of the teacher on its task that a hybrid may add to its modulators (``descriptors=``): one
+#: number per task. All but ``level`` read the teacher's spec only; ``level`` reads the probe profile the
+#: search computes anyway (the ratios divide it out).
 TEACHER_DESCRIPTORS = {
-    "stem": lambda spec: 1.0 if spec.stem == "imagenet" else 0.0,  # early downsampling (7x7/2 + max-pool)
-    "depth": lambda spec: float(np.log(sum(len(s) for s in spec.stages) / 8.0)),  # blocks, against ResNet-18's 8
-    "width": lambda spec: float(np.log(spec.stages[-1][0] / 128.0)),  # last-stage width
-    "classes": lambda spec: float(np.log(spec.num_classes / 26.0)),
+    "stem": lambda task: 1.0 if task.spec.stem == "imagenet" else 0.0,  # early downsampling (7x7/2 + max-pool)
+    "depth": lambda task: float(np.log(sum(len(s) for s in task.spec.stages) / 8.0)),  # blocks, vs ResNet-18's 8
+    "width": lambda task: float(np.log(task.spec.stages[-1][0] / 128.0)),  # last-stage width
+    "classes": lambda task: float(np.log(task.spec.num_classes / 26.0)),
+    "level": _probe_level,
 }
 
 
@@ -172,7 +182,7 @@ class HybridPredictor:
         if self.descriptors:
             if task.spec is None:
                 raise DassEdgeError(f"task {task.name} carries no teacher spec for the teacher descriptors")
-            parts.append(np.array([TEACHER_DESCRIPTORS[d](task.spec) for d in self.descriptors]))
+            parts.append(np.array([TEACHER_DESCRIPTORS[d](task) for d in self.descriptors]))
         return np.concatenate(parts)
 
     def _features(self, task: MetaTask, extra: np.ndarray | None) -> np.ndarray:
