@@ -11,7 +11,8 @@ Recipes (``NAME`` or ``NAME:JSON``):
 
 * ``flops``, ``params``, ``synflow`` — training-free scores;
 * ``kl``, ``agreement``, ``cka`` — one distillation signal alone (lower KL ranks higher);
-* ``ridge`` — the ridge baseline (size and shape features);
+* ``ridge`` — the ridge baseline (size and shape features); ``metad2a``, ``arch_only`` — the learned baselines of
+  ``meta eval``;
 * ``linear`` / ``hybrid`` — :class:`HybridPredictor` on the ridge features plus extra features, linear
   part only / with its residual MLP (JSON: its constructor settings, and ``features``: a list of
   ``synflow`` (log synflow over the teacher's, the default), ``kl``, ``agreement``, ``cka``
@@ -211,11 +212,20 @@ def run_recipe(name: str, opts: dict, fit: list, test: list, members: int, quick
     if name in FEATURES[1:]:  # a distillation signal alone; lower KL = closer to the teacher
         sign = -1.0 if name == "kl" else 1.0
         return {name: {t.name: sign * t.signals[:, FEATURES.index(name) - 1] for t in test}}
-    if name == "ridge":
+    if name in ("ridge", "metad2a", "arch_only"):  # learned baselines (MetaD2A loads each task's own images)
         from dass_edge.predictor.baselines import create_baseline
 
-        model = create_baseline("ridge", **opts).fit(fit)
-        return {name: {t.name: model.score(t) for t in test}}
+        model = create_baseline(name, **opts).fit(fit)
+        if not getattr(model, "needs_context", False):
+            return {name: {t.name: np.asarray(model.score(t), dtype=float) for t in test}}
+        from dass_edge.data import load_task
+        from dass_edge.predictor.baselines import context_from_split
+
+        # The test tasks' images as the baseline fits its training tasks' (16 px, its seed), not meta eval's
+        # teacher-resolution contexts: the CV compares recipes on equal terms.
+        contexts = {t.name: context_from_split(t.name, load_task(t.name, resolution=model.resolution).train, None,
+                                               model.batch_size, model.seed) for t in test}
+        return {name: {t.name: np.asarray(model.score(t, contexts[t.name]), dtype=float) for t in test}}
     if name in ("linear", "hybrid"):
         from dass_edge.predictor.hybrid import HybridPredictor
 
