@@ -56,6 +56,18 @@ def finite_or_none(value: float | None) -> float | None:
     return None if value is None or not math.isfinite(value) else value
 
 
+def nan_to_none(obj: object) -> object:
+    """A JSON-like tree with every non-finite float replaced by ``None``: for reports whose figures are
+    undefined by design (a seed ceiling with too few seed pairs), not for results of a run that went wrong."""
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    if isinstance(obj, dict):
+        return {k: nan_to_none(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [nan_to_none(v) for v in obj]
+    return obj
+
+
 def non_finite_paths(obj: object, where: str = "") -> Iterator[str]:
     """Where a JSON-like tree holds a non-finite float (``a.b[2]``)."""
     if isinstance(obj, float) and not math.isfinite(obj):

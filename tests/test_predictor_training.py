@@ -242,3 +242,28 @@ def test_meta_train_default_is_the_hybrid_and_eval_adapts_it_k_shot(synthetic_db
                                 str(tmp_path / "x.safetensors"), *args], capsys)
         assert code == 2 and err.startswith("error:") and message in err and err.count("\n") == 1, (args, err)
     assert not (tmp_path / "x.safetensors").exists()
+
+
+def test_a_held_out_task_with_too_few_seed_pairs_reports_none_not_nan(synthetic_db, meta_tasks):
+    """A partly built held-out task (fewer than 5 students with both seeds) has no seed ceiling yet: the report
+    says None there, so it prints as JSON and can be stored in a predictor (NaN would block both)."""
+    from dataclasses import replace
+
+    from dass_edge.predictor.evaluation import evaluate_heldout
+    from dass_edge.predictor.hybrid import HybridPredictor
+    from dass_edge.validate import check_finite_record
+
+    _, teachers = synthetic_db
+    rows, tasks = meta_tasks
+    train = [t for t in tasks if not t.heldout]
+    held = [t for t in tasks if t.heldout][0]
+    seeds = {s: np.asarray(v, dtype=float).copy() for s, v in held.seed_labels.items()}
+    seeds[1][np.flatnonzero(np.isfinite(seeds[1]))[3:]] = np.nan  # 3 seed pairs left
+    partial = replace(held, seed_labels={s: torch.as_tensor(v) for s, v in seeds.items()})
+    model = HybridPredictor(residual_steps=0, alpha=1.0).fit(train)
+    report = evaluate_heldout([model], [*train, partial], rows, teachers, baselines=("flops",), bootstrap=0)
+    assert report["tasks"][held.name]["seed_vs_seed"] == {"spearman": None, "kendall": None, "top5": None,
+                                                          "regret": None}
+    assert report["tasks"][held.name]["dass"]["spearman"] > 0.5  # the task is still scored
+    check_finite_record(report, "report")
+    json.dumps(report, allow_nan=False)

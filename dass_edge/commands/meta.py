@@ -284,6 +284,13 @@ def _fmt(v, spec: str = ".3f") -> str:
     return "-" if v is None or (isinstance(v, float) and v != v) else format(v, spec)
 
 
+def _interval(b: dict | None) -> str:
+    """``+d [lo, hi]`` of a bootstrap difference; empty when there is none (too few students to resample)."""
+    if not b or any(b.get(k) is None for k in ("diff", "lo", "hi")):
+        return ""
+    return f"{b['diff']:+.3f} [{b['lo']:+.3f}, {b['hi']:+.3f}]"
+
+
 def _eval_table(report: dict) -> Table:
     """Per method: band Spearman per held-out task and mean, budgeted regret, full-range Spearman, and
     the bootstrap interval of DaSS minus the method on band Spearman."""
@@ -298,7 +305,7 @@ def _eval_table(report: dict) -> Table:
     for m in order:
         row = mean[m]
         b = boot.get(m, {}).get("band_spearman")
-        interval = f"{b['diff']:+.3f} [{b['lo']:+.3f}, {b['hi']:+.3f}]" if b else ""
+        interval = _interval(b)
         table.add_row(m, *(_fmt(report["tasks"][t][m].get("band_spearman")) for t in report["heldout_tasks"]),
                       _fmt(row.get("band_spearman")), _fmt((row.get("budget_regret") or {}).get("mean"), ".2f"),
                       _fmt(row.get("spearman")), _fmt(row.get("regret"), ".2f"), interval)
@@ -343,7 +350,8 @@ def _group_lines(report: dict) -> list[str]:
 
     def interval(group: dict, method: str) -> str:
         b = (group["bootstrap"].get(method) or {}).get("band_spearman")
-        return f" (DaSS - it {b['diff']:+.3f} [{b['lo']:+.3f}, {b['hi']:+.3f}])" if b else ""
+        text = _interval(b)
+        return f" (DaSS - it {text})" if text else ""
 
     lines = []
     for name, g in report.get("groups", {}).items():

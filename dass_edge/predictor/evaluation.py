@@ -42,6 +42,7 @@ from dass_edge.predictor.meta_tasks import MetaTask
 from dass_edge.predictor.metrics import rank_metrics
 from dass_edge.predictor.model import DaSSPredictor
 from dass_edge.predictor.training import adapted_predictions, calibrated, is_hybrid, predict_task
+from dass_edge.validate import nan_to_none
 
 if TYPE_CHECKING:
     from dass_edge.latency.table import LatencyTable
@@ -282,6 +283,8 @@ def evaluate_heldout(models: Sequence[DaSSPredictor], tasks: Sequence[MetaTask],
                  for name in fitted} if bootstrap > 0 else {}
     summaries = _group_summaries({**_stem_groups(held), **(groups or {})}, per_task, band_tasks, list(fitted),
                                  bootstrap, {frozenset(per_task): intervals})
-    return {"tasks": per_task, "mean": means, "bootstrap": intervals, "heldout_tasks": [t.name for t in held],
-            "train_tasks": [t.name for t in train], "plots": plots,
-            "pairs": {t.name: pair_info(t) for t in held}, "groups": summaries}
+    # A figure a task cannot give yet (fewer than 5 students with both seeds, no full band) is None, not NaN:
+    # the report is printed as JSON and stored in the predictor, and a partly built task must not block either.
+    return nan_to_none({"tasks": per_task, "mean": means, "bootstrap": intervals,
+                        "heldout_tasks": [t.name for t in held], "train_tasks": [t.name for t in train],
+                        "plots": plots, "pairs": {t.name: pair_info(t) for t in held}, "groups": summaries})
