@@ -45,6 +45,8 @@ _SIZE_COLUMNS = 2  # ridge_features starts with log(FLOPs / teacher's) and its s
 _RIDGE_WIDTH = 11  # columns of ridge_features
 #: Prior strength of K-shot adaptation (:meth:`HybridPredictor.adapted`).
 KSHOT_STRENGTH = 10.0
+
+
 def _probe_level(task: MetaTask) -> float:
     """The teacher's stage-4 probe accuracy on the task (how hard the task is for it; NaN if unknown)."""
     if task.probe_profile is None:
