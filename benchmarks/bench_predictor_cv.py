@@ -179,7 +179,6 @@ def _with_aligned(tasks: list, diff: bool = False) -> list:
 
 # --- recipes: fit(train_tasks) -> {"name": scores} for each test task ---------------------------------------
 FEATURES = ("synflow", "kl", "agreement", "cka")
-ARCH_FEATURES = ("bottleneck",)  # computed from the architecture alone (no network evaluation)
 
 
 def _bottleneck(t) -> np.ndarray:
@@ -187,17 +186,21 @@ def _bottleneck(t) -> np.ndarray:
     return np.array([math.log(min(min(w) / tw for w, tw in zip(a.widths, t.spec.widths))) for a in t.archs])
 
 
+#: Extra features computed from the architecture alone (no network evaluation), by name.
+ARCH_FEATURES = {"bottleneck": _bottleneck}
+
+
 def _extra_one(t, features: list[str]) -> np.ndarray:
     cols = []
     for f in features:
         if f == "synflow":
             cols.append(t.synflow)
-        elif f == "bottleneck":
-            cols.append(_bottleneck(t))
+        elif f in ARCH_FEATURES:
+            cols.append(ARCH_FEATURES[f](t))
         elif f in FEATURES:
             cols.append(t.signals[:, FEATURES.index(f) - 1])
         else:
-            raise SystemExit(f"error: unknown feature {f!r}; known: {', '.join(FEATURES + ARCH_FEATURES)}")
+            raise SystemExit(f"error: unknown feature {f!r}; known: {', '.join((*FEATURES, *ARCH_FEATURES))}")
     return np.column_stack(cols) if cols else np.zeros((len(t), 0))
 
 

@@ -59,8 +59,8 @@ def finite_or_none(value: float | None) -> float | None:
 def nan_to_none(obj: object) -> object:
     """A JSON-like tree with every non-finite float replaced by ``None``: for reports whose figures are
     undefined by design (a seed ceiling with too few seed pairs), not for results of a run that went wrong."""
-    if isinstance(obj, float) and not math.isfinite(obj):
-        return None
+    if isinstance(obj, float):
+        return finite_or_none(obj)
     if isinstance(obj, dict):
         return {k: nan_to_none(v) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
