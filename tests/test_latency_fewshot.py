@@ -59,7 +59,8 @@ def test_entry_columns_count_block_activations_and_macs():
     cols = entry_columns(Entry("block", 16, 32, 2, 32), 0.25)
     assert cols == pytest.approx({"src:block": 0.25, "mparams:block": 14528 / 1e6,
                                   "mact:block": (16 * 32 * 32 + 32 * 16 * 16) / 1e6,
-                                  "gmacs:block": (9 * 16 * 32 + 9 * 32 * 32 + 16 * 32) * 16 * 16 / 1e9})
+                                  "gmacs:block": (9 * 16 * 32 + 9 * 32 * 32 + 16 * 32) * 16 * 16 / 1e9,
+                                  "calls:block": 1.0})
     assert entry_columns(Entry("block", 16, 16, 1, 8), 0.1)["gmacs:block"] == pytest.approx(9 * 16 * 16 * 2 * 64 / 1e9)
     assert entry_columns(Entry("head", 128, 26, 1, 4), 0.01) == pytest.approx({"src:head": 0.01,
                                                                                "mparams:head": 3354 / 1e6})
@@ -103,6 +104,21 @@ def test_a_size_dependent_speedup_is_learned_from_enough_students(shipped):
     coef = dict(zip(fit.columns, fit.coef))
     assert coef["mact:block"] > 1.0 and coef["src:block"] < 0.6 * fit.ratio  # the size effect, not a scale
     assert not fit.raised
+
+
+def test_a_per_block_dispatch_cost_is_learned(shipped):
+    """A device that pays a fixed 0.02 ms per block on top of 0.5x the source (e.g. quantize/dequantize nodes):
+    deep students slow down relative to shallow ones of equal source time. 20 students recover the per-block
+    cost and predict held-out students within 5%."""
+    space = SearchSpace(shipped.teacher)
+    device_ms = _device(shipped, src_stem=0.5, src_block=0.5, src_head=0.5, calls_block=0.02, const=0.01)
+    specs = [space.to_spec(a) for a in spanning_students(space, 20)]
+    fit = fit_transfer(shipped, specs, [device_ms(s) for s in specs])
+    assert dict(zip(fit.columns, fit.coef))["calls:block"] == pytest.approx(0.02, rel=0.25)
+    table = _as_table(shipped, fit)
+    held = [space.to_spec(a) for a in space.sample_many(30, seed=7)]
+    err = np.array([table.predict(s)["p50_ms"] / device_ms(s) - 1 for s in held])
+    assert np.max(np.abs(err)) < 0.05
 
 
 def test_the_transferred_table_predicts_what_the_fit_does(shipped):

@@ -6,12 +6,14 @@ weight costs (cache, memory bandwidth), the per-call overhead. So a source table
 the target with a small linear model fitted on whole students measured on the target::
 
     target_ms(student) = sum over kinds k of (a_k * source ms in k + w_k * parameters in k, millions)
-                         + v * block activations (millions) + u * block MACs (billions) + c
+                         + v * block activations (millions) + u * block MACs (billions) + d * blocks + c
 
 The two size columns are what a change of number format or kernel library moves that the source
 latency cannot: quantize/dequantize and elementwise work scale with the tensors a block reads and
 writes, arithmetic with its MACs (an INT8 Q/DQ target runs the 32 px stage at 1.3x the FP32 source and
-the 8 px one at 0.5x: one scale on the source latency cannot follow both). The fit minimizes
+the 8 px one at 0.5x: one scale on the source latency cannot follow both). ``d`` is a fixed cost per block:
+a target with more kernel calls per block (INT8 Q/DQ adds quantize and dequantize nodes) or a different
+dispatch cost pays it once per block whatever the block's size. The fit minimizes
 relative error plus a ridge penalty pulling every coefficient toward the source's own correction times
 one global ratio, the size columns toward 0 (so 5 students give a scaled source table, 40 a mix); the
 penalty's strength is chosen by leave-one-out, raised if needed so that no entry gets a negative
@@ -61,7 +63,7 @@ __all__ = ["COLUMNS", "FewShotResult", "TransferFit", "describe_transfer", "entr
 
 Progress = Callable[[str, int, int], None]
 _KINDS = ("stem", "block", "head")
-_LAMBDAS = tuple(10.0 ** k for k in np.arange(-1.0, 3.01, 0.5))
+_LAMBDAS = tuple(10.0 ** k for k in np.arange(-3.0, 3.01, 0.5))
 #: Of the ridge strengths whose leave-one-out error is within this factor of the best, take the strongest
 #: (few noisy students should not buy a wild per-group fit for a marginal gain).
 _LOO_TOLERANCE = 1.1
@@ -99,10 +101,10 @@ def spanning_students(space, n: int, seed: int = 0, pool: int = 2000) -> list:
 
 # -- the transfer model -------------------------------------------------------------------------
 #: The transfer's columns, in order: per kind a scale on the source ms and a weight on millions of
-#: parameters; for blocks a weight on millions of activation elements (input + output tensor) and on
-#: billions of multiply-accumulates; a constant.
+#: parameters; for blocks a weight on millions of activation elements (input + output tensor), on
+#: billions of multiply-accumulates and on the number of blocks; a constant.
 COLUMNS = tuple(f"src:{k}" for k in _KINDS) + tuple(f"mparams:{k}" for k in _KINDS) + (
-    "mact:block", "gmacs:block", "const")
+    "mact:block", "gmacs:block", "calls:block", "const")
 
 
 def entry_columns(e: Entry, source_ms: float) -> dict[str, float]:
@@ -116,6 +118,7 @@ def entry_columns(e: Entry, source_ms: float) -> dict[str, float]:
         out_res = conv_out(e.resolution, e.stride)
         cols["mact:block"] = (e.in_ch * e.resolution ** 2 + e.out_ch * out_res ** 2) * e.batch / 1e6
         cols["gmacs:block"] = block_macs(e.in_ch, e.out_ch, e.stride, e.resolution, e.has_projection) * e.batch / 1e9
+        cols["calls:block"] = 1.0  # a per-block dispatch cost: the same kernel calls at any batch
     return cols
 
 
@@ -183,8 +186,8 @@ class TransferFit:
 
     def to_dict(self) -> dict[str, Any]:
         return {"model": "target = sum_k a_k * source_ms(k) + sum_k w_k * Mparams(k) + v * Mactivations(blocks) "
-                         "+ u * GMACs(blocks) + c; relative least squares, ridge toward the source's correction "
-                         "times one global ratio (size columns toward 0), strength by leave-one-out",
+                         "+ u * GMACs(blocks) + d * blocks + c; relative least squares, ridge toward the source's "
+                         "correction times one global ratio (size columns toward 0), strength by leave-one-out",
                 "coefficients": dict(zip(self.columns, (float(c) for c in self.coef))), "ridge": float(self.lam),
                 "ridge_raised_for_nonnegative_entries": self.raised, "global_ratio": self.ratio,
                 "leave_one_out": self.loo}
