@@ -16,6 +16,7 @@ from dass_edge.latency.fewshot import (
     COLUMNS,
     describe_transfer,
     entry_columns,
+    fewshot_warning,
     fit_transfer,
     profile_fewshot,
     spanning_students,
@@ -190,6 +191,23 @@ def test_profile_fewshot_writes_a_transferred_table(tiny_source, tmp_path):
     note = describe_transfer(data)
     assert note.startswith("transferred from tiny") and "4 students" in note and "3 students" in note
     assert describe_transfer(src.data) is None
+
+
+def test_fewshot_warning_only_below_the_profiles_target():
+    """Held-out fidelity below the profile's target gets one line quoting the fit's own leave-one-out; a table
+    that meets it, one without held-out students, or a measured table gets none."""
+    loo = {"within_10pct": 0.2, "spearman": 0.483}
+    data = {"device": "cpu-int8", "provenance": {"profile": {"target_within_10pct": 0.9, "target_spearman": 0.95}},
+            "transferred": {"samples": 20, "fit": {"leave_one_out": loo}},
+            "fidelity": {"students": 30, "within_10pct": 0.1, "spearman": 0.406}}
+    line = fewshot_warning(data)
+    assert "10% within ±10% (target 90%)" in line and "Spearman 0.483" in line and "--few-shot 40" in line
+    assert "dass-edge profile --device cpu-int8" in line
+    assert fewshot_warning({**data, "fidelity": {"students": 30, "within_10pct": 0.93, "spearman": 0.96}}) is None
+    looser = {**data, "provenance": {"profile": {"target_within_10pct": 0.05, "target_spearman": 0.3}}}
+    assert fewshot_warning(looser) is None  # the profile's own target, not a fixed one
+    assert fewshot_warning({**data, "fidelity": {"students": 0}}) is None
+    assert fewshot_warning({k: v for k, v in data.items() if k != "transferred"}) is None
 
 
 def test_profile_fewshot_rejects_bad_input_and_writes_nothing(tiny_source, tmp_path):

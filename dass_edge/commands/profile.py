@@ -118,7 +118,7 @@ def profile_command(
 
 
 def _print_fewshot(result: FewShotResult, json_out: bool) -> None:
-    from dass_edge.latency.fewshot import describe_transfer
+    from dass_edge.latency.fewshot import describe_transfer, fewshot_warning
 
     table = result.table
     fid, tr = table.fidelity, table.data["transferred"]
@@ -127,6 +127,9 @@ def _print_fewshot(result: FewShotResult, json_out: bool) -> None:
                "elapsed_s": round(result.elapsed_s, 1), "measure_s": round(result.measure_s, 1),
                "fit_leave_one_out": tr["fit"]["leave_one_out"],
                "fidelity": {k: fid.get(k) for k in ("students", "within_10pct", "rmspe", "spearman", "method")}}
+    below = fewshot_warning(table.data)
+    if below:  # on stderr, so --json output stays parseable
+        err_console.print(f"warning: {below}", markup=False)
     if json_out:
         print_json(summary)
         return

@@ -45,6 +45,7 @@ from dass_edge.errors import DassEdgeError
 from dass_edge.io import atomic_write_json, ensure_writable_dir
 from dass_edge.latency.artifacts import MODEL_FORMATS, StudentArtifact
 from dass_edge.latency.entries import Entry, entry_params, spec_entries
+from dass_edge.latency.gate import FidelityTarget
 from dass_edge.latency.graphs import OPSET
 from dass_edge.latency.profiles import DeviceProfile, resolve_device
 from dass_edge.latency.provenance import backend_version, measured_on
@@ -58,7 +59,8 @@ from dass_edge.latency.table import FORMAT, LUT_STATISTIC, VERSION, LatencyTable
 from dass_edge.space import block_macs
 from dass_edge.spec import conv_out
 
-__all__ = ["COLUMNS", "FewShotResult", "TransferFit", "describe_transfer", "entry_columns", "fit_transfer",
+__all__ = ["COLUMNS", "FewShotResult", "TransferFit", "describe_transfer", "entry_columns", "fewshot_warning",
+           "fit_transfer",
            "measure_students", "profile_fewshot", "spanning_students", "transfer_table"]
 
 Progress = Callable[[str, int, int], None]
@@ -486,4 +488,25 @@ def describe_transfer(data: dict) -> str | None:
     else:
         line += "; no held-out students were measured"
     return line
+
+
+def fewshot_warning(data: dict) -> str | None:
+    """One line when a transferred table's held-out students miss its profile's fidelity target (else None).
+
+    It quotes the fit students' own leave-one-out figures too: when those are poor as well, the measurements
+    were noisy (a busy or throttling device) and a re-run helps; when only the held-out ones are, the transfer
+    cannot express this device and more students or a full table are needed.
+    """
+    fid, tr = data.get("fidelity") or {}, data.get("transferred") or {}
+    prof = (data.get("provenance") or {}).get("profile") or {}
+    target = FidelityTarget(prof.get("target_within_10pct", 0.90), prof.get("target_spearman", 0.95))
+    if not tr or target.met(fid) is not False:
+        return None
+    loo = (tr.get("fit") or {}).get("leave_one_out") or {}
+    own = (f"; its {tr.get('samples')} fit students' own leave-one-out: {100 * (loo.get('within_10pct') or 0):.0f}% "
+           f"within ±10%, Spearman {loo['spearman']:.3f}" if loo.get("spearman") is not None else "")
+    device = data.get("device")
+    return (f"the transferred {device} table is below its fidelity target on held-out students "
+            f"({target.describe(fid)}){own}. Measure more students (--few-shot 40) or the full table "
+            f"(dass-edge profile --device {device})")
 
