@@ -35,9 +35,9 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from benchmarks.common import RESULTS, write_fragment  # noqa: E402
+from benchmarks.common import RESULTS, teacher_space_latency, write_fragment  # noqa: E402
 from dass_edge.io import atomic_write_json, file_sha256  # noqa: E402
-from dass_edge.space import Arch, SearchSpace  # noqa: E402
+from dass_edge.space import Arch  # noqa: E402
 
 TEACHERS = Path(__file__).resolve().parents[1] / "metadb" / "teachers"
 BUDGET_FRACTIONS = (0.35, 0.65)  # of the way from the fastest student's latency to the teacher's
@@ -66,20 +66,6 @@ def _heldout_tasks(dbs: list[str] | None = None) -> dict[str, dict]:
     return out
 
 
-def _space_and_latency(teacher_path: Path):
-    from dass_edge.latency import load_table
-    from dass_edge.models.checkpoint import load_checkpoint
-
-    teacher, _ = load_checkpoint(teacher_path)
-    space = SearchSpace(teacher.spec)
-    table = load_table("cpu", teacher.spec.resolution, teacher.spec)
-
-    def latency(arch: Arch) -> float:
-        return float(table.predict(space.to_spec(arch))["p50_ms"])
-
-    return space, latency, table
-
-
 def plan(args: argparse.Namespace) -> None:
     """Budgets and random students of every held-out task not yet in the plan (tasks already planned, with
     their picks, are kept: adding a database adds settings)."""
@@ -88,7 +74,7 @@ def plan(args: argparse.Namespace) -> None:
         if task in out["tasks"]:
             continue
         path = TEACHERS / f"{task}.safetensors"
-        space, latency, table = _space_and_latency(path)
+        _, space, latency, table = teacher_space_latency(path)
         fastest, slowest = latency(space.smallest_arch()), latency(space.teacher_arch())
         pool = space.sample_many(5000, seed=1)
         lat = {a: latency(a) for a in pool}

@@ -32,9 +32,9 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from benchmarks.common import RESULTS, write_fragment  # noqa: E402
+from benchmarks.common import RESULTS, teacher_space_latency, write_fragment  # noqa: E402
 from dass_edge.io import atomic_write_json, file_sha256  # noqa: E402
-from dass_edge.space import Arch, SearchSpace  # noqa: E402
+from dass_edge.space import Arch  # noqa: E402
 from dass_edge.training.distill import KDConfig  # noqa: E402
 
 TASKS = {"glyph-hebrew": "metadb/teachers/glyph-hebrew.safetensors", "shapes": "metadb/teachers/shapes.safetensors"}
@@ -44,24 +44,10 @@ PLAN = RESULTS / "search_evidence_plan.json"
 ROWS = RESULTS / "search_evidence.jsonl"
 
 
-def _space_and_latency(teacher_path: str):
-    from dass_edge.latency import load_table
-    from dass_edge.models.checkpoint import load_checkpoint
-
-    teacher, _ = load_checkpoint(teacher_path)
-    space = SearchSpace(teacher.spec)
-    table = load_table("cpu", teacher.spec.resolution, teacher.spec)
-
-    def latency(arch: Arch) -> float:
-        return float(table.predict(space.to_spec(arch))["p50_ms"])
-
-    return teacher, space, latency, table
-
-
 def plan(_: argparse.Namespace) -> None:
     out = {"tasks": {}}
     for task, path in TASKS.items():
-        _, space, latency, table = _space_and_latency(path)
+        _, space, latency, table = teacher_space_latency(path)
         fastest, slowest = latency(space.smallest_arch()), latency(space.teacher_arch())
         pool = space.sample_many(20000, seed=1)
         lat = {a: latency(a) for a in pool}

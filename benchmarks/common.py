@@ -51,3 +51,21 @@ def write_fragment(name: str, title: str, command: str, body: str, copy_to: Path
         Path(copy_to).parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(path, copy_to)
     return path
+
+
+def teacher_space_latency(teacher_path: str | Path):
+    """A saved teacher, its search space, a student -> CPU latency (ms, this machine's table) function and
+    the table: what the search benchmarks compare picks with."""
+    from dass_edge.latency import load_table
+    from dass_edge.models.checkpoint import load_checkpoint
+    from dass_edge.space import SearchSpace
+
+    teacher, _ = load_checkpoint(teacher_path)
+    space = SearchSpace(teacher.spec)
+    table = load_table("cpu", teacher.spec.resolution, teacher.spec)
+
+    def latency(arch) -> float:
+        return float(table.predict(space.to_spec(arch))["p50_ms"])
+
+    return teacher, space, latency, table
+

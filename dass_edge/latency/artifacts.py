@@ -109,17 +109,23 @@ def _entry_module(entry: Entry):
     return nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(1), nn.Linear(entry.in_ch, entry.out_ch))
 
 
+class _BackendFile:
+    """What an artifact's file is named after: its backend's suffix (``.onnx``, ``.pt``)."""
+
+    backend: str
+
+    @property
+    def suffix(self) -> str:
+        return get_backend(self.backend).suffix
+
+
 @dataclass(frozen=True)
-class EntryArtifact:
+class EntryArtifact(_BackendFile):
     """One LUT entry as a file for ``backend`` at ``precision``."""
 
     entry: Entry
     backend: str
     precision: str
-
-    @property
-    def suffix(self) -> str:
-        return get_backend(self.backend).suffix
 
     @property
     def input_shape(self) -> tuple[int, ...]:
@@ -135,17 +141,13 @@ class EntryArtifact:
 
 
 @dataclass(frozen=True)
-class StudentArtifact:
+class StudentArtifact(_BackendFile):
     """A whole student (for the fidelity check) as a file for ``backend`` at ``precision``."""
 
     spec: ModelSpec
     batch: int
     backend: str
     precision: str
-
-    @property
-    def suffix(self) -> str:
-        return get_backend(self.backend).suffix
 
     @property
     def input_shape(self) -> tuple[int, ...]:
