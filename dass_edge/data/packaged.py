@@ -37,7 +37,11 @@ EMOJI_FAMILIES: dict[str, int] = {"faces": 0x1F600, "animals": 0x1F400, "food": 
                                   "transport": 0x1F680, "people": 0x1F466, "activities": 0x1F3A0,
                                   # Supplemental Symbols and Pictographs (Unicode 9-13): more meta-training
                                   # families whose classes overlap no held-out family's.
-                                  "snacks": 0x1F950, "assorted": 0x1F9C0}
+                                  "snacks": 0x1F950, "assorted": 0x1F9C0,
+                                  # Session 10: sports and buildings, and symbols (arrows, buttons, tools);
+                                  # the free colour runs next to faces, animals and objects were left alone
+                                  # (they would be near copies of held-out families).
+                                  "sports": 0x1F3C8, "symbols": 0x1F500}
 EMOJI_CLASSES = 40
 #: The photographs of mate-backgrounds 1.26 used by photo-crops (the PNGs there are flat synthetic art).
 PHOTOS = ("abstract/Elephants.jpg", "desktop/GreenTraditional.jpg", "nature/Aqua.jpg", "nature/Blinds.jpg",
