@@ -60,8 +60,7 @@ from dass_edge.space import block_macs
 from dass_edge.spec import conv_out
 
 __all__ = ["COLUMNS", "FewShotResult", "TransferFit", "describe_transfer", "entry_columns", "fewshot_warning",
-           "fit_transfer",
-           "measure_students", "profile_fewshot", "spanning_students", "transfer_table"]
+           "fit_transfer", "measure_students", "profile_fewshot", "spanning_students", "transfer_table"]
 
 Progress = Callable[[str, int, int], None]
 _KINDS = ("stem", "block", "head")
