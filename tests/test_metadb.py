@@ -225,3 +225,13 @@ def test_cli_info_missing_db(tmp_path, capsys):
 def test_nan_free_info_on_one_seed():
     info = db_info([_row(i) for i in range(3)])
     assert info["seed_spearman"] is None and not math.isnan(info["acc_spread"])
+
+
+def test_meta_info_table_never_truncates_task_names(capsys):
+    """The per-task table on a narrow console (tests capture stdout: 80 columns) keeps every task name whole;
+    the old table cut them to 'glyph-cy…' and the rows could not be told apart."""
+    code, out, _ = run_cli(["meta", "info", "--json"], capsys)
+    names = [t["task"] for t in json.loads(out)["per_task"]]
+    code, out, _ = run_cli(["meta", "info"], capsys)
+    assert code == 0 and len(names) >= 10
+    assert all(name in out for name in names), [n for n in names if n not in out]

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import typer
+from rich import box
 from rich.table import Table
 
 from dass_edge.commands._common import (
@@ -231,20 +232,30 @@ def info_cmd(
     console.print(f"seed Spearman {info['seed_spearman']}, gap/spread {info['seed_gap_over_spread']}, "
                   f"median accuracy spread {info['acc_spread']} points, {info['train_hours']} job-hours of KD "
                   f"({', '.join(f'{n} rows on {d}' for d, n in info['rows_by_device'].items())})")
-    table = Table("task", "teacher", "stem@px", "teacher val", "sampling", "students", "rows", "acc min..max",
-                  "seed rho", "band seed rho", "band gap/spread", "band FLOPs rho")
+    def fmt(v: object, digits: int = 3) -> str:
+        return "-" if v is None else f"{v:.{digits}f}" if isinstance(v, float) else str(v)
+
+    rows = []
     for t in info["per_task"]:
         agree, band = t["seed_agreement"], t["within_band"] or {}
-
-        def fmt(v: object) -> str:
-            return "-" if v is None else str(v)
-
-        table.add_row(t["task"] + (" (held out)" if t["heldout"] else ""), str(t["teacher_model"]),
-                      f"{t['stem']}@{t['resolution']}", str(t["teacher_val_acc"]),
-                      t["sampling"] + (f" ({band['bands']})" if band else ""), str(t["students"]), str(t["rows"]),
-                      f"{t['min_acc']:.1f}..{t['max_acc']:.1f}", str(agree["spearman"]) if agree else "-",
-                      fmt(band.get("seed_spearman")), fmt(band.get("gap_over_spread")),
-                      fmt(band.get("flops_spearman")))
+        rows.append([t["task"] + (" *" if t["heldout"] else ""), str(t["teacher_model"]),
+                     f"{t['stem']}@{t['resolution']}", fmt(t["teacher_val_acc"], 1),
+                     t["sampling"] + (f" ({band['bands']})" if band else ""), str(t["students"]), str(t["rows"]),
+                     f"{t['min_acc']:.1f}..{t['max_acc']:.1f}", fmt(agree["spearman"]) if agree else "-",
+                     fmt(band.get("seed_spearman")), fmt(band.get("gap_over_spread")),
+                     fmt(band.get("flops_spearman"))])
+    # Cells never shrink below their content (a truncated task name is useless): short headers, a legend.
+    headers = ("task", "teacher", "stem@px", "val", "sampling", "n", "rows", "acc range", "seed ρ", "band ρ", "gap",
+               "FLOPs ρ")
+    legend = ("val: the teacher's val accuracy; n: students; seed ρ: seed-to-seed Spearman; band ρ, gap: the same and "
+              "the seed gap over the spread inside equal-FLOPs bands; FLOPs ρ: FLOPs' Spearman inside them")
+    held = any(t["heldout"] for t in info["per_task"])
+    table = Table(box=box.SIMPLE_HEAD, show_edge=False, collapse_padding=True, pad_edge=False,
+                  caption=("* held out; " if held else "") + legend, caption_justify="left")
+    for i, h in enumerate(headers):
+        table.add_column(h, min_width=max([len(h)] + [len(r[i]) for r in rows]), no_wrap=True)
+    for r in rows:
+        table.add_row(*r)
     console.print(table)
 
 
