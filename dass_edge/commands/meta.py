@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import math
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -250,12 +251,7 @@ def info_cmd(
     legend = ("val: the teacher's val accuracy; n: students; seed ρ: seed-to-seed Spearman; band ρ, gap: the same and "
               "the seed gap over the spread inside equal-FLOPs bands; FLOPs ρ: FLOPs' Spearman inside them")
     held = any(t["heldout"] for t in info["per_task"])
-    table = Table(box=box.SIMPLE_HEAD, show_edge=False, collapse_padding=True, pad_edge=False,
-                  caption=("* held out; " if held else "") + legend, caption_justify="left")
-    for i, h in enumerate(headers):
-        table.add_column(h, min_width=max([len(h)] + [len(r[i]) for r in rows]), no_wrap=True)
-    for r in rows:
-        table.add_row(*r)
+    table = _compact_table(headers, rows, caption=("* held out; " if held else "") + legend)
     console.print(table)
 
 
@@ -302,25 +298,43 @@ def _interval(b: dict | None) -> str:
     return f"{b['diff']:+.3f} [{b['lo']:+.3f}, {b['hi']:+.3f}]"
 
 
+def _compact_table(headers: Sequence[str], rows: list[list[str]], title: str | None = None,
+                   caption: str | None = None) -> Table:
+    """A table whose cells never shrink below their content (truncated names cannot be told apart): a wide
+    console shows it whole, a narrow one crops the right-hand columns, which ``--json`` has in full."""
+    table = Table(box=box.SIMPLE_HEAD, show_edge=False, collapse_padding=True, pad_edge=False, title=title,
+                  caption=caption, caption_justify="left", title_justify="left")
+    for i, h in enumerate(headers):
+        table.add_column(h, min_width=max([len(h)] + [len(r[i]) for r in rows]), no_wrap=True)
+    for r in rows:
+        table.add_row(*r)
+    return table
+
+
 def _eval_table(report: dict) -> Table:
-    """Per method: band Spearman per held-out task and mean, budgeted regret, full-range Spearman, and
-    the bootstrap interval of DaSS minus the method on band Spearman."""
-    table = Table("method", *report["heldout_tasks"], "band rho", "budget regret (pts)", "full rho", "top-1 regret",
-                  "DaSS - it, band rho [95%]",
-                  title="Held-out tasks: Spearman inside FLOPs bands (per task, mean), regret under budgets at the "
-                        "20-80% FLOPs quantiles, full-range Spearman")
+    """Per method, means over the held-out tasks: band Spearman, budgeted regret (FLOPs and, with tables,
+    latency), full-range Spearman, top-1 regret, and the bootstrap interval of DaSS minus the method on band
+    Spearman. Per task figures: the pairs table and ``--json``."""
     mean = report["mean"]
+    latency = any("band_spearman_latency" in v for v in mean.values())
+    headers = ["method", "band ρ", "regret", *(["band ρ lat.", "regret lat."] if latency else []), "full ρ",
+               "top-1 regret", "DaSS - it, band ρ [95%]"]
     order = sorted(mean, key=lambda m: (m != "dass", m in ("ceiling", "seed_vs_seed"),
                                         -(mean[m].get("band_spearman") or 0.0)))
     boot = report.get("bootstrap", {})
+    rows = []
     for m in order:
         row = mean[m]
-        b = boot.get(m, {}).get("band_spearman")
-        interval = _interval(b)
-        table.add_row(m, *(_fmt(report["tasks"][t][m].get("band_spearman")) for t in report["heldout_tasks"]),
-                      _fmt(row.get("band_spearman")), _fmt((row.get("budget_regret") or {}).get("mean"), ".2f"),
-                      _fmt(row.get("spearman")), _fmt(row.get("regret"), ".2f"), interval)
-    return table
+        lat = [_fmt(row.get("band_spearman_latency")), _fmt((row.get("budget_regret_latency") or {}).get("mean"),
+                                                            ".2f")] if latency else []
+        rows.append([m, _fmt(row.get("band_spearman")), _fmt((row.get("budget_regret") or {}).get("mean"), ".2f"),
+                     *lat, _fmt(row.get("spearman")), _fmt(row.get("regret"), ".2f"),
+                     _interval(boot.get(m, {}).get("band_spearman"))])
+    return _compact_table(headers, rows, title=f"Held-out tasks ({len(report['heldout_tasks'])}), means",
+                          caption="band ρ: Spearman inside bands of 8 students of near-equal FLOPs; regret: points "
+                                  "lost by the pick under budgets at the 20-80% FLOPs quantiles" +
+                                  ("; lat.: the same with this machine's latency tables" if latency else "") +
+                                  "; full ρ: over all students")
 
 
 def _best_baseline(mean: dict) -> str | None:
@@ -333,11 +347,8 @@ def _best_baseline(mean: dict) -> str | None:
 
 def _pairs_table(report: dict) -> Table:
     """Per held-out pair: what it is, where its pixels came from, and DaSS against FLOPs and the best
-    baseline inside bands (the full per-method figures are in the table above and in --json)."""
-    table = Table("pair", "teacher", "data", "DaSS", "FLOPs", "best baseline", "ceiling", "regret DaSS/FLOPs",
-                  "sampled bands DaSS/FLOPs",
-                  title="Held-out pairs: band Spearman; budgeted regret in points; Spearman inside the bands a "
-                        "band-sampled build drew")
+    baseline inside bands (the full per-method figures are in ``--json``)."""
+    rows = []
     for name in report["heldout_tasks"]:
         info, res = report["pairs"][name], report["tasks"][name]
         data = (report.get("task_data") or {}).get(name) or {}
@@ -345,14 +356,15 @@ def _pairs_table(report: dict) -> Table:
         flops = res.get("flops", {})
         sampled = (f"{_fmt(res['dass'].get('sampled_band_spearman'))}/{_fmt(flops.get('sampled_band_spearman'))}"
                    if "sampled_band_spearman" in res["dass"] else "-")
-        table.add_row(name, f"{info['stem']}@{info['resolution']} {'-'.join(map(str, info['teacher_depths']))}",
-                      data.get("source", "-"), _fmt(res["dass"].get("band_spearman")),
-                      _fmt(flops.get("band_spearman")),
-                      f"{best} {_fmt(res[best].get('band_spearman'))}" if best else "-",
-                      _fmt(res.get("ceiling", {}).get("band_spearman")),
-                      f"{_fmt(res['dass']['budget_regret']['mean'], '.2f')}/"
-                      f"{_fmt(flops.get('budget_regret', {}).get('mean'), '.2f')}", sampled)
-    return table
+        rows.append([name, f"{info['stem']}@{info['resolution']} {'-'.join(map(str, info['teacher_depths']))}",
+                     data.get("source", "-"), _fmt(res["dass"].get("band_spearman")), _fmt(flops.get("band_spearman")),
+                     f"{best} {_fmt(res[best].get('band_spearman'))}" if best else "-",
+                     _fmt(res.get("ceiling", {}).get("band_spearman")),
+                     f"{_fmt(res['dass']['budget_regret']['mean'], '.2f')}/"
+                     f"{_fmt(flops.get('budget_regret', {}).get('mean'), '.2f')}", sampled])
+    return _compact_table(["pair", "teacher", "data", "DaSS", "FLOPs", "best baseline", "ceiling", "regret D/F",
+                           "sampled D/F"], rows, title="Held-out pairs: band Spearman, budgeted regret (points)",
+                          caption="D/F: DaSS/FLOPs; sampled: Spearman inside the bands a band-sampled build drew")
 
 
 def _group_lines(report: dict) -> list[str]:
