@@ -158,7 +158,9 @@ def report(db: Path) -> str:
             f"({band.get('bands_with_seed_pairs', 0)} bands) | {_fmt(band.get('gap_over_spread'))} "
             f"| {_fmt(band.get('flops_spearman'))} ({band.get('bands_for_flops', 0)} bands) |")
     lines += ["", "Band ρ figures are means over bands with >= 3 seed pairs (seed ρ) or >= 5 students (FLOPs ρ); "
-              "'-' means no band has that many rows yet."]
+              "'-' means no band has that many rows yet. Seconds per row are each KD job's wall time: the median is "
+              "the cost; the mean also counts jobs that were paused (SIGSTOP) while timing benchmarks ran beside "
+              "the build, or slowed by other work on the two cores."]
     held = [p for p in pairs if p["heldout"]]
     if held:
         lines += _heldout_section(held)
