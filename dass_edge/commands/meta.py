@@ -233,18 +233,15 @@ def info_cmd(
     console.print(f"seed Spearman {info['seed_spearman']}, gap/spread {info['seed_gap_over_spread']}, "
                   f"median accuracy spread {info['acc_spread']} points, {info['train_hours']} job-hours of KD "
                   f"({', '.join(f'{n} rows on {d}' for d, n in info['rows_by_device'].items())})")
-    def fmt(v: object, digits: int = 3) -> str:
-        return "-" if v is None else f"{v:.{digits}f}" if isinstance(v, float) else str(v)
-
     rows = []
     for t in info["per_task"]:
         agree, band = t["seed_agreement"], t["within_band"] or {}
         rows.append([t["task"] + (" *" if t["heldout"] else ""), str(t["teacher_model"]),
-                     f"{t['stem']}@{t['resolution']}", fmt(t["teacher_val_acc"], 1),
+                     f"{t['stem']}@{t['resolution']}", _fmt(t["teacher_val_acc"], ".1f"),
                      t["sampling"] + (f" ({band['bands']})" if band else ""), str(t["students"]), str(t["rows"]),
-                     f"{t['min_acc']:.1f}..{t['max_acc']:.1f}", fmt(agree["spearman"]) if agree else "-",
-                     fmt(band.get("seed_spearman")), fmt(band.get("gap_over_spread")),
-                     fmt(band.get("flops_spearman"))])
+                     f"{t['min_acc']:.1f}..{t['max_acc']:.1f}", _fmt(agree["spearman"]) if agree else "-",
+                     _fmt(band.get("seed_spearman")), _fmt(band.get("gap_over_spread")),
+                     _fmt(band.get("flops_spearman"))])
     # Cells never shrink below their content (a truncated task name is useless): short headers, a legend.
     headers = ("task", "teacher", "stem@px", "val", "sampling", "n", "rows", "acc range", "seed ρ", "band ρ", "gap",
                "FLOPs ρ")
