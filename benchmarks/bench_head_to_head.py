@@ -104,6 +104,7 @@ def picks(args: argparse.Namespace) -> None:
     """Top-1 pick of every method per (task, budget); already-picked methods are kept (resumable)."""
     from dass_edge.predictor.search_scorers import load_search_scorer
     from dass_edge.search.plan import prepare_search
+    from dass_edge.search.refine import REFINE_FINALISTS
     from dass_edge.search.run import run_search
 
     data = json.loads(PLAN.read_text())
@@ -113,17 +114,20 @@ def picks(args: argparse.Namespace) -> None:
         for method in methods:
             if method in b["picks"]:
                 continue
+            # NAME+refine: the same predictor, then search's short-KD refinement of its finalists
+            base, refine = method.removesuffix("+refine"), REFINE_FINALISTS if method.endswith("+refine") else 0
             with tempfile.TemporaryDirectory() as tmp:
                 t0 = time.perf_counter()
                 sp = prepare_search(b["budget_ms"], teacher=entry["teacher"], task=task, out=Path(tmp) / "run",
-                                    seed=args.seed, budget_evals=args.evals, top_k=1)
-                key = files.get(method, None if method == "dass" else method)
+                                    seed=args.seed, budget_evals=args.evals, top_k=1, refine=refine)
+                key = files.get(base, None if base == "dass" else base)
                 scorer = load_search_scorer(key, sp.teacher, sp.data, teacher_meta=sp.teacher_meta)
                 record = run_search(sp, scorer)
             top = record["top"][0]
             b["picks"][method] = {"arch": top["arch"], "score": top["predicted_acc"],
                                   "latency_ms": top["latency_ms"], "evaluated": record["evaluated"],
-                                  "seconds": round(time.perf_counter() - t0, 1)}
+                                  "seconds": round(time.perf_counter() - t0, 1),
+                                  **({"refine": record["refine"]} if record.get("refine") else {})}
             print(task, b["budget_ms"], method, top["arch_key"], b["picks"][method]["seconds"], flush=True)
             atomic_write_json(PLAN, data)  # after every pick: a killed run keeps what it found
 

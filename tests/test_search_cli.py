@@ -82,7 +82,7 @@ def test_infeasible_budget_names_the_fastest_student(isolated, capsys):
 @needs_table_here
 def test_search_json_and_table(isolated, capsys):
     code, out, err = run_cli(["search", "--latency-ms", "0.4", "--budget-evals", "200", "--top-k", "2", "--out",
-                              "runs/a", "--json"], capsys)
+                              "runs/a", "--json", "--refine", "0"], capsys)  # refinement: test_search_refine.py
     assert code == 0, err
     record = json.loads(out)
     for key in ("budget_ms", "device", "table", "predictor", "evaluated", "seconds", "top"):
@@ -97,7 +97,8 @@ def test_search_json_and_table(isolated, capsys):
     assert Arch.from_dict(json.loads((isolated / "runs" / "a" / "rank1" / "config.json").read_text())["arch"]) \
         == Arch.from_dict(record["top"][0]["arch"])
 
-    code, out, err = run_cli(["search", "--latency-ms", "5", "--budget-evals", "100", "--top-k", "1"], capsys)
+    code, out, err = run_cli(["search", "--latency-ms", "5", "--budget-evals", "100", "--top-k", "1", "--refine", "0"],
+                             capsys)
     assert code == 0, err
     runs = sorted(p.name for p in (isolated / "runs").iterdir())
     assert len(runs) == 2 and runs[0] == "a" and runs[1].startswith("search-")

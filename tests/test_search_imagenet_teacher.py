@@ -82,7 +82,7 @@ def test_torchvision_resnet18_pth_searched_at_64px_says_it_extrapolates(work, ca
     assert "64" in json.dumps(table)
     code, out, err = run_cli(["search", "--device", str(profile), "--teacher", str(teacher), "--data", str(data),
                               "--resolution", "64", "--latency-ms", "90%", "--budget-evals", "200", "--top-k", "2",
-                              "--out", "run", "--json"], capsys)
+                              "--out", "run", "--json", "--refine", "0"], capsys)
     assert code == 0, err
     record = json.loads(out)
     assert record["resolution"] == 64 and record["inputs"]["resolution"] == 64
@@ -97,7 +97,8 @@ def test_torchvision_resnet18_pth_searched_at_64px_says_it_extrapolates(work, ca
     small_only = _small_stem_predictor(work / "small-stem.safetensors")
     code, out, err = run_cli(["search", "--device", str(profile), "--teacher", str(teacher), "--data", str(data),
                               "--resolution", "64", "--latency-ms", "90%", "--budget-evals", "100", "--top-k", "1",
-                              "--predictor", str(small_only), "--out", "run2", "--json"], capsys)
+                              "--predictor", str(small_only), "--out", "run2", "--json", "--refine", "0"],
+                             capsys)
     assert code == 0, err
     extrapolations = [n for n in json.loads(out)["notes"] if "extrapolation" in n]
     assert any("imagenet stem" in n for n in extrapolations) and any("64 px" in n for n in extrapolations)

@@ -10,6 +10,7 @@ import typer
 from rich.table import Table
 
 from dass_edge.commands._common import console, err_console, print_json, progress_bar, set_threads, threads_option
+from dass_edge.search.refine import REFINE_EPOCHS, REFINE_FINALISTS
 
 if TYPE_CHECKING:
     from dass_edge.search.plan import SearchPlan
@@ -17,7 +18,8 @@ if TYPE_CHECKING:
 
 __all__ = ["search_command"]
 
-_PHASES = {"export": "write models", "measure": "profile this CPU", "search": "search"}
+_PHASES = {"export": "write models", "measure": "profile this CPU", "search": "search",
+           "refine": "distill finalists (epochs)"}
 
 
 def search_command(
@@ -45,6 +47,13 @@ def search_command(
     support: list[Path] = typer.Option(None, "--support", help="Students of this task you already distilled "
                                        "(a 'dass-edge distill' output folder, or a search run folder with rank*/ "
                                        "distilled; repeat): the predictor adapts to their accuracy (K-shot)."),
+    refine: int = typer.Option(REFINE_FINALISTS, "--refine", help="Distill the predictor's top N students for "
+                               "--refine-epochs epochs on this task and rank them by their accuracy then (0: the "
+                               "predictor alone, in seconds)."),
+    refine_epochs: int = typer.Option(REFINE_EPOCHS, "--refine-epochs", help="Epochs of the 10-epoch KD recipe "
+                                      "each finalist gets."),
+    train_device: str = typer.Option(None, "--train-device", help="Where --refine distills: cpu or cuda[:N] "
+                                     "(default: cpu)."),
     threads: int = threads_option(),
     json_out: bool = typer.Option(False, "--json", help="Print search.json instead of a table."),
 ) -> None:
@@ -75,7 +84,8 @@ def search_command(
         plan = prepare_search(budget, device=device, teacher=teacher, task=task, data_dir=data, top_k=top_k,
                               params_max=params_max, algo=algo, budget_evals=budget_evals, seed=seed, out=out,
                               predictor=predictor, on_note=lambda msg: err_console.print(msg, markup=False),
-                              profile_progress=progress, replace=replace, resolution=resolution)
+                              profile_progress=progress, replace=replace, resolution=resolution,
+                              refine=refine, refine_epochs=refine_epochs, train_device=train_device)
         if support:
             check_support(students, plan.teacher_sha256, plan.task, plan.data_dir)
         scorer = _load_scorer(plan, predictor, students)
@@ -99,17 +109,20 @@ def _print(record: dict) -> None:
     plain = {"soft_wrap": True, "markup": False, "highlight": False}
     table = Table(title=f"Best students under {record['budget']['text']} on {record['device']} "
                         f"({record['evaluated']:,} scored in {record['seconds']:.1f} s, {record['algo']})")
-    for col in ("rank", "arch", "pred. acc %", "p50 ms", "p90 ms", "params", "MFLOPs"):
+    refine = record.get("refine")
+    short = [f"KD {refine['epochs']} ep %"] if refine else []
+    for col in ("rank", "arch", "pred. acc %", *short, "p50 ms", "p90 ms", "params", "MFLOPs"):
         if col == "arch":
             table.add_column(col, overflow="fold")  # the key is what users copy: wrap it, never cut it
         else:
             table.add_column(col, justify="right", no_wrap=True)
     for p in record["top"]:
-        table.add_row(str(p["rank"]), p["arch_key"], f"{p['predicted_acc']:.2f}", f"{p['latency_ms']:.3f}",
+        early = [f"{p['refine_val_acc']:.1f}" if "refine_val_acc" in p else "-"] if refine else []
+        table.add_row(str(p["rank"]), p["arch_key"], f"{p['predicted_acc']:.2f}", *early, f"{p['latency_ms']:.3f}",
                       f"{p['latency_p90_ms']:.3f}", f"{p['params'] / 1e6:.2f}M", f"{p['flops'] / 1e6:.1f}")
     t = record["teacher"]
-    table.add_row("teacher", t["arch_key"], "-", f"{t['latency_ms']:.3f}", f"{t['latency_p90_ms']:.3f}",
-                  f"{t['params'] / 1e6:.2f}M", f"{t['flops'] / 1e6:.1f}")
+    table.add_row("teacher", t["arch_key"], "-", *(["-"] if refine else []), f"{t['latency_ms']:.3f}",
+                  f"{t['latency_p90_ms']:.3f}", f"{t['params'] / 1e6:.2f}M", f"{t['flops'] / 1e6:.1f}")
     console.print(table)
     for note in record["notes"]:
         console.print(f"note: {note}", **plain)

@@ -18,6 +18,7 @@ from dass_edge.search.algorithms import ALGORITHMS
 from dass_edge.search.budget import Budget, parse_budget
 from dass_edge.search.costs import Costs
 from dass_edge.search.device_table import Progress, profile_command, resolve_table, table_info, table_notes
+from dass_edge.search.refine import REFINE_EPOCHS, check_refine
 from dass_edge.search.run_folder import check_run_dir, pick_run_dir
 from dass_edge.space import SearchSpace
 from dass_edge.spec import ModelSpec
@@ -64,6 +65,9 @@ class SearchPlan:
     budget_binds: bool
     replace: bool = False  # an existing search run folder at ``out`` is replaced at the end
     notes: list[str] = field(default_factory=list)
+    refine: int = 0  # finalists distilled briefly to choose rank 1 (0: the predictor alone; see search.refine)
+    refine_epochs: int = REFINE_EPOCHS
+    train_device: str = "cpu"  # where the refinement distills
 
 
 def _check_scalars(top_k: int, algo: str, budget_evals: int, params_max: int | None,
@@ -137,6 +141,9 @@ def prepare_search(
     speedup: float | None = None,
     replace: bool = False,
     resolution: int | None = None,
+    refine: int = 0,
+    refine_epochs: int = REFINE_EPOCHS,
+    train_device: str | None = None,
 ) -> SearchPlan:
     """Check every input and resolve it into objects; write nothing (except a table profiled here).
 
@@ -163,6 +170,10 @@ def prepare_search(
         replace: replace ``out`` at the end if it is a search run folder already (rerunning a command).
         resolution: search (and profile) at this input side instead of the teacher's (a ``.pth`` records
             none: torchvision ResNets would default to 224 px); the weights do not depend on it.
+        refine: distill the predictor's top ``refine`` students briefly and rank them by their accuracy then
+            (:mod:`dass_edge.search.refine`; 0: the predictor's order alone).
+        refine_epochs: epochs of the meta-database recipe each finalist gets.
+        train_device: where the refinement distills (cpu, cuda[:N]).
 
     Raises:
         DassEdgeError: bad input (budget, top-k, algorithm, task/teacher mismatch, --task with --data,
@@ -173,6 +184,10 @@ def prepare_search(
 
     budget = parse_budget(latency_ms, speedup)
     _check_scalars(top_k, algo, budget_evals, params_max, task, data_dir)
+    from dass_edge.training.loop import resolve_train_device
+
+    check_refine(refine, refine_epochs)
+    train_device = str(resolve_train_device(train_device)) if refine else "cpu"
     if device is not None and table is None:
         from dass_edge.latency import resolve_device
 
@@ -186,7 +201,8 @@ def prepare_search(
               "task": task, "data_dir": str(data_dir) if data_dir is not None else None, "top_k": top_k,
               "params_max": params_max, "algo": algo, "budget_evals": budget_evals, "seed": seed,
               "out": str(out) if out is not None else None,
-              "predictor": str(predictor) if predictor is not None else None}
+              "predictor": str(predictor) if predictor is not None else None, "refine": refine,
+              "refine_epochs": refine_epochs}
 
     from dass_edge.data import load_task
     from dass_edge.training.distill import check_compatible
@@ -240,7 +256,8 @@ def prepare_search(
         budget_evals=int(budget_evals), seed=int(seed), top_k=int(top_k),
         params_max=int(params_max) if params_max is not None else None, out=out_path, run_id=rid,
         default_out=default_out, inputs=inputs, costs=costs, fastest=fastest, teacher_cost=teacher_cost,
-        budget_binds=binds, replace=replace, notes=notes,
+        budget_binds=binds, replace=replace, notes=notes, refine=int(refine), refine_epochs=int(refine_epochs),
+        train_device=train_device,
     )
 
 

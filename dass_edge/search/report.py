@@ -62,6 +62,7 @@ def render_markdown(record: dict) -> str:
     """The readable summary: inputs, the picks as a table, provenance, notes and the next commands."""
     table, pred, teacher = record["table"], record.get("predictor") or {}, record["teacher"]
     what = record["task"] or record["data_dir"]
+    refine = record.get("refine")
     who = "demo teacher" if teacher["path"] is None else f"teacher `{teacher['path']}`"
     lines = [
         f"# dass-edge search `{record['id']}`",
@@ -70,16 +71,18 @@ def render_markdown(record: dict) -> str:
         f" for `{what}` under **{_budget(record)}** (p50) on **{record['device']}**, by predicted "
         "accuracy after knowledge distillation.",
         "",
-        "| rank | arch | predicted acc (%) | p50 ms | p90 ms | params | MFLOPs | on front |",
-        "|---:|---|---:|---:|---:|---:|---:|:---:|",
+        "| rank | arch | predicted acc (%) | p50 ms | p90 ms | params | MFLOPs | on front |"
+        + (" short KD val acc (%) |" if refine else ""),
+        "|---:|---|---:|---:|---:|---:|---:|:---:|" + ("---:|" if refine else ""),
     ]
     for p in record["top"]:
+        short = (f" {p['refine_val_acc']:.1f} |" if "refine_val_acc" in p else " - |") if refine else ""
         lines.append(f"| {p['rank']} | `{p['arch_key']}` | {p['predicted_acc']:.2f} | {p['latency_ms']:.3f} | "
                      f"{p['latency_p90_ms']:.3f} | {_fmt_params(p['params'])} | {p['flops'] / 1e6:.1f} | "
-                     f"{'yes' if p.get('on_front') else 'no'} |")
+                     f"{'yes' if p.get('on_front') else 'no'} |" + short)
     lines += [
         f"| teacher | `{teacher['arch_key']}` | - | {teacher['latency_ms']:.3f} | {teacher['latency_p90_ms']:.3f} | "
-        f"{_fmt_params(teacher['params'])} | {teacher['flops'] / 1e6:.1f} | |",
+        f"{_fmt_params(teacher['params'])} | {teacher['flops'] / 1e6:.1f} | |" + (" |" if refine else ""),
         "",
         "Picks are the most accurate students of the Pareto front (no pick is both slower and less accurate "
         "than another scored student); predicted accuracy is the predictor's estimate, not a measurement: "
@@ -96,6 +99,12 @@ def render_markdown(record: dict) -> str:
         f"the teacher itself: {teacher['latency_ms']:.3f} ms"
         + ("" if record["budget_binds"] else " (the budget does not bind)") + ".",
     ]
+    if refine:
+        n = refine["finalists"]
+        lines.append(f"- Short-KD refinement: {n} finalist{'s' if n != 1 else ''} (the predictor's best of each of "
+                     f"its top depth patterns) distilled for {refine['epochs']} of the recipe's "
+                     f"{refine['recipe_epochs']} epochs on {refine['device']} in {refine['seconds']:.0f} s; they "
+                     "lead the table, ordered by their validation accuracy then (column 'short KD val acc').")
     if record.get("params_max") is not None:
         lines.append(f"- At most {record['params_max']:,} parameters.")
     fid = table.get("fidelity") or {}

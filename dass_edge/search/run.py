@@ -35,6 +35,7 @@ from dass_edge.search.pareto import pareto_front, top_picks
 from dass_edge.search.plan import SearchPlan
 from dass_edge.search.run_folder import FORMAT, VERSION, next_steps, write_run
 from dass_edge.space import Arch
+from dass_edge.training.distill import DB_RECIPE
 
 __all__ = ["Scorer", "run_search"]
 
@@ -102,6 +103,10 @@ def run_search(plan: SearchPlan, scorer: Scorer, progress: Progress | None = Non
     t_index = archs.index(t_arch) if t_arch in log.candidates else None
     tolerance = float(((getattr(scorer, "info", None) or {}).get("heldout_metrics") or {}).get("mae") or 0.0)
     picks = top_picks(archs, accs, lats, front, plan.top_k, t_index, tolerance)
+    refined = _refine(plan, archs, accs, progress) if plan.refine else None
+    if refined is not None:  # the finalists in the order short KD put them, then the predictor's other picks
+        finalists = [i for i, _ in refined["order"]]
+        picks = (finalists + [i for i in picks if i not in finalists])[: max(plan.top_k, 1)]
     seconds = time.perf_counter() - t0
     on_front = set(front)
 
@@ -118,14 +123,17 @@ def run_search(plan: SearchPlan, scorer: Scorer, progress: Progress | None = Non
     if support:
         notes.append(f"the predictor adapted to {support['students']} students of this task you distilled "
                      "(--support; their validation accuracy, K-shot)")
+    if refined is not None:
+        notes.append(refined["note"])
     if picks and archs[picks[0]] == t_arch:
         notes.append(f"rank 1 is the teacher's own shape (distilled, it gives back the teacher): the budget does "
                      f"not bind, and no faster student is predicted more accurate by more than the predictor's "
                      f"error ({tolerance:g} points); lower the budget for a smaller, faster student")
     top = []
+    early = dict(refined["order"]) if refined is not None else {}
     for rank, i in enumerate(picks, start=1):
         top.append({"rank": rank, **_row(archs[i], accs[i], costs), "on_front": i in on_front,
-                    "config": f"rank{rank}/config.json"})
+                    **({"refine_val_acc": early[i]} if i in early else {}), "config": f"rank{rank}/config.json"})
     tinfo = {"path": plan.teacher_path, "sha256": plan.teacher_sha256, **plan.teacher_cost,
              "val_acc": plan.teacher_meta.get("val_acc"), "test_acc": plan.teacher_meta.get("test_acc")}
     record: dict[str, Any] = {
@@ -143,13 +151,40 @@ def run_search(plan: SearchPlan, scorer: Scorer, progress: Progress | None = Non
         "params_max": plan.params_max, "inputs": plan.inputs,
         "evaluated": len(archs), "seconds": round(seconds, 3), "fastest": plan.fastest,
         "front": [{k: v for k, v in _row(archs[i], accs[i], costs).items() if k != "arch"} for i in front],
-        "top": top, "notes": notes,
+        "top": top, "refine": refined["record"] if refined is not None else None, "notes": notes,
         "next_steps": next_steps(plan.out, plan.device, plan.table.backend, plan.table.precision),
     }
     rows = [{**{k: v for k, v in _row(a, accs[i], costs).items() if k != "arch"}, "on_front": i in on_front}
             for i, a in enumerate(archs)]
     write_run(plan, record, rows)
     return record
+
+
+def _refine(plan: SearchPlan, archs: list[Arch], accs: list[float], progress: Progress) -> dict:
+    """Short-KD refinement of the predictor's top ``plan.refine`` candidates (all fit the budget):
+    ``order`` [(candidate index, accuracy after the short run)] best first, the record and a note."""
+    from dass_edge.search.refine import pick_finalists, refine_order, short_kd
+
+    finalists = pick_finalists(archs, accs, plan.refine)
+    t0 = time.perf_counter()
+    runs = short_kd(plan.teacher, plan.data, [archs[i] for i in finalists], plan.refine_epochs, seed=plan.seed,
+                    device=plan.train_device, progress=lambda done, total: progress("refine", done, total))
+    order = refine_order([r.val_acc for r in runs], [accs[i] for i in finalists])
+    seconds = time.perf_counter() - t0
+    ranked = [(finalists[j], runs[j].val_acc) for j in order]
+    moved = ranked[0][0] != finalists[0]
+    record = {"finalists": len(finalists), "epochs": plan.refine_epochs, "recipe_epochs": DB_RECIPE.epochs,
+              "device": plan.train_device, "seconds": round(seconds, 1),
+              "students": [{"arch_key": archs[i].key(), "predicted_acc": accs[i], "val_acc": runs[j].val_acc,
+                            "seconds": round(runs[j].seconds, 1)} for j, i in enumerate(finalists)],
+              "predictor_top1": archs[finalists[0]].key(), "changed_rank1": moved}
+    note = (f"rank 1 was chosen by short-KD refinement: the predictor's best student of each of its top "
+            f"{len(finalists)} depth patterns was distilled for {plan.refine_epochs} of the recipe's "
+            f"{DB_RECIPE.epochs} epochs on this task ({seconds:.0f} s; "
+            "--refine 0 skips it), and ranked by their validation accuracy then ("
+            + ", ".join(f"{archs[i].key()} {acc:.1f}%" for i, acc in ranked) + ")"
+            + (f"; the predictor alone would have ranked {archs[finalists[0]].key()} first" if moved else ""))
+    return {"order": ranked, "record": record, "note": note}
 
 
 def _plain(info: dict) -> dict:

@@ -141,7 +141,8 @@ def check_compatible(teacher: ResNet, data: TaskData, arch: Arch, fixed_last_sta
 
 def distill(teacher: ResNet, arch: Arch, data: TaskData, config: KDConfig, *, teacher_sha256: str | None = None,
             cache_dir: str | Path | None = None, resume_path: str | Path | None = None,
-            progress: ProgressFn | None = None, device: str | torch.device = "cpu") -> DistillResult:
+            progress: ProgressFn | None = None, device: str | torch.device = "cpu",
+            stop_after: int | None = None) -> DistillResult:
     """KD-train ``arch`` remapped from ``teacher`` on ``data``; select the best epoch on validation.
 
     Args:
@@ -149,6 +150,7 @@ def distill(teacher: ResNet, arch: Arch, data: TaskData, config: KDConfig, *, te
         cache_dir: where teacher-output caches live (None: run the teacher live on every batch).
         resume_path: per-epoch resume state (see :func:`dass_edge.training.loop.train`).
         device: where student and teacher run (the student comes back on the CPU).
+        stop_after: stop after this epoch of the recipe (schedule unchanged; see :func:`train`).
 
     Raises:
         DassEdgeError: class-count or resolution mismatch, arch outside the teacher's space, bad config.
@@ -172,7 +174,8 @@ def distill(teacher: ResNet, arch: Arch, data: TaskData, config: KDConfig, *, te
                 needs_teacher=needs_teacher)
     extra = {"kd": config.to_dict(), "teacher": teacher_sha256 or "", "arch": arch.key()}
     result = train(student, data, recipe, mean=mean, std=std, loss_fn=box.loss_fn, resume_path=resume_path,
-                   progress=progress, fingerprint_extra=extra, device=device)
+                   progress=progress, fingerprint_extra=extra, device=device,
+                   stop_after=stop_after)
     test_acc = evaluate(result.model, data.test, mean, std)
     return DistillResult(student=result.model, val_acc=result.best_val_acc, final_val_acc=result.final_val_acc,
                          test_acc=test_acc, best_epoch=result.best_epoch, history=result.history,

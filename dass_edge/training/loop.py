@@ -163,6 +163,7 @@ def train(
     progress: ProgressFn | None = None,
     fingerprint_extra: dict | None = None,
     device: str | torch.device = "cpu",
+    stop_after: int | None = None,
 ) -> TrainResult:
     """Train ``model`` on ``data.train``, selecting the best epoch on ``data.val``.
 
@@ -172,8 +173,16 @@ def train(
         device: where the forward and backward passes run. Shuffling and augmentation stay on the CPU
             with the recipe's generator, so every device sees the same stream (and the same cached
             teacher logits). The returned model is on the CPU.
+        stop_after: run only the recipe's first epochs, its learning-rate schedule unchanged: the result is
+            the full run's state after that epoch (search's short-KD refinement compares students there).
     """
     recipe.validate()
+    last_epoch = recipe.epochs
+    if stop_after is not None:
+        if isinstance(stop_after, bool) or not isinstance(stop_after, int) or not 1 <= stop_after <= recipe.epochs:
+            raise DassEdgeError(f"stop_after must be an epoch from 1 to {recipe.epochs}, got {stop_after!r}")
+        last_epoch = stop_after
+        fingerprint_extra = {**(fingerprint_extra or {}), "stop_after": stop_after}
     if len(data.train) == 0 or len(data.val) == 0:
         raise DassEdgeError(f"task {data.name} needs non-empty train and val splits")
     loss_fn = loss_fn or cross_entropy_loss(recipe.label_smoothing)
@@ -201,9 +210,9 @@ def train(
             best_state, best_acc, best_epoch = state["best_state"], float(state["best_acc"]), int(state["best_epoch"])
 
     if progress:
-        progress("start", {"total": recipe.epochs * steps_per_epoch, "done": start_epoch * steps_per_epoch})
+        progress("start", {"total": last_epoch * steps_per_epoch, "done": start_epoch * steps_per_epoch})
     images_seen, t_train = 0, 0.0
-    for epoch in range(start_epoch, recipe.epochs):
+    for epoch in range(start_epoch, last_epoch):
         t0 = time.perf_counter()
         model.train()
         total_loss, n_batches = 0.0, 0
@@ -233,7 +242,7 @@ def train(
             best_acc, best_epoch, best_state = val_acc, epoch + 1, copy.deepcopy(model.state_dict())
         if progress:
             progress("epoch", history[-1])
-        if resume_path is not None and epoch + 1 < recipe.epochs:
+        if resume_path is not None and epoch + 1 < last_epoch:
             state = {"fingerprint": fp, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
                      "generator": gen.get_state(), "epoch": epoch + 1, "history": history, "elapsed": elapsed,
                      "best_state": best_state, "best_acc": best_acc, "best_epoch": best_epoch}

@@ -1,0 +1,182 @@
+"""Short-KD refinement of the search's finalists, simulated on the meta-database → results/refine.md.
+
+``search --refine M --refine-epochs E`` distills the predictor's top-M students that fit the budget for the
+first E epochs of the meta-database recipe (its 10-epoch schedule, stopped early) and picks the one with the
+best validation accuracy. Every meta-database row stores its per-epoch validation curve (``val_curve``),
+and a run stopped after E epochs is the same computation as those epochs of the full run (same seed, same
+schedule), so the refinement can be simulated for every student of every task without training anything.
+
+Policy per latency budget (this machine's CPU table for the task's teacher; budgets at the 20-80% cost
+quantiles, teacher-shaped student excluded, as in ``budget_regret``): finalists = the ranker's top M among
+the students that fit; pick = the finalist with the highest accuracy after E epochs. Regret: the best
+label that fits minus the pick's label, in points.
+
+* meta-training tasks: rankers fitted leave-one-task-out; one seed, so the early accuracy and the label
+  come from the same run (correlated noise flatters larger E);
+* held-out tasks (information only): early accuracy from seed 0, label from seed 1 (an independent run).
+
+    python benchmarks/bench_refine.py --db shipped --db metadb/metadb_v2.jsonl
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from benchmarks.bench_predictor_cv import latency_costs, load_cv_tasks  # noqa: E402
+from benchmarks.common import RESULTS, write_fragment  # noqa: E402
+
+FINALISTS = (1, 2, 4, 8, 16)
+EPOCHS = (1, 2, 3)
+MAX_COST = 20  # epochs of the 10-epoch recipe the default may spend (2 KD runs; session 11 rule)
+LOG = RESULTS / "refine.jsonl"
+RULE = RESULTS / "refine_rule.txt"  # the choice rule, written before the simulation first ran
+
+
+def refined_regret(rank: np.ndarray, early: np.ndarray, true: np.ndarray, costs: np.ndarray,
+                   exclude: np.ndarray, finalists: int, archs: list | None = None,
+                   quantiles=(0.2, 0.4, 0.6, 0.8)) -> float:
+    """Mean regret over the budget quantiles of "top-``finalists`` by ``rank`` that fit, then best ``early``"
+    (``archs``: finalists as the search takes them, one per depth pattern)."""
+    from dass_edge.search.refine import pick_finalists, refine_order
+
+    keep = ~exclude
+    budgets = np.quantile(costs[keep], quantiles)
+    out = []
+    for b in budgets:
+        fit = np.where(keep & (costs <= b))[0]
+        if archs is None:
+            top = fit[np.argsort(-rank[fit], kind="stable")[:finalists]]
+        else:
+            top = fit[pick_finalists([archs[i] for i in fit], rank[fit], finalists)]
+        pick = top[refine_order(early[top], rank[top])[0]]
+        out.append(true[fit].max() - true[pick])
+    return float(np.mean(out))
+
+
+def _curves(dbs: list[str]) -> dict:
+    """``{(task, seed): {arch_key: row}}`` of the rows that carry a validation curve."""
+    from dass_edge.metadb.sources import combine_dbs, resolve_db_paths
+
+    out: dict = defaultdict(dict)
+    for r in combine_dbs(resolve_db_paths(dbs)).rows:
+        if r.get("val_curve"):
+            out[(r["task"], int(r["seed"]))][r["arch_key"]] = r
+    return out
+
+
+def simulate(dbs: list[str]) -> list[dict]:
+    from dass_edge.predictor.hybrid import HybridPredictor
+    from dass_edge.predictor.pipeline import HYBRID_DEFAULTS
+
+    tasks = load_cv_tasks(dbs)
+    rows = _curves(dbs)
+    train = sorted((t for t in tasks if not t.heldout), key=lambda t: t.name)
+    everyone = HybridPredictor(**HYBRID_DEFAULTS).fit(train)
+    recs = []
+    for t in sorted(tasks, key=lambda t: (t.heldout, t.name)):
+        lat = latency_costs(t)
+        keys = [a.key() for a in t.archs]
+        seed0 = rows.get((t.name, 0), {})
+        if lat is None or not all(k in seed0 for k in keys):
+            print(f"{t.name}: no CPU table here or students without a curve; sits out", flush=True)
+            continue
+        model = everyone if t.heldout else HybridPredictor(**HYBRID_DEFAULTS).fit([u for u in train if u is not t])
+        idx = np.arange(len(t))
+        if t.heldout:  # label: an independent run (seed 1) where the task has one
+            seed1 = rows.get((t.name, 1), {})
+            idx = np.array([i for i, k in enumerate(keys) if k in seed1])
+            if len(idx) < 24:
+                continue
+            true = np.array([seed1[keys[i]]["val_acc"] for i in idx], dtype=float)
+        else:
+            true = t.labels.numpy().astype(float)[idx] * 100.0
+        costs, exclude = lat[idx], t.teacher_shaped().numpy()[idx]
+        rankers = {"dass": model.score(t)[idx], "flops": np.log(np.asarray(t.flops, dtype=float))[idx]}
+        archs = [t.archs[i] for i in idx]
+        for ranker, rank in [*rankers.items(), ("dass, one per depth pattern", rankers["dass"])]:
+            for e in EPOCHS:
+                early = np.array([seed0[keys[i]]["val_curve"][e - 1] for i in idx], dtype=float)
+                for m in FINALISTS:
+                    spread = archs if ranker.endswith("pattern") else None
+                    recs.append({"task": t.name, "heldout": bool(t.heldout), "ranker": ranker, "finalists": m,
+                                 "epochs": e, "regret": refined_regret(rank, early, true, costs, exclude, m, spread)})
+        print(t.name, "done", flush=True)
+    return recs
+
+
+def _boot(diffs: np.ndarray, n: int = 2000, seed: int = 0) -> tuple[float, float]:
+    rng = np.random.default_rng(seed)
+    means = [diffs[rng.integers(0, len(diffs), len(diffs))].mean() for _ in range(n)]
+    return float(np.percentile(means, 2.5)), float(np.percentile(means, 97.5))
+
+
+def table(recs: list[dict]) -> tuple[str, dict]:
+    """The grid's table and the rule's choice (from the meta-training rows only)."""
+    by: dict = defaultdict(dict)  # (heldout, ranker, m, e) -> task -> regret
+    for r in recs:
+        by[(r["heldout"], r["ranker"], r["finalists"], r["epochs"])][r["task"]] = r["regret"]
+    base = {h: by.get((h, "flops", 1, 1), {}) for h in (False, True)}  # FLOPs top-1: no refinement
+
+    def cell(h: bool, ranker: str, m: int, e: int) -> str:
+        got = by.get((h, ranker, m, e), {})
+        if not got:
+            return "-"
+        names = sorted(got)
+        d = np.array([got[n] - base[h][n] for n in names])
+        lo, hi = _boot(d)
+        return f"{np.mean(list(got.values())):.2f} ({d.mean():+.2f} [{lo:+.2f}, {hi:+.2f}])"
+
+    # The rule: lowest meta-training regret with ranker dass among M * E <= MAX_COST, cheaper within 0.05.
+    cands = [(np.mean(list(by[(False, "dass", m, e)].values())), m * e, m, e)
+             for m in FINALISTS for e in EPOCHS if m > 1 and m * e <= MAX_COST and by.get((False, "dass", m, e))]
+    best = min(c[0] for c in cands)
+    chosen = min((c for c in cands if c[0] <= best + 0.05), key=lambda c: (c[1], c[0]))
+    lines = ["| finalists by | M | E | KD runs | meta-training regret (vs FLOPs top-1 [95%]) | held-out regret, "
+             "label from an independent seed (vs FLOPs top-1) |", "|---|---:|---:|---:|---|---|"]
+    for ranker in ("dass", "dass, one per depth pattern", "flops"):
+        for m in FINALISTS:
+            for e in (EPOCHS if m > 1 else EPOCHS[:1]):
+                mark = " **(chosen)**" if ranker == "dass" and (m, e) == chosen[2:] else ""
+                lines.append(f"| {ranker}{mark} | {m} | {e if m > 1 else '-'} | {m * e / 10 if m > 1 else 0:.1f} | "
+                             f"{cell(False, ranker, m, e)} | {cell(True, ranker, m, e)} |")
+    tasks = {h: len(base[h]) for h in (False, True)}
+    choice = {"finalists": chosen[2], "epochs": chosen[3], "meta_regret": round(float(chosen[0]), 3),
+              "tasks": tasks}
+    return "\n".join(lines) + "\n", choice
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--db", action="append", metavar="DB", help="databases read as one (like meta train --db)")
+    parser.add_argument("--report", action="store_true", help="only rewrite the fragment from the stored records")
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    if not args.report:
+        LOG.write_text("".join(json.dumps(r) + "\n" for r in simulate(args.db)))
+    recs = [json.loads(x) for x in LOG.read_text().splitlines() if x.strip()]
+    body, choice = table(recs)
+    text = (f"Tasks: {choice['tasks'][False]} meta-training, {choice['tasks'][True]} held out with a second seed. "
+            "M = 1 is the ranker's own top-1 pick (no refinement). KD runs: the refinement's cost in runs of the "
+            "10-epoch recipe (M x E / 10). In brackets: the paired difference to FLOPs' top-1 pick, with a 95% "
+            "bootstrap interval over tasks (negative favours the row).\n\n" + body
+            + f"\nThe session 11 rule (lowest meta-training regret with M x E <= {MAX_COST} epochs; a cheaper "
+            f"setting within 0.05 points wins) chooses M = {choice['finalists']}, E = {choice['epochs']} "
+            f"(meta-training regret {choice['meta_regret']:.2f}).\n"
+            "\nThe search takes its finalists one per depth pattern (`dass, one per depth pattern`): its top "
+            "students are mostly width variants of one shape, unlike the database's band-sampled students, where "
+            "both ways of taking finalists score alike.\n\n" + RULE.read_text())
+    write_fragment("refine", "Search with short-KD refinement of the finalists (simulated from stored curves)",
+                   "python benchmarks/bench_refine.py " + " ".join(sys.argv[1:]), text)
+    print(text)
+
+
+if __name__ == "__main__":
+    main()

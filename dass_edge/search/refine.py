@@ -1,0 +1,106 @@
+"""Short-KD refinement: distill the search's finalists for a few epochs and keep the one that learns best.
+
+Zero-shot, no predictor we have measured picks better than FLOPs under a latency budget: the students'
+shapes carry signal inside a task, but how it changes between tasks does not transfer (BENCHMARKS.md,
+issue 13). What does transfer is measuring it: a student's validation accuracy after the first epochs of
+the meta-database recipe already ranks students of equal latency close to their final KD accuracy. So the
+search spends a little real distillation on its top M finalists, with the user's own teacher and data, and
+picks the one ahead after E epochs. M = 4, E = 3 (1.2 runs of the 10-epoch recipe) was chosen on the
+meta-training tasks by a rule fixed before the simulation ran (``benchmarks/bench_refine.py``).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from dass_edge.errors import DassEdgeError
+from dass_edge.space import Arch
+
+if TYPE_CHECKING:
+    import torch
+
+__all__ = ["REFINE_EPOCHS", "REFINE_FINALISTS", "ShortKD", "check_refine", "pick_finalists", "refine_order", "short_kd"]
+
+REFINE_FINALISTS = 4  # the search's top M that fit the budget
+REFINE_EPOCHS = 3  # of the meta-database recipe's 10
+
+
+@dataclass(frozen=True)
+class ShortKD:
+    """One finalist after ``epochs`` epochs of KD: its validation accuracy then (percent) and the cost."""
+
+    arch: Arch
+    val_acc: float
+    epochs: int
+    seconds: float
+
+
+def check_refine(finalists: int, epochs: int) -> None:
+    """A one-line error for a refinement setting that cannot run (before anything slow starts)."""
+    from dass_edge.training.distill import DB_RECIPE
+
+    for value, flag in ((finalists, "--refine"), (epochs, "--refine-epochs")):
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise DassEdgeError(f"{flag} must be an integer, got {value!r}")
+    if finalists < 0:
+        raise DassEdgeError(f"--refine must be 0 (off) or the number of finalists to distill, got {finalists}")
+    if not 1 <= epochs <= DB_RECIPE.epochs:
+        raise DassEdgeError(f"--refine-epochs must be from 1 to {DB_RECIPE.epochs} (the recipe's epochs), got {epochs}")
+
+
+def pick_finalists(archs: Sequence[Arch], scores: Sequence[float], n: int) -> list[int]:
+    """Indices of ``n`` finalists: the best-scored student of each of the ``n`` best-scored depth patterns.
+
+    A search's top students are mostly width variants of one shape (a few channels apart, equally fast):
+    distilling four of those says little. One per depth pattern spends the short runs on shapes that
+    differ, which is where the predictor's order is least reliable. Fewer patterns than ``n``: the rest
+    are filled by score."""
+    if n <= 0:
+        return []
+    order = sorted(range(len(archs)), key=lambda i: -float(scores[i]))
+    seen: set = set()
+    out = []
+    for i in order:
+        if archs[i].depths not in seen:
+            seen.add(archs[i].depths)
+            out.append(i)
+        if len(out) == n:
+            return out
+    return out + [i for i in order if i not in out][: n - len(out)]
+
+
+def refine_order(early: Sequence[float], rank: Sequence[float]) -> np.ndarray:
+    """Indices of the finalists, best first: by early accuracy, ties broken by the predictor's score."""
+    return np.lexsort((-np.asarray(rank, dtype=float), -np.asarray(early, dtype=float)))
+
+
+def short_kd(teacher, data, archs: Sequence[Arch], epochs: int = REFINE_EPOCHS, *, seed: int = 0,
+             device: str | torch.device = "cpu", progress: Callable[[int, int], None] | None = None
+             ) -> list[ShortKD]:
+    """Distill each of ``archs`` from ``teacher`` on ``data`` for the first ``epochs`` epochs of the
+    meta-database recipe (its schedule unchanged, so the accuracy is the full run's at that epoch).
+
+    ``progress(done, total)`` counts epochs over all finalists.
+    """
+    from dass_edge.training.distill import KDConfig, distill
+
+    check_refine(len(archs), epochs)
+    config = KDConfig().with_seed(seed)
+    total, out = len(archs) * epochs, []
+    report = progress or (lambda done, total: None)
+    report(0, total)
+    for i, arch in enumerate(archs):
+        t0 = time.perf_counter()
+
+        def step(event: str, info: dict, i: int = i) -> None:
+            if event == "epoch":
+                report(i * epochs + int(info["epoch"]), total)
+
+        result = distill(teacher, arch, data, config, progress=step, device=device, stop_after=epochs)
+        out.append(ShortKD(arch, float(result.history[-1]["val_acc"]), epochs, time.perf_counter() - t0))
+    return out

@@ -1,0 +1,147 @@
+"""Short-KD refinement of the search's finalists (``search --refine M --refine-epochs E``).
+
+The refinement's premise is that a run stopped after E epochs is the full run's state at that epoch (same
+seed, same learning-rate schedule), so the meta-database's stored validation curves simulate it exactly
+(``benchmarks/bench_refine.py``). These tests check that premise, how finalists are chosen and ordered, the
+bad-input errors, and one real refinement inside a search (the demo teacher on a tiny image folder).
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from conftest import run_cli
+from PIL import Image
+
+from dass_edge.data import load_task
+from dass_edge.errors import DassEdgeError
+from dass_edge.latency import default_teacher_spec, load_table
+from dass_edge.search.plan import prepare_search
+from dass_edge.search.refine import check_refine, pick_finalists, refine_order, short_kd
+from dass_edge.search.run import run_search
+from dass_edge.space import Arch, parse_arch
+from dass_edge.training.distill import KDConfig, distill
+from dass_edge.training.loop import Recipe
+from tests.test_distill import STUDENT, tiny_teacher
+from tests.test_search_run import ToyScorer
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+@pytest.fixture(autouse=True)
+def empty_user_tables(tmp_path, monkeypatch):
+    monkeypatch.setenv("DASS_EDGE_TABLES", str(tmp_path / "user-tables"))
+
+
+def test_a_run_stopped_early_is_the_full_runs_prefix():
+    data = load_task("count-dots", resolution=8)
+    teacher = tiny_teacher(data)
+    config = KDConfig(recipe=Recipe(epochs=3, batch_size=64, lr=0.01, weight_decay=3e-5, seed=1))
+    full = distill(teacher, STUDENT, data, config)
+    short = distill(teacher, STUDENT, data, config, stop_after=2)
+    assert [h["epoch"] for h in short.history] == [1, 2]
+    assert [h["val_acc"] for h in short.history] == [h["val_acc"] for h in full.history[:2]]
+    assert short.history[1]["loss"] == pytest.approx(full.history[1]["loss"], rel=1e-6)
+    with pytest.raises(DassEdgeError, match="stop_after must be an epoch from 1 to 3"):
+        distill(teacher, STUDENT, data, config, stop_after=4)
+
+
+def _arch(depths, width):
+    return Arch(tuple(depths), tuple((width,) * d for d in depths))
+
+
+def test_finalists_are_one_per_depth_pattern_best_first():
+    archs = [_arch((1, 1, 2, 1), 16), _arch((1, 1, 2, 1), 8), _arch((1, 2, 1, 1), 16), _arch((2, 1, 1, 1), 8),
+             _arch((1, 2, 1, 1), 8)]
+    scores = [9.0, 8.5, 7.0, 6.0, 8.0]
+    assert pick_finalists(archs, scores, 2) == [0, 4]  # 1-1-2-1's best, then 1-2-1-1's best
+    assert pick_finalists(archs, scores, 3) == [0, 4, 3]
+    assert pick_finalists(archs, scores, 5) == [0, 4, 3, 1, 2]  # 3 patterns: the rest filled by score
+    assert pick_finalists(archs, scores, 0) == []
+
+
+def test_refine_order_prefers_early_accuracy_then_the_predictor():
+    assert list(refine_order([60.0, 62.5, 62.5, 10.0], [4.0, 1.0, 3.0, 9.0])) == [2, 1, 0, 3]
+
+
+@pytest.mark.parametrize("finalists, epochs, message", [
+    (-1, 3, "--refine must be 0"), (4, 0, "--refine-epochs must be from 1 to 10"),
+    (4, 11, "--refine-epochs must be from 1 to 10"), (2.5, 3, "--refine must be an integer"),
+])
+def test_bad_refine_settings(finalists, epochs, message):
+    with pytest.raises(DassEdgeError, match=message):
+        check_refine(finalists, epochs)
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--refine", "-2"], "--refine must be 0"), (["--refine-epochs", "11"], "--refine-epochs must be from 1 to 10"),
+    (["--train-device", "tpu"], "unknown device 'tpu'"),
+])
+def test_bad_refine_flags_are_one_line_and_write_nothing(tmp_path, monkeypatch, capsys, args, message):
+    monkeypatch.chdir(tmp_path)
+    code, out, err = run_cli(["search", "--latency-ms", "50%", "--out", "run", *args], capsys)
+    assert code == 2 and err.startswith("error:") and err.count("\n") == 1 and message in err, err
+    assert not (tmp_path / "run").exists()
+
+
+def _image_folder(root, classes=26, per_class=6, side=32):
+    """As many classes as the demo teacher (26): a bright patch whose place and colour encode the class."""
+    rng = np.random.default_rng(0)
+    for c in range(classes):
+        (root / f"c{c}").mkdir(parents=True)
+        for i in range(per_class):
+            img = rng.integers(0, 60, (side, side, 3)).astype(np.uint8)
+            img[(c % 6) * 5:(c % 6) * 5 + 5, (c // 6) * 6:(c // 6) * 6 + 6, c % 3] = 240
+            Image.fromarray(img).save(root / f"c{c}" / f"{i}.png")
+    return root
+
+
+def test_search_refines_its_finalists_with_real_short_kd(tmp_path):
+    table = load_table("cpu", 32, default_teacher_spec(), this_machine=False)
+    data_dir = _image_folder(tmp_path / "images")
+    plan = prepare_search(0.35, table=table, data_dir=data_dir, out=tmp_path / "run", budget_evals=120, top_k=3,
+                          refine=2, refine_epochs=1)
+    record = run_search(plan, ToyScorer())
+    ref = record["refine"]
+    assert ref["finalists"] == 2 and ref["epochs"] == 1 and ref["device"] == "cpu"
+    got = {s["arch_key"]: s["val_acc"] for s in ref["students"]}
+    assert len(got) == 2 and all(0.0 <= v <= 100.0 for v in got.values())
+    depths = {parse_arch(k).depths for k in got}
+    assert len(depths) == 2  # one per depth pattern
+    # rank 1 and 2 are the finalists, best short-KD accuracy first (ties: the predictor's order)
+    top_keys = [p["arch_key"] for p in record["top"][:2]]
+    assert set(top_keys) == set(got)
+    assert got[top_keys[0]] >= got[top_keys[1]]
+    assert record["top"][0]["refine_val_acc"] == got[top_keys[0]]
+    assert len(record["top"]) == 3 and "refine_val_acc" not in record["top"][2]
+    assert any(n.startswith("rank 1 was chosen by short-KD refinement") for n in record["notes"])
+    saved = json.loads((tmp_path / "run" / "search.json").read_text())
+    assert saved["refine"] == ref and saved["inputs"]["refine"] == 2
+
+
+def test_short_kd_reports_each_finalists_accuracy_after_its_epochs():
+    data = load_task("count-dots", resolution=8)
+    teacher = tiny_teacher(data)
+    seen = []
+    runs = short_kd(teacher, data, [STUDENT, Arch((1, 1, 1, 1), ((8,), (16,), (16,), (32,)))], epochs=1,
+                    progress=lambda done, total: seen.append((done, total)))
+    assert [r.epochs for r in runs] == [1, 1] and all(np.isfinite(r.val_acc) for r in runs)
+    assert seen[0] == (0, 2) and seen[-1] == (2, 2)
+    assert torch.get_num_threads() == 1
+
+
+def test_report_and_table_show_the_short_kd_accuracy(tmp_path):
+    from dass_edge.search.report import render_markdown
+
+    table = load_table("cpu", 32, default_teacher_spec(), this_machine=False)
+    plan = prepare_search(0.35, table=table, data_dir=_image_folder(tmp_path / "images"), out=tmp_path / "run",
+                          budget_evals=60, top_k=2, refine=1, refine_epochs=1)
+    record = run_search(plan, ToyScorer())
+    text = render_markdown(record)
+    first = next(line for line in text.splitlines() if line.startswith("| 1 |"))
+    assert first.endswith(f" {record['top'][0]['refine_val_acc']:.1f} |")
+    second = next(line for line in text.splitlines() if line.startswith("| 2 |"))
+    assert second.endswith(" - |") and "Short-KD refinement: 1 finalist (the" in text
