@@ -31,6 +31,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks.bench_predictor_cv import _subset, latency_costs, load_cv_tasks  # noqa: E402
 from benchmarks.common import RESULTS, write_fragment  # noqa: E402
 
+#: How the session 10-11 task set was cut from the database (its first 892 rows less emoji-sports' first 6).
+SET5 = ("Task set: `set5.jsonl` = `head -892 metadb/metadb_v2.jsonl | grep -v '\"task\":\"emoji-sports\"'` "
+        "(886 rows, 16 meta-training tasks; read with `--db shipped`).\n\n")
+
 KS = (5, 10, 20)
 MIN_LEFT = 24  # students a task must keep after showing K (3 latency bands of 8)
 SUPPORT_ALPHA = 10.0  # ridge penalty of the task-only fit (standardized features)
@@ -128,9 +132,10 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(1)
     if not args.report:
-        recs = simulate(load_cv_tasks(args.db), args.draws)
-        LOG.write_text("".join(json.dumps(r) + "\n" for r in recs))
-    recs = [json.loads(x) for x in LOG.read_text().splitlines() if x.strip()]
+        head = {"command": "python benchmarks/bench_predictor_kshot.py " + " ".join(sys.argv[1:])}
+        LOG.write_text("".join(json.dumps(r) + "\n" for r in [head, *simulate(load_cv_tasks(args.db), args.draws)]))
+    lines = [json.loads(x) for x in LOG.read_text().splitlines() if x.strip()]
+    command, recs = lines[0]["command"], lines[1:]
     body = ("K random students of a task shown to the model (draws per task and K in brackets); every figure is "
             "on the task's other students, the same ones for every method. `zero-shot`: the shipped recipe "
             "without adaptation; `adapted`: `HybridPredictor.adapted` (what `search --support` does, prior "
@@ -138,7 +143,7 @@ def main() -> None:
             "points of KD accuracy lost to the best student under latency budgets at the 20-80% quantiles, mean "
             "over tasks; the interval resamples tasks.\n\n" + summarize(recs))
     write_fragment("predictor_kshot_latency", "DaSS predictor: K-shot adaptation under latency budgets",
-                   "python benchmarks/bench_predictor_kshot.py " + " ".join(sys.argv[1:]), body)
+                   command, SET5 + body)
     print(body)
 
 

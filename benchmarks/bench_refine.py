@@ -33,6 +33,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks.bench_predictor_cv import latency_costs, load_cv_tasks  # noqa: E402
 from benchmarks.common import RESULTS, write_fragment  # noqa: E402
 
+#: How the session 10-11 task set was cut from the database (its first 892 rows less emoji-sports' first 6).
+SET5 = ("Task set: `set5.jsonl` = `head -892 metadb/metadb_v2.jsonl | grep -v '\"task\":\"emoji-sports\"'` "
+        "(886 rows, 16 meta-training tasks; read with `--db shipped`).\n\n")
+
 FINALISTS = (1, 2, 4, 8, 16)
 EPOCHS = (1, 2, 3)
 MAX_COST = 20  # epochs of the 10-epoch recipe the default may spend (2 KD runs; session 11 rule)
@@ -160,8 +164,10 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(1)
     if not args.report:
-        LOG.write_text("".join(json.dumps(r) + "\n" for r in simulate(args.db)))
-    recs = [json.loads(x) for x in LOG.read_text().splitlines() if x.strip()]
+        head = {"command": "python benchmarks/bench_refine.py " + " ".join(sys.argv[1:])}
+        LOG.write_text("".join(json.dumps(r) + "\n" for r in [head, *simulate(args.db)]))
+    lines = [json.loads(x) for x in LOG.read_text().splitlines() if x.strip()]
+    command, recs = lines[0]["command"], lines[1:]
     body, choice = table(recs)
     text = (f"Tasks: {choice['tasks'][False]} meta-training, {choice['tasks'][True]} held out with a second seed. "
             "M = 1 is the ranker's own top-1 pick (no refinement). KD runs: the refinement's cost in runs of the "
@@ -174,7 +180,7 @@ def main() -> None:
             "students are mostly width variants of one shape, unlike the database's band-sampled students, where "
             "both ways of taking finalists score alike.\n\n" + RULE.read_text())
     write_fragment("refine", "Search with short-KD refinement of the finalists (simulated from stored curves)",
-                   "python benchmarks/bench_refine.py " + " ".join(sys.argv[1:]), text)
+                   command, SET5 + text)
     print(text)
 
 
