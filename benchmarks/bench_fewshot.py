@@ -37,15 +37,18 @@ TARGETS = {"int8": "onnxruntime INT8 Q/DQ (1 thread)", "torch": "torch CPU eager
            "threads2": "onnxruntime FP32, 2 threads"}
 
 
-def _target_profile(name: str):
+def _target_profile(name: str, rounds: int | None = None):
+    """The target's profile (``rounds``: its fidelity rounds per student instead of the profile's)."""
     from dass_edge.latency import load_profile
 
     cpu = load_profile("cpu")
     if name == "int8":
-        return dataclasses.replace(cpu, name="cpu-int8", precision="int8", description=TARGETS[name])
-    if name == "threads2":
-        return dataclasses.replace(cpu, name="cpu-t2", threads=2, description=TARGETS[name])
-    return load_profile("cpu-torch")
+        profile = dataclasses.replace(cpu, name="cpu-int8", precision="int8", description=TARGETS[name])
+    elif name == "threads2":
+        profile = dataclasses.replace(cpu, name="cpu-t2", threads=2, description=TARGETS[name])
+    else:
+        profile = load_profile("cpu-torch")
+    return profile if rounds is None else dataclasses.replace(profile, fidelity_sessions=rounds)
 
 
 def _score_row(src, space, row: dict) -> None:
@@ -150,6 +153,9 @@ def main() -> None:
     ap.add_argument("--fit-students", choices=("spread", "random"), default="spread",
                     help="With --one-job: the command's farthest-point picks (spread, what it ships) or random "
                          "students of the space (an A/B of the selection; the library is not changed).")
+    ap.add_argument("--rounds-ab", default=None, metavar="R1,R2",
+                    help="Instead: N = 20 one-job runs with R1 and with R2 rounds per student, twice each "
+                         "(writes benchmarks/results/fewshot_rounds_ab.md).")
     args = ap.parse_args()
     from dass_edge.latency import default_teacher_spec, load_profile
     from dass_edge.latency.fewshot import profile_fewshot
@@ -170,6 +176,10 @@ def main() -> None:
     load0 = os.getloadavg()
     t = time.perf_counter()
     src = _full(load_profile("cpu"), teacher, tmp / "source.json", 30)
+    if args.rounds_ab:
+        _rounds_ab(src, teacher, args.targets.split(","), [int(r) for r in args.rounds_ab.split(",")],
+                   args.one_job or 30, tmp, load0)
+        return
     if args.one_job:
         if args.fit_students == "random":
             import dass_edge.latency.fewshot as fewshot
@@ -240,6 +250,44 @@ def _one_job(src, teacher, ns: list[int], targets: list[str], heldout: int, work
     write_fragment(f"fewshot_one_job{'' if selection == 'spread' else '_' + selection}",
                    f"Few-shot latency tables: fit and held-out measured in one job ({selection} fit students)",
                    "OMP_NUM_THREADS=1 python benchmarks/bench_fewshot.py " + " ".join(sys.argv[1:]), "\n".join(lines))
+
+
+def _rounds_ab(src, teacher, targets: list[str], rounds: list[int], heldout: int, work: Path, load0) -> None:
+    """N = 20 one-job runs with each number of rounds per student, twice, alternating: the transfer's held-out
+    figures per job, and how well the two jobs' measurements of the same held-out students agree (the floor a
+    held-out Spearman can reach at that many rounds)."""
+    from scipy.stats import spearmanr
+
+    from dass_edge.latency.fewshot import profile_fewshot
+
+    lines = ["| target | rounds per student | job | within ±10% | Spearman | wall time | "
+             "the two jobs' held-out medians: Spearman |", "|---|---:|---:|---:|---:|---:|---:|"]
+    for name in targets:
+        got: dict[int, list] = {r: [] for r in rounds}
+        for job in (1, 2):
+            for r in rounds:
+                res = profile_fewshot(_target_profile(name, r), teacher, 20, 32, source=src, heldout=heldout,
+                                      out=work / f"{name}-r{r}-job{job}.json")
+                got[r].append(res)
+                f = res.table.fidelity
+                print(f"{name} rounds={r} job {job}: {f['within_10pct']:.2f} within, Spearman {f['spearman']:.3f}, "
+                      f"{res.elapsed_s:.0f} s", flush=True)
+        for r in rounds:
+            a, b = ([x["p50_ms"] for x in res.table.fidelity["samples"]] for res in got[r])
+            floor = float(spearmanr(a, b).statistic)
+            for job, res in enumerate(got[r], start=1):
+                f = res.table.fidelity
+                head = f"| {TARGETS[name]} | {r} |" if job == 1 else "| | |"
+                lines.append(f"{head} {job} | {100 * f['within_10pct']:.0f}% | {f['spearman']:.3f} | "
+                             f"{res.elapsed_s:.0f} s | {f'{floor:.3f}' if job == 1 else ''} |")
+    body = (f"N = 20 fit students and {heldout} held-out students (the same ones in every job) per one-job run of "
+            "`profile_fewshot`, with the profile's 15 rounds per student and with more; jobs alternate between the "
+            f"settings. Source: the `cpu` table in `{work.name}`. Load average at start "
+            f"{', '.join(f'{v:.1f}' for v in load0)}, at end {', '.join(f'{v:.1f}' for v in os.getloadavg())}.\n\n"
+            + "\n".join(lines) + "\n")
+    write_fragment("fewshot_rounds_ab", "Few-shot latency tables: rounds per student (A/B)",
+                   "OMP_NUM_THREADS=1 python benchmarks/bench_fewshot.py " + " ".join(sys.argv[1:]), body)
+    print(body)
 
 
 def _rescore_one_job(work: Path, space, ns: list[int], targets: list[str]) -> None:

@@ -129,7 +129,19 @@ def picks(args: argparse.Namespace) -> None:
                                   "seconds": round(time.perf_counter() - t0, 1),
                                   **({"refine": record["refine"]} if record.get("refine") else {})}
             print(task, b["budget_ms"], method, top["arch_key"], b["picks"][method]["seconds"], flush=True)
-            atomic_write_json(PLAN, data)  # after every pick: a killed run keeps what it found
+            _save_pick(task, entry["budgets"].index(b), method, b["picks"][method])
+
+
+def _save_pick(task: str, budget: int, method: str, pick: dict) -> None:
+    """Add one pick to the plan file as it is now (a killed run keeps what it found; ``picks`` runs for other
+    methods may be adding theirs at the same time, so read-modify-write under a lock, never a stale copy)."""
+    import fcntl
+
+    with open(PLAN.with_suffix(".lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        data = json.loads(PLAN.read_text())
+        data["tasks"][task]["budgets"][budget]["picks"][method] = pick
+        atomic_write_json(PLAN, data)
 
 
 def _done() -> dict[tuple[str, str, int], dict]:
@@ -232,7 +244,8 @@ def report(_: argparse.Namespace) -> None:
                 continue
             med = statistics.median(rand)
             vs_proxy, vs_rand = got["dass"] - max(proxies), got["dass"] - med
-            margins.append((vs_proxy, vs_rand, {m: got[m] - med for m in [*METHODS, *extra] if got[m] is not None}))
+            margins.append((vs_proxy, vs_rand, {m: got[m] - med for m in [*METHODS, *extra] if got[m] is not None},
+                            {m: got[m] - max(proxies) for m in extra if got[m] is not None}))
             lines.append(f"| {task} | {b['budget_ms']:.3f} | {' | '.join(cells)} | {med:.2f} | {vs_proxy:+.2f} | "
                          f"{vs_rand:+.2f} | {entry['seed_gap']} |")
     body = "\n".join(lines) + "\n"
@@ -248,6 +261,21 @@ def report(_: argparse.Namespace) -> None:
                  f"{statistics.mean(x[0] for x in margins):+.2f} points (DaSS ahead in "
                  f"{sum(x[0] > 0 for x in margins)}); mean margin over the median random student: "
                  + ", ".join(f"{m} {v:+.2f}" for m, v in mean_over.items()) + ".\n")
+        for m in extra:  # the other pickers (refinement, earlier predictor files) against the same proxies
+            got_m = [x[3][m] for x in margins if m in x[3]]
+            if got_m:
+                body += (f"{m} minus the best zero-shot proxy pick: mean {statistics.mean(got_m):+.2f} points over "
+                         f"{len(got_m)} settings (ahead in {sum(v > 0 for v in got_m)}, level in "
+                         f"{sum(v == 0 for v in got_m)}).\n")
+    legend = {"dass+refine": "the shipped search: the predictor's pick refined by short KD of 4 finalists (2 depth "
+                             "patterns by the predictor, 2 by FLOPs; 3 of 10 epochs each)",
+              "dass+refine4": "the same with the predictor's 4 best depth patterns as finalists (session 11's first "
+                              "rule)",
+              "flops+refine": "FLOPs' 4 best depth patterns as finalists, refined the same way",
+              "dass_set3": "the predictor fitted on set 3 (shipped before session 10's refit)"}
+    known = [m for m in extra if m in legend]
+    if known:
+        body += "\nColumns beside the proxies: " + "; ".join(f"`{m}`: {legend[m]}" for m in known) + ".\n"
     devices = sorted({r.get("device", "cpu") for r in done.values()})
     evals = sorted({p["evaluated"] for e in data["tasks"].values() for b in e["budgets"] for p in b["picks"].values()})
     evals_text = f"{evals[0]}-{evals[-1]}" if evals else "?"

@@ -41,12 +41,13 @@ FINALISTS = (1, 2, 4, 8, 16)
 EPOCHS = (1, 2, 3)
 MAX_COST = 20  # epochs of the 10-epoch recipe the default may spend (2 KD runs; session 11 rule)
 LOG = RESULTS / "refine.jsonl"
+HEDGED = "dass half, FLOPs half, one per depth pattern"  # the second rule's variant
 RULE = RESULTS / "refine_rule.txt"  # the choice rule, written before the simulation first ran
 
 
 def refined_regret(rank: np.ndarray, early: np.ndarray, true: np.ndarray, costs: np.ndarray,
                    exclude: np.ndarray, finalists: int, archs: list | None = None,
-                   quantiles=(0.2, 0.4, 0.6, 0.8)) -> float:
+                   hedge: np.ndarray | None = None, quantiles=(0.2, 0.4, 0.6, 0.8)) -> float:
     """Mean regret over the budget quantiles of "top-``finalists`` by ``rank`` that fit, then best ``early``"
     (``archs``: finalists as the search takes them, one per depth pattern)."""
     from dass_edge.search.refine import pick_finalists, refine_order
@@ -59,7 +60,8 @@ def refined_regret(rank: np.ndarray, early: np.ndarray, true: np.ndarray, costs:
         if archs is None:
             top = fit[np.argsort(-rank[fit], kind="stable")[:finalists]]
         else:
-            top = fit[pick_finalists([archs[i] for i in fit], rank[fit], finalists)]
+            top = fit[pick_finalists([archs[i] for i in fit], rank[fit], finalists,
+                                     None if hedge is None else hedge[fit])]
         pick = top[refine_order(early[top], rank[top])[0]]
         out.append(true[fit].max() - true[pick])
     return float(np.mean(out))
@@ -105,13 +107,16 @@ def simulate(dbs: list[str]) -> list[dict]:
         costs, exclude = lat[idx], t.teacher_shaped().numpy()[idx]
         rankers = {"dass": model.score(t)[idx], "flops": np.log(np.asarray(t.flops, dtype=float))[idx]}
         archs = [t.archs[i] for i in idx]
-        for ranker, rank in [*rankers.items(), ("dass, one per depth pattern", rankers["dass"])]:
+        for ranker, rank in [*rankers.items(), ("dass, one per depth pattern", rankers["dass"]),
+                             (HEDGED, rankers["dass"])]:
             for e in EPOCHS:
                 early = np.array([seed0[keys[i]]["val_curve"][e - 1] for i in idx], dtype=float)
                 for m in FINALISTS:
-                    spread = archs if ranker.endswith("pattern") else None
+                    spread = archs if ranker in ("dass, one per depth pattern", HEDGED) else None
+                    hedge = rankers["flops"] if ranker == HEDGED else None
                     recs.append({"task": t.name, "heldout": bool(t.heldout), "ranker": ranker, "finalists": m,
-                                 "epochs": e, "regret": refined_regret(rank, early, true, costs, exclude, m, spread)})
+                                 "epochs": e,
+                                 "regret": refined_regret(rank, early, true, costs, exclude, m, spread, hedge)})
         print(t.name, "done", flush=True)
     return recs
 
@@ -145,7 +150,7 @@ def table(recs: list[dict]) -> tuple[str, dict]:
     chosen = min((c for c in cands if c[0] <= best + 0.05), key=lambda c: (c[1], c[0]))
     lines = ["| finalists by | M | E | KD runs | meta-training regret (vs FLOPs top-1 [95%]) | held-out regret, "
              "label from an independent seed (vs FLOPs top-1) |", "|---|---:|---:|---:|---|---|"]
-    for ranker in ("dass", "dass, one per depth pattern", "flops"):
+    for ranker in ("dass", "dass, one per depth pattern", HEDGED, "flops"):
         for m in FINALISTS:
             for e in (EPOCHS if m > 1 else EPOCHS[:1]):
                 mark = " **(chosen)**" if ranker == "dass" and (m, e) == chosen[2:] else ""

@@ -8,6 +8,7 @@ bad-input errors, and one real refinement inside a search (the demo teacher on a
 
 from __future__ import annotations
 
+import csv
 import json
 
 import numpy as np
@@ -63,6 +64,16 @@ def test_finalists_are_one_per_depth_pattern_best_first():
     assert pick_finalists(archs, scores, 0) == []
 
 
+def test_half_the_finalists_come_from_the_hedge_on_other_depth_patterns():
+    archs = [_arch((1, 1, 2, 1), 16), _arch((1, 1, 2, 1), 8), _arch((1, 2, 1, 1), 16), _arch((2, 1, 1, 1), 8),
+             _arch((1, 2, 1, 1), 8), _arch((2, 2, 2, 1), 8)]
+    scores = [9.0, 8.5, 7.0, 6.0, 8.0, 1.0]
+    flops = [5.0, 4.0, 3.0, 2.0, 1.0, 6.0]
+    assert pick_finalists(archs, scores, 4, hedge=flops) == [0, 4, 5, 3]  # 2 by score, then 2 by FLOPs
+    assert pick_finalists(archs, scores, 3, hedge=flops) == [0, 4, 5]  # odd: the predictor gets the extra one
+    assert pick_finalists(archs, scores, 2, hedge=scores) == [0, 4]  # a hedge equal to the score adds nothing new
+
+
 def test_refine_order_prefers_early_accuracy_then_the_predictor():
     assert list(refine_order([60.0, 62.5, 62.5, 10.0], [4.0, 1.0, 3.0, 9.0])) == [2, 1, 0, 3]
 
@@ -111,6 +122,15 @@ def test_search_refines_its_finalists_with_real_short_kd(tmp_path):
     assert len(got) == 2 and all(0.0 <= v <= 100.0 for v in got.values())
     depths = {parse_arch(k).depths for k in got}
     assert len(depths) == 2  # one per depth pattern
+    assert [x["chosen_by"] for x in ref["students"]] == ["predictor", "flops"]
+    # FLOPs' finalist: the largest student by FLOPs of another depth pattern, among everything scored (the
+    # FLOPs-guided run's students included)
+    with open(tmp_path / "run" / "candidates.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == record["evaluated"] and any("guided by FLOPs" in n for n in record["notes"])
+    first = parse_arch(ref["students"][0]["arch_key"]).depths
+    others = [r for r in rows if parse_arch(r["arch_key"]).depths != first]
+    assert ref["students"][1]["flops"] == max(int(r["flops"]) for r in others)
     # rank 1 and 2 are the finalists, best short-KD accuracy first (ties: the predictor's order)
     top_keys = [p["arch_key"] for p in record["top"][:2]]
     assert set(top_keys) == set(got)
@@ -144,4 +164,4 @@ def test_report_and_table_show_the_short_kd_accuracy(tmp_path):
     first = next(line for line in text.splitlines() if line.startswith("| 1 |"))
     assert first.endswith(f" {record['top'][0]['refine_val_acc']:.1f} |")
     second = next(line for line in text.splitlines() if line.startswith("| 2 |"))
-    assert second.endswith(" - |") and "Short-KD refinement: 1 finalist (the" in text
+    assert second.endswith(" - |") and "Short-KD refinement: 1 finalist (one per depth pattern" in text

@@ -6,7 +6,9 @@ issue 13). What does transfer is measuring it: a student's validation accuracy a
 the meta-database recipe already ranks students of equal latency close to their final KD accuracy. So the
 search spends a little real distillation on its top M finalists, with the user's own teacher and data, and
 picks the one ahead after E epochs. M = 4, E = 3 (1.2 runs of the 10-epoch recipe) was chosen on the
-meta-training tasks by a rule fixed before the simulation ran (``benchmarks/bench_refine.py``).
+meta-training tasks by a rule fixed before the simulation ran (``benchmarks/bench_refine.py``); half the
+finalists come from FLOPs (a second rule, after the head-to-head showed the predictor's finalists can all
+miss the region where FLOPs' pick lies).
 """
 
 from __future__ import annotations
@@ -53,24 +55,33 @@ def check_refine(finalists: int, epochs: int) -> None:
         raise DassEdgeError(f"--refine-epochs must be from 1 to {DB_RECIPE.epochs} (the recipe's epochs), got {epochs}")
 
 
-def pick_finalists(archs: Sequence[Arch], scores: Sequence[float], n: int) -> list[int]:
-    """Indices of ``n`` finalists: the best-scored student of each of the ``n`` best-scored depth patterns.
+def pick_finalists(archs: Sequence[Arch], scores: Sequence[float], n: int,
+                   hedge: Sequence[float] | None = None) -> list[int]:
+    """Indices of ``n`` finalists: the best-scored student of each of the best-scored depth patterns.
 
     A search's top students are mostly width variants of one shape (a few channels apart, equally fast):
     distilling four of those says little. One per depth pattern spends the short runs on shapes that
-    differ, which is where the predictor's order is least reliable. Fewer patterns than ``n``: the rest
-    are filled by score."""
+    differ. With ``hedge`` (a second score, e.g. FLOPs) half the finalists (rounded down) come from it instead,
+    again one per depth pattern and none the first half took: when the predictor's whole top is wrong for
+    the task, the short runs still see the other kind of student. Fewer patterns than ``n``: the rest are
+    filled by score."""
     if n <= 0:
         return []
-    order = sorted(range(len(archs)), key=lambda i: -float(scores[i]))
+    out: list[int] = []
     seen: set = set()
-    out = []
-    for i in order:
-        if archs[i].depths not in seen:
-            seen.add(archs[i].depths)
-            out.append(i)
-        if len(out) == n:
-            return out
+
+    def take(values: Sequence[float], count: int) -> None:
+        for i in sorted(range(len(archs)), key=lambda i: -float(values[i])):
+            if len(out) >= count:
+                return
+            if archs[i].depths not in seen:
+                seen.add(archs[i].depths)
+                out.append(i)
+
+    take(scores, n - (n // 2 if hedge is not None else 0))
+    if hedge is not None:
+        take(hedge, n)
+    order = sorted(range(len(archs)), key=lambda i: -float(scores[i]))
     return out + [i for i in order if i not in out][: n - len(out)]
 
 

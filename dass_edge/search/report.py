@@ -101,8 +101,8 @@ def render_markdown(record: dict) -> str:
     ]
     if refine:
         n = refine["finalists"]
-        lines.append(f"- Short-KD refinement: {n} finalist{'s' if n != 1 else ''} (the predictor's best of each of "
-                     f"its top depth patterns) distilled for {refine['epochs']} of the recipe's "
+        lines.append(f"- Short-KD refinement: {n} finalist{'s' if n != 1 else ''} (one per depth pattern: the "
+                     f"predictor's best, then the largest by FLOPs) distilled for {refine['epochs']} of the recipe's "
                      f"{refine['recipe_epochs']} epochs on {refine['device']} in {refine['seconds']:.0f} s; they "
                      "lead the table, ordered by their validation accuracy then (column 'short KD val acc').")
     if record.get("params_max") is not None:

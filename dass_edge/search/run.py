@@ -95,6 +95,11 @@ def run_search(plan: SearchPlan, scorer: Scorer, progress: Progress | None = Non
     t_arch = plan.space.teacher_arch()
     if latency(t_arch) <= plan.budget_ms:  # the teacher's own shape fits: it is a candidate, whatever was drawn
         log.score_new([t_arch], score, latency)
+    scored_by_predictor = len(log.candidates)
+    if plan.refine:  # half the finalists are FLOPs' picks: search where FLOPs would, then score those students too
+        flops_log = run_algorithm(plan.algo, plan.space, lambda archs: [float(costs.get(a)[3]) for a in archs],
+                                  latency, plan.budget_ms, plan.budget_evals, plan.seed)
+        log.score_new(list(flops_log.candidates), score, latency)
     progress("search", counter[0], counter[0])  # done: the bar ends full even when the search stopped early
     archs = list(log.candidates)
     accs = [log.candidates[a].score for a in archs]
@@ -111,11 +116,14 @@ def run_search(plan: SearchPlan, scorer: Scorer, progress: Progress | None = Non
     on_front = set(front)
 
     notes = list(plan.notes)
-    if plan.algo != "exhaustive" and len(archs) < plan.budget_evals:
+    if len(archs) > scored_by_predictor:
+        notes.append(f"{len(archs) - scored_by_predictor} of the {len(archs)} students scored came from the same "
+                     "search guided by FLOPs, where the refinement takes half its finalists")
+    if plan.algo != "exhaustive" and scored_by_predictor < plan.budget_evals:
         why = ("the population converged: its children were all scored already, and random draws found no new "
                "student under the budget (few fit it)" if plan.algo == "evolution"
                else "few distinct students fit the constraints")
-        notes.append(f"the search stopped after {len(archs)} distinct students (of --budget-evals "
+        notes.append(f"the search stopped after {scored_by_predictor} distinct students (of --budget-evals "
                      f"{plan.budget_evals}): {why}")
     if len(picks) < plan.top_k:
         notes.append(f"the search scored only {len(picks)} students, fewer than --top-k {plan.top_k}")
@@ -165,7 +173,9 @@ def _refine(plan: SearchPlan, archs: list[Arch], accs: list[float], progress: Pr
     ``order`` [(candidate index, accuracy after the short run)] best first, the record and a note."""
     from dass_edge.search.refine import pick_finalists, refine_order, short_kd
 
-    finalists = pick_finalists(archs, accs, plan.refine)
+    flops = [plan.costs.get(a)[3] for a in archs]
+    finalists = pick_finalists(archs, accs, plan.refine, hedge=flops)
+    by_predictor = plan.refine - plan.refine // 2  # pick_finalists takes these first, then FLOPs' picks
     t0 = time.perf_counter()
     runs = short_kd(plan.teacher, plan.data, [archs[i] for i in finalists], plan.refine_epochs, seed=plan.seed,
                     device=plan.train_device, progress=lambda done, total: progress("refine", done, total))
@@ -175,11 +185,13 @@ def _refine(plan: SearchPlan, archs: list[Arch], accs: list[float], progress: Pr
     moved = ranked[0][0] != finalists[0]
     record = {"finalists": len(finalists), "epochs": plan.refine_epochs, "recipe_epochs": DB_RECIPE.epochs,
               "device": plan.train_device, "seconds": round(seconds, 1),
-              "students": [{"arch_key": archs[i].key(), "predicted_acc": accs[i], "val_acc": runs[j].val_acc,
+              "students": [{"arch_key": archs[i].key(), "predicted_acc": accs[i], "flops": flops[i],
+                            "chosen_by": "predictor" if j < by_predictor else "flops", "val_acc": runs[j].val_acc,
                             "seconds": round(runs[j].seconds, 1)} for j, i in enumerate(finalists)],
               "predictor_top1": archs[finalists[0]].key(), "changed_rank1": moved}
-    note = (f"rank 1 was chosen by short-KD refinement: the predictor's best student of each of its top "
-            f"{len(finalists)} depth patterns was distilled for {plan.refine_epochs} of the recipe's "
+    note = (f"rank 1 was chosen by short-KD refinement: {len(finalists)} finalists (the predictor's best student "
+            f"of each of its {min(by_predictor, len(finalists))} best depth patterns, then the largest by FLOPs of "
+            f"other depth patterns) were distilled for {plan.refine_epochs} of the recipe's "
             f"{DB_RECIPE.epochs} epochs on this task ({seconds:.0f} s; "
             "--refine 0 skips it), and ranked by their validation accuracy then ("
             + ", ".join(f"{archs[i].key()} {acc:.1f}%" for i, acc in ranked) + ")"
