@@ -311,6 +311,12 @@ def _rescore_one_job(work: Path, space, ns: list[int], targets: list[str]) -> No
                 _score_row(src, space, {"fewshot": [f], "heldout_p50_ms": t.fidelity["samples"]})
                 print(f"| {TARGETS[name]} | {selection} | {n} | {f['students']} | {100 * f['within_10pct']:.0f}% | "
                       f"{100 * f['rmspe']:.1f}% | {f['spearman']:.3f} | {f['ridge']:g} |")
+        for path in sorted(work.glob(f"{name}-r*-job*.json")):  # --rounds-ab jobs (N = 20, spread)
+            t = LatencyTable.load(path)
+            f = {"n": 20, "fit_p50_ms": t.data["transferred"]["fit_samples"]}
+            _score_row(src, space, {"fewshot": [f], "heldout_p50_ms": t.fidelity["samples"]})
+            print(f"| {TARGETS[name]} | spread ({path.stem}) | 20 | {f['students']} | {100 * f['within_10pct']:.0f}% | "
+                  f"{100 * f['rmspe']:.1f}% | {f['spearman']:.3f} | {f['ridge']:g} |")
 
 
 def _write(report: dict, command: str, work: Path) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 
 import numpy as np
 import pytest
@@ -61,7 +62,7 @@ def test_entry_columns_count_block_activations_and_macs():
     assert cols == pytest.approx({"src:block": 0.25, "mparams:block": 14528 / 1e6,
                                   "mact:block": (16 * 32 * 32 + 32 * 16 * 16) / 1e6,
                                   "gmacs:block": (9 * 16 * 32 + 9 * 32 * 32 + 16 * 32) * 16 * 16 / 1e9,
-                                  "calls:block": 1.0})
+                                  "calls:block": 1.0, "src*log2res:block": 0.25 * 5})
     assert entry_columns(Entry("block", 16, 16, 1, 8), 0.1)["gmacs:block"] == pytest.approx(9 * 16 * 16 * 2 * 64 / 1e9)
     assert entry_columns(Entry("head", 128, 26, 1, 4), 0.01) == pytest.approx({"src:head": 0.01,
                                                                                "mparams:head": 3354 / 1e6})
@@ -120,6 +121,31 @@ def test_a_per_block_dispatch_cost_is_learned(shipped):
     held = [space.to_spec(a) for a in space.sample_many(30, seed=7)]
     err = np.array([table.predict(s)["p50_ms"] / device_ms(s) - 1 for s in held])
     assert np.max(np.abs(err)) < 0.05
+
+
+def test_a_speedup_that_grows_with_resolution_is_learned(shipped):
+    """An INT8-like device whose kernels gain more on large feature maps: a block costs (0.9 - 0.1 log2 r) x its
+    source time at input side r (0.4x at 32, 0.7x at 4), so wide early stages speed up more than late ones.
+    20 students recover the drift and predict held-out students within 5%; one global ratio cannot."""
+    space = SearchSpace(shipped.teacher)
+    from dass_edge.latency.entries import spec_entries
+
+    stat = shipped.data["lut_statistic"]
+
+    def device_ms(spec) -> float:  # written out, not through the transfer's own columns
+        return 0.01 + sum(shipped.entries[e.key][stat] * ((0.9 - 0.1 * math.log2(e.resolution)) if e.kind == "block"
+                                                          else 0.6) for e in spec_entries(spec, shipped.batch))
+
+    specs = [space.to_spec(a) for a in spanning_students(space, 20)]
+    fit = fit_transfer(shipped, specs, [device_ms(s) for s in specs])
+    assert dict(zip(fit.columns, fit.coef))["src*log2res:block"] < 0  # (it shares the effect with the size columns)
+    held = [space.to_spec(a) for a in space.sample_many(30, seed=9)]
+    table = _as_table(shipped, fit)
+    err = np.array([table.predict(s)["p50_ms"] / device_ms(s) - 1 for s in held])
+    assert np.max(np.abs(err)) < 0.05
+    ratio = np.median([device_ms(s) / shipped.predict(s)["p50_ms"] for s in specs])
+    err_ratio = np.array([ratio * shipped.predict(s)["p50_ms"] / device_ms(s) - 1 for s in held])
+    assert np.max(np.abs(err_ratio)) > 2 * np.max(np.abs(err))
 
 
 def test_the_transferred_table_predicts_what_the_fit_does(shipped):

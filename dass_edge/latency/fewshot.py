@@ -30,6 +30,7 @@ fit, measured on the target through the same measurement path (locally or the SS
 from __future__ import annotations
 
 import datetime as _dt
+import math
 import os
 import tempfile
 import time
@@ -102,10 +103,11 @@ def spanning_students(space, n: int, seed: int = 0, pool: int = 2000) -> list:
 
 # -- the transfer model -------------------------------------------------------------------------
 #: The transfer's columns, in order: per kind a scale on the source ms and a weight on millions of
-#: parameters; for blocks a weight on millions of activation elements (input + output tensor), on
-#: billions of multiply-accumulates and on the number of blocks; a constant.
+#: parameters; for blocks a drift of their scale with log2 of their resolution, a weight on millions of
+#: activation elements (input + output tensor), on billions of multiply-accumulates and on the number of
+#: blocks; a constant.
 COLUMNS = tuple(f"src:{k}" for k in _KINDS) + tuple(f"mparams:{k}" for k in _KINDS) + (
-    "mact:block", "gmacs:block", "calls:block", "const")
+    "src*log2res:block", "mact:block", "gmacs:block", "calls:block", "const")
 
 
 def entry_columns(e: Entry, source_ms: float) -> dict[str, float]:
@@ -120,6 +122,9 @@ def entry_columns(e: Entry, source_ms: float) -> dict[str, float]:
         cols["mact:block"] = (e.in_ch * e.resolution ** 2 + e.out_ch * out_res ** 2) * e.batch / 1e6
         cols["gmacs:block"] = block_macs(e.in_ch, e.out_ch, e.stride, e.resolution, e.has_projection) * e.batch / 1e9
         cols["calls:block"] = 1.0  # a per-block dispatch cost: the same kernel calls at any batch
+        # the source scale drifting with the block's resolution: a target whose kernels gain more on large
+        # feature maps (INT8's compute-bound convolutions) speeds up early stages more than late ones
+        cols["src*log2res:block"] = float(source_ms) * math.log2(e.resolution)
     return cols
 
 
@@ -186,7 +191,8 @@ class TransferFit:
         return float(_student_row(source, spec) @ self.coef)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"model": "target = sum_k a_k * source_ms(k) + sum_k w_k * Mparams(k) + v * Mactivations(blocks) "
+        return {"model": "target = sum_k a_k * source_ms(k) + r * sum_blocks source_ms * log2(resolution) "
+                         "+ sum_k w_k * Mparams(k) + v * Mactivations(blocks) "
                          "+ u * GMACs(blocks) + d * blocks + c; relative least squares, ridge toward the source's "
                          "correction times one global ratio (size columns toward 0), strength by leave-one-out",
                 "coefficients": dict(zip(self.columns, (float(c) for c in self.coef))), "ridge": float(self.lam),
