@@ -165,3 +165,12 @@ def test_report_and_table_show_the_short_kd_accuracy(tmp_path):
     assert first.endswith(f" {record['top'][0]['refine_val_acc']:.1f} |")
     second = next(line for line in text.splitlines() if line.startswith("| 2 |"))
     assert second.endswith(" - |") and "Short-KD refinement: 1 finalist (one per depth pattern" in text
+
+
+def test_finalists_say_who_chose_them():
+    from dass_edge.search.refine import finalists_with_source
+
+    archs = [_arch((1, 1, 2, 1), 16), _arch((1, 1, 2, 1), 8), _arch((1, 2, 1, 1), 16)]
+    got = finalists_with_source(archs, [9.0, 8.0, 7.0], 3, hedge=[1.0, 2.0, 3.0])
+    assert got == [(0, "score"), (2, "score"), (1, "fill")]  # 2 patterns only: the FLOPs half finds none new
+    assert finalists_with_source(archs, [9.0, 8.0, 1.0], 2, hedge=[1.0, 2.0, 3.0]) == [(0, "score"), (2, "hedge")]

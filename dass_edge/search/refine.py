@@ -26,7 +26,8 @@ from dass_edge.space import Arch
 if TYPE_CHECKING:
     import torch
 
-__all__ = ["REFINE_EPOCHS", "REFINE_FINALISTS", "ShortKD", "check_refine", "pick_finalists", "refine_order", "short_kd"]
+__all__ = ["REFINE_EPOCHS", "REFINE_FINALISTS", "ShortKD", "check_refine", "finalists_with_source", "pick_finalists",
+           "refine_order", "short_kd"]
 
 REFINE_FINALISTS = 4  # the search's top M that fit the budget
 REFINE_EPOCHS = 3  # of the meta-database recipe's 10
@@ -65,24 +66,31 @@ def pick_finalists(archs: Sequence[Arch], scores: Sequence[float], n: int,
     again one per depth pattern and none the first half took: when the predictor's whole top is wrong for
     the task, the short runs still see the other kind of student. Fewer patterns than ``n``: the rest are
     filled by score."""
+    return [i for i, _ in finalists_with_source(archs, scores, n, hedge)]
+
+
+def finalists_with_source(archs: Sequence[Arch], scores: Sequence[float], n: int,
+                          hedge: Sequence[float] | None = None) -> list[tuple[int, str]]:
+    """:func:`pick_finalists` with who chose each: ``"score"`` (one per pattern), ``"hedge"`` or ``"fill"``."""
     if n <= 0:
         return []
-    out: list[int] = []
+    out: list[tuple[int, str]] = []
     seen: set = set()
 
-    def take(values: Sequence[float], count: int) -> None:
+    def take(values: Sequence[float], count: int, source: str) -> None:
         for i in sorted(range(len(archs)), key=lambda i: -float(values[i])):
             if len(out) >= count:
                 return
             if archs[i].depths not in seen:
                 seen.add(archs[i].depths)
-                out.append(i)
+                out.append((i, source))
 
-    take(scores, n - (n // 2 if hedge is not None else 0))
+    take(scores, n - (n // 2 if hedge is not None else 0), "score")
     if hedge is not None:
-        take(hedge, n)
+        take(hedge, n, "hedge")
+    taken = {i for i, _ in out}
     order = sorted(range(len(archs)), key=lambda i: -float(scores[i]))
-    return out + [i for i in order if i not in out][: n - len(out)]
+    return out + [(i, "fill") for i in order if i not in taken][: n - len(out)]
 
 
 def refine_order(early: Sequence[float], rank: Sequence[float]) -> np.ndarray:

@@ -171,11 +171,13 @@ def run_search(plan: SearchPlan, scorer: Scorer, progress: Progress | None = Non
 def _refine(plan: SearchPlan, archs: list[Arch], accs: list[float], progress: Progress) -> dict:
     """Short-KD refinement of the predictor's top ``plan.refine`` candidates (all fit the budget):
     ``order`` [(candidate index, accuracy after the short run)] best first, the record and a note."""
-    from dass_edge.search.refine import pick_finalists, refine_order, short_kd
+    from dass_edge.search.refine import finalists_with_source, refine_order, short_kd
 
     flops = [plan.costs.get(a)[3] for a in archs]
-    finalists = pick_finalists(archs, accs, plan.refine, hedge=flops)
-    by_predictor = plan.refine - plan.refine // 2  # pick_finalists takes these first, then FLOPs' picks
+    chosen = finalists_with_source(archs, accs, plan.refine, hedge=flops)
+    finalists = [i for i, _ in chosen]
+    source = {"score": "predictor", "hedge": "flops", "fill": "predictor (same depth pattern)"}
+    by_predictor = sum(1 for _, who in chosen if who == "score")
     t0 = time.perf_counter()
     runs = short_kd(plan.teacher, plan.data, [archs[i] for i in finalists], plan.refine_epochs, seed=plan.seed,
                     device=plan.train_device, progress=lambda done, total: progress("refine", done, total))
@@ -186,11 +188,11 @@ def _refine(plan: SearchPlan, archs: list[Arch], accs: list[float], progress: Pr
     record = {"finalists": len(finalists), "epochs": plan.refine_epochs, "recipe_epochs": DB_RECIPE.epochs,
               "device": plan.train_device, "seconds": round(seconds, 1),
               "students": [{"arch_key": archs[i].key(), "predicted_acc": accs[i], "flops": flops[i],
-                            "chosen_by": "predictor" if j < by_predictor else "flops", "val_acc": runs[j].val_acc,
+                            "chosen_by": source[chosen[j][1]], "val_acc": runs[j].val_acc,
                             "seconds": round(runs[j].seconds, 1)} for j, i in enumerate(finalists)],
               "predictor_top1": archs[finalists[0]].key(), "changed_rank1": moved}
     note = (f"rank 1 was chosen by short-KD refinement: {len(finalists)} finalists (the predictor's best student "
-            f"of each of its {min(by_predictor, len(finalists))} best depth patterns, then the largest by FLOPs of "
+            f"of each of its {by_predictor} best depth patterns, then the largest by FLOPs of "
             f"other depth patterns) were distilled for {plan.refine_epochs} of the recipe's "
             f"{DB_RECIPE.epochs} epochs on this task ({seconds:.0f} s; "
             "--refine 0 skips it), and ranked by their validation accuracy then ("
