@@ -26,10 +26,13 @@ from dass_edge.space import Arch
 if TYPE_CHECKING:
     import torch
 
+    from dass_edge.data.task import TaskData
+    from dass_edge.models.resnet import ResNet
+
 __all__ = ["REFINE_EPOCHS", "REFINE_FINALISTS", "ShortKD", "check_refine", "finalists_with_source", "pick_finalists",
            "refine_order", "short_kd"]
 
-REFINE_FINALISTS = 4  # the search's top M that fit the budget
+REFINE_FINALISTS = 4  # students distilled briefly: one per depth pattern, half the predictor's, half FLOPs'
 REFINE_EPOCHS = 3  # of the meta-database recipe's 10
 
 
@@ -98,7 +101,7 @@ def refine_order(early: Sequence[float], rank: Sequence[float]) -> np.ndarray:
     return np.lexsort((-np.asarray(rank, dtype=float), -np.asarray(early, dtype=float)))
 
 
-def short_kd(teacher, data, archs: Sequence[Arch], epochs: int = REFINE_EPOCHS, *, seed: int = 0,
+def short_kd(teacher: ResNet, data: TaskData, archs: Sequence[Arch], epochs: int = REFINE_EPOCHS, *, seed: int = 0,
              device: str | torch.device = "cpu", progress: Callable[[int, int], None] | None = None
              ) -> list[ShortKD]:
     """Distill each of ``archs`` from ``teacher`` on ``data`` for the first ``epochs`` epochs of the
