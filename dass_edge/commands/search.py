@@ -47,9 +47,9 @@ def search_command(
     support: list[Path] = typer.Option(None, "--support", help="Students of this task you already distilled "
                                        "(a 'dass-edge distill' output folder, or a search run folder with rank*/ "
                                        "distilled; repeat): the predictor adapts to their accuracy (K-shot)."),
-    refine: int = typer.Option(REFINE_FINALISTS, "--refine", help="Distill the predictor's top N students for "
-                               "--refine-epochs epochs on this task and rank them by their accuracy then (0: the "
-                               "predictor alone, in seconds)."),
+    refine: int = typer.Option(REFINE_FINALISTS, "--refine", help="Distill N finalists (one per depth pattern: "
+                               "half the predictor's best, half the largest by FLOPs) for --refine-epochs epochs on "
+                               "this task and rank them by their accuracy then (0: the predictor alone, in seconds)."),
     refine_epochs: int = typer.Option(REFINE_EPOCHS, "--refine-epochs", help="Epochs of the 10-epoch KD recipe "
                                       "each finalist gets."),
     train_device: str = typer.Option(None, "--train-device", help="Where --refine distills: cpu or cuda[:N] "

@@ -170,8 +170,8 @@ def prepare_search(
         replace: replace ``out`` at the end if it is a search run folder already (rerunning a command).
         resolution: search (and profile) at this input side instead of the teacher's (a ``.pth`` records
             none: torchvision ResNets would default to 224 px); the weights do not depend on it.
-        refine: distill the predictor's top ``refine`` students briefly and rank them by their accuracy then
-            (:mod:`dass_edge.search.refine`; 0: the predictor's order alone).
+        refine: distill ``refine`` finalists briefly (one per depth pattern, half the predictor's, half FLOPs')
+            and rank them by their accuracy then (:mod:`dass_edge.search.refine`; 0: the predictor's order alone).
         refine_epochs: epochs of the meta-database recipe each finalist gets.
         train_device: where the refinement distills (cpu, cuda[:N]).
 
