@@ -29,11 +29,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks.bench_predictor_cv import _subset, latency_costs, load_cv_tasks  # noqa: E402
-from benchmarks.common import RESULTS, write_fragment  # noqa: E402
-
-#: How the session 10-11 task set was cut from the database (its first 892 rows less emoji-sports' first 6).
-SET5 = ("Task set: `set5.jsonl` = `head -892 metadb/metadb_v2.jsonl | grep -v '\"task\":\"emoji-sports\"'` "
-        "(886 rows, 16 meta-training tasks; read with `--db shipped`).\n\n")
+from benchmarks.common import RESULTS, SET5, task_bootstrap, write_fragment  # noqa: E402
 
 KS = (5, 10, 20)
 MIN_LEFT = 24  # students a task must keep after showing K (3 latency bands of 8)
@@ -93,12 +89,6 @@ def simulate(tasks: list, draws: int) -> list[dict]:
     return out
 
 
-def _boot(diffs: np.ndarray, seed: int = 0, n: int = 2000) -> tuple[float, float]:
-    rng = np.random.default_rng(seed)
-    means = [diffs[rng.integers(0, len(diffs), len(diffs))].mean() for _ in range(n)]
-    return float(np.percentile(means, 2.5)), float(np.percentile(means, 97.5))
-
-
 def summarize(recs: list[dict]) -> str:
     methods = ("flops", "zero-shot", "adapted", "task-only")
     lines = ["| tasks | K | tasks (draws) | " + " | ".join(f"{m} regret" for m in methods)
@@ -113,7 +103,7 @@ def summarize(recs: list[dict]) -> str:
             # per task: mean over draws, then the mean over tasks (each task counts once)
             per = {m: {q: np.array([np.nanmean([r[m][q] for r in rows if r["task"] == n]) for n in names])
                        for q in ("latency_regret", "latency_band")} for m in methods}
-            lo, hi = _boot(per["adapted"]["latency_regret"] - per["flops"]["latency_regret"])
+            lo, hi = task_bootstrap(per["adapted"]["latency_regret"] - per["flops"]["latency_regret"])
             diff = float(np.mean(per["adapted"]["latency_regret"] - per["flops"]["latency_regret"]))
             draws = len(rows) // len(names)
             lines.append(f"| {'held out (information)' if held else 'meta-training (leave-one-task-out)'} | {k} | "

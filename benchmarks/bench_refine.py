@@ -31,11 +31,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks.bench_predictor_cv import latency_costs, load_cv_tasks  # noqa: E402
-from benchmarks.common import RESULTS, write_fragment  # noqa: E402
-
-#: How the session 10-11 task set was cut from the database (its first 892 rows less emoji-sports' first 6).
-SET5 = ("Task set: `set5.jsonl` = `head -892 metadb/metadb_v2.jsonl | grep -v '\"task\":\"emoji-sports\"'` "
-        "(886 rows, 16 meta-training tasks; read with `--db shipped`).\n\n")
+from benchmarks.common import RESULTS, SET5, task_bootstrap, write_fragment  # noqa: E402
 
 FINALISTS = (1, 2, 4, 8, 16)
 EPOCHS = (1, 2, 3)
@@ -121,12 +117,6 @@ def simulate(dbs: list[str]) -> list[dict]:
     return recs
 
 
-def _boot(diffs: np.ndarray, n: int = 2000, seed: int = 0) -> tuple[float, float]:
-    rng = np.random.default_rng(seed)
-    means = [diffs[rng.integers(0, len(diffs), len(diffs))].mean() for _ in range(n)]
-    return float(np.percentile(means, 2.5)), float(np.percentile(means, 97.5))
-
-
 def table(recs: list[dict]) -> tuple[str, dict]:
     """The grid's table and the rule's choice (from the meta-training rows only)."""
     by: dict = defaultdict(dict)  # (heldout, ranker, m, e) -> task -> regret
@@ -140,7 +130,7 @@ def table(recs: list[dict]) -> tuple[str, dict]:
             return "-"
         names = sorted(got)
         d = np.array([got[n] - base[h][n] for n in names])
-        lo, hi = _boot(d)
+        lo, hi = task_bootstrap(d)
         return f"{np.mean(list(got.values())):.2f} ({d.mean():+.2f} [{lo:+.2f}, {hi:+.2f}])"
 
     # The rule: lowest meta-training regret with ranker dass among M * E <= MAX_COST, cheaper within 0.05.

@@ -69,3 +69,18 @@ def teacher_space_latency(teacher_path: str | Path):
 
     return teacher, space, latency, table
 
+
+
+def task_bootstrap(diffs, n: int = 2000, seed: int = 0) -> tuple[float, float]:
+    """95% interval of the mean of per-task paired differences, tasks resampled with replacement."""
+    import numpy as np
+
+    diffs = np.asarray(diffs, dtype=float)
+    rng = np.random.default_rng(seed)
+    means = [diffs[rng.integers(0, len(diffs), len(diffs))].mean() for _ in range(n)]
+    return float(np.percentile(means, 2.5)), float(np.percentile(means, 97.5))
+
+
+#: How the session 10-11 task set was cut from the database (its first 892 rows less emoji-sports' first 6).
+SET5 = ("Task set: `set5.jsonl` = `head -892 metadb/metadb_v2.jsonl | grep -v '\"task\":\"emoji-sports\"'` "
+        "(886 rows, 16 meta-training tasks; read with `--db shipped`).\n\n")
