@@ -24,6 +24,7 @@ import argparse
 import json
 import sys
 from collections import defaultdict
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -31,7 +32,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks.bench_predictor_cv import latency_costs, load_cv_tasks  # noqa: E402
-from benchmarks.common import RESULTS, SET5, task_bootstrap, write_fragment  # noqa: E402
+from benchmarks.common import RESULTS, SET5, SET6, task_bootstrap, write_fragment  # noqa: E402
 
 FINALISTS = (1, 2, 4, 8, 16)
 EPOCHS = (1, 2, 3)
@@ -117,6 +118,147 @@ def simulate(dbs: list[str]) -> list[dict]:
     return recs
 
 
+#: Session 12's rule (results/refine_rule.txt): finalist sources [(ranker, depth patterns)] and rungs
+#: [(epochs, survivors)]; V0 is the shipped refinement.
+VARIANTS = {
+    "V0": ([("dass", 2), ("flops", 2)], [(3, 1)]),
+    "V1": ([("dass", 2), ("flops", 1), ("ridge", 1)], [(3, 1)]),
+    "V2": ([("dass", 3), ("flops", 3)], [(1, 3), (3, 1)]),
+    "V3": ([("dass", 2), ("flops", 2), ("ridge", 2)], [(1, 3), (3, 1)]),
+    "V4": ([("dass", 2), ("flops", 2), ("ridge", 2)], [(2, 1)]),
+}
+VARIANT_LOG = RESULTS / "refine_variants.jsonl"
+
+
+def successive_halving(run: Callable[[int, int], float], n: int, rank: Sequence[float],
+                       rungs: Sequence[tuple[int, int]]) -> list[tuple[int, float]]:
+    """Short runs in rungs (session 12's halving variants; not adopted, so it lives here): ``rungs`` =
+    [(epochs, keep), ...]; every survivor is run on to ``epochs`` (the same run continued, so a rung costs
+    only the epochs it adds), then the ``keep`` ahead survive.
+
+    ``run(i, epochs)`` returns finalist ``i``'s validation accuracy after ``epochs`` epochs; ties go to
+    ``rank`` (higher first). Returns ``[(finalist, accuracy at its last rung)]``: the last rung's survivors
+    best first, then those dropped earlier, later rungs first."""
+    from dass_edge.search.refine import refine_order
+
+    alive = list(range(n))
+    dropped: list[tuple[int, float]] = []
+    last: list[tuple[int, float]] = []
+    for epochs, keep in rungs:
+        accs = [run(i, epochs) for i in alive]
+        order = refine_order(accs, [rank[i] for i in alive])
+        ranked = [(alive[j], accs[j]) for j in order]
+        dropped = ranked[keep:] + dropped
+        alive = [i for i, _ in ranked[:keep]]
+        last = ranked[:keep]
+    return last + dropped
+
+
+def variant_cost(sources: list, rungs: list) -> int:
+    """Epochs of KD a variant spends: every finalist to the first rung, survivors on to each next one."""
+    alive, done, total = sum(c for _, c in sources), 0, 0
+    for epochs, keep in rungs:
+        total += alive * (epochs - done)
+        alive, done = min(alive, keep), epochs
+    return total
+
+
+def variant_regret(rankers: dict, curves: np.ndarray, true: np.ndarray, costs: np.ndarray, exclude: np.ndarray,
+                   archs: list, sources: list, rungs: list, quantiles=(0.2, 0.4, 0.6, 0.8)) -> float:
+    """Mean regret over the budget quantiles of a variant, run through the search's own functions
+    (:func:`finalists_from`, :func:`successive_halving`); ``curves[i, e - 1]``: student i's accuracy at epoch e."""
+    from dass_edge.search.refine import finalists_from
+
+    keep = ~exclude
+    out = []
+    for b in np.quantile(costs[keep], quantiles):
+        fit = np.where(keep & (costs <= b))[0]
+        chosen = finalists_from([archs[i] for i in fit], [(r, rankers[r][fit], c) for r, c in sources])
+        fin = [int(fit[j]) for j, _ in chosen]
+        order = successive_halving(lambda j, e, fin=fin: float(curves[fin[j], e - 1]), len(fin), rankers["dass"][fin],
+                                   rungs)
+        out.append(true[fit].max() - true[fin[order[0][0]]])
+    return float(np.mean(out))
+
+
+def simulate_variants(dbs: list[str]) -> list[dict]:
+    """Regret of each of :data:`VARIANTS` and of the rankers' own top-1 picks, per task."""
+    from dass_edge.predictor.hybrid import HybridPredictor
+    from dass_edge.predictor.pipeline import HYBRID_DEFAULTS
+    from dass_edge.predictor.strong_baselines import RidgeBaseline
+
+    tasks = load_cv_tasks(dbs)
+    rows = _curves(dbs)
+    train = sorted((t for t in tasks if not t.heldout), key=lambda t: t.name)
+    everyone, ridge_all = HybridPredictor(**HYBRID_DEFAULTS).fit(train), RidgeBaseline().fit(train)
+    recs = []
+    for t in sorted(tasks, key=lambda t: (t.heldout, t.name)):
+        lat = latency_costs(t)
+        keys = [a.key() for a in t.archs]
+        seed0 = rows.get((t.name, 0), {})
+        if lat is None or not all(k in seed0 for k in keys):
+            print(f"{t.name}: no CPU table here or students without a curve; sits out", flush=True)
+            continue
+        others = [u for u in train if u is not t]
+        model = everyone if t.heldout else HybridPredictor(**HYBRID_DEFAULTS).fit(others)
+        ridge = ridge_all if t.heldout else RidgeBaseline().fit(others)
+        idx = np.arange(len(t))
+        if t.heldout:  # label: an independent run (seed 1) where the task has one
+            seed1 = rows.get((t.name, 1), {})
+            idx = np.array([i for i, k in enumerate(keys) if k in seed1])
+            if len(idx) < 24:
+                continue
+            true = np.array([seed1[keys[i]]["val_acc"] for i in idx], dtype=float)
+        else:
+            true = t.labels.numpy().astype(float)[idx] * 100.0
+        costs, exclude = lat[idx], t.teacher_shaped().numpy()[idx]
+        rankers = {"dass": model.score(t)[idx], "flops": np.log(np.asarray(t.flops, dtype=float))[idx],
+                   "ridge": np.asarray(ridge.score(t), dtype=float)[idx]}
+        archs = [t.archs[i] for i in idx]
+        curves = np.array([seed0[keys[i]]["val_curve"] for i in idx], dtype=float)
+        for name, (sources, rungs) in [*VARIANTS.items(), *((f"{r} top-1", ([(r, 1)], [(1, 1)])) for r in rankers)]:
+            if name.endswith("top-1"):  # no refinement: the ranker's best that fits
+                regret = refined_regret(rankers[name.split()[0]], curves[:, 0], true, costs, exclude, 1)
+            else:
+                regret = variant_regret(rankers, curves, true, costs, exclude, archs, sources, rungs)
+            recs.append({"task": t.name, "heldout": bool(t.heldout), "variant": name, "regret": regret})
+        print(t.name, "done", flush=True)
+    return recs
+
+
+def variant_table(recs: list[dict]) -> tuple[str, str]:
+    """The variants' table and the session 12 rule's verdict (meta-training rows only)."""
+    by: dict = defaultdict(dict)
+    for r in recs:
+        by[(r["heldout"], r["variant"])][r["task"]] = r["regret"]
+
+    def cell(h: bool, name: str, base: str) -> str:
+        got, ref = by.get((h, name), {}), by.get((h, base), {})
+        if not got:
+            return "-"
+        names = sorted(got)
+        d = np.array([got[n] - ref[n] for n in names])
+        lo, hi = task_bootstrap(d)
+        return f"{np.mean(list(got.values())):.2f} ({d.mean():+.2f} [{lo:+.2f}, {hi:+.2f}])"
+
+    lines = ["| variant | finalists (depth patterns) by | rungs (epochs: survivors) | KD epochs | meta-training regret "
+             "(vs V0 [95%]) | held-out regret, label from seed 1 (vs V0) |", "|---|---|---|---:|---|---|"]
+    for name, (sources, rungs) in VARIANTS.items():
+        lines.append(f"| {name} | {' + '.join(f'{c} {r}' for r, c in sources)} | "
+                     f"{', '.join(f'{e}: {k}' for e, k in rungs)} | {variant_cost(sources, rungs)} | "
+                     f"{cell(False, name, 'V0')} | {cell(True, name, 'V0')} |")
+    for r in ("dass", "flops", "ridge"):
+        name = f"{r} top-1"
+        lines.append(f"| {name} (no refinement) | - | - | 0 | {cell(False, name, 'V0')} | {cell(True, name, 'V0')} |")
+    means = {n: np.mean(list(by[(False, n)].values())) for n in VARIANTS if by.get((False, n))}
+    best = min((n for n in means if n != "V0"), key=lambda n: means[n])
+    adopt = means[best] <= means["V0"] - 0.05
+    verdict = (f"The session 12 rule: the best variant on meta-training tasks is {best} (regret {means[best]:.2f} "
+               f"against V0's {means['V0']:.2f}); " + (f"it is lower by 0.05 points or more, so {best} replaces V0."
+                                                     if adopt else "it is not 0.05 points lower, so V0 stays."))
+    return "\n".join(lines) + "\n", verdict
+
+
 def table(recs: list[dict]) -> tuple[str, dict]:
     """The grid's table and the rule's choice (from the meta-training rows only)."""
     by: dict = defaultdict(dict)  # (heldout, ranker, m, e) -> task -> regret
@@ -156,8 +298,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--db", action="append", metavar="DB", help="databases read as one (like meta train --db)")
     parser.add_argument("--report", action="store_true", help="only rewrite the fragment from the stored records")
+    parser.add_argument("--variants", action="store_true", help="session 12's finalist variants (refine_variants.md)")
     args = parser.parse_args()
     torch.set_num_threads(1)
+    if args.variants:
+        main_variants(args)
+        return
     if not args.report:
         head = {"command": "python benchmarks/bench_refine.py " + " ".join(sys.argv[1:])}
         LOG.write_text("".join(json.dumps(r) + "\n" for r in [head, *simulate(args.db)]))
@@ -176,6 +322,23 @@ def main() -> None:
             "both ways of taking finalists score alike.\n\n" + RULE.read_text())
     write_fragment("refine", "Search with short-KD refinement of the finalists (simulated from stored curves)",
                    command, SET5 + text)
+    print(text)
+
+
+def main_variants(args: argparse.Namespace) -> None:
+    if not args.report:
+        head = {"command": "python benchmarks/bench_refine.py " + " ".join(sys.argv[1:])}
+        VARIANT_LOG.write_text("".join(json.dumps(r) + "\n" for r in [head, *simulate_variants(args.db)]))
+    lines = [json.loads(x) for x in VARIANT_LOG.read_text().splitlines() if x.strip()]
+    body, verdict = variant_table(lines[1:])
+    n = {h: len({r["task"] for r in lines[1:] if r["heldout"] == h}) for h in (False, True)}
+    text = (f"Tasks: {n[False]} meta-training, {n[True]} held out with a second seed. One finalist per depth pattern; "
+            "each source in turn adds its best student of each of its best patterns not yet taken. Rungs: every "
+            "survivor continues the same run to that epoch, then the given number stay. In brackets: the paired "
+            "difference to V0 (the shipped refinement) with a 95% bootstrap interval over tasks (negative favours "
+            "the row).\n\n" + body + "\n" + verdict + "\n")
+    write_fragment("refine_variants", "Refinement variants: where finalists come from, and rungs (simulated)",
+                   lines[0]["command"], SET6 + text)
     print(text)
 
 

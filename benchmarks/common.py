@@ -84,3 +84,7 @@ def task_bootstrap(diffs, n: int = 2000, seed: int = 0) -> tuple[float, float]:
 #: How the session 10-11 task set was cut from the database (its first 892 rows less emoji-sports' first 6).
 SET5 = ("Task set: `set5.jsonl` = `head -892 metadb/metadb_v2.jsonl | grep -v '\"task\":\"emoji-sports\"'` "
         "(886 rows, 16 meta-training tasks; read with `--db shipped`).\n\n")
+
+#: Session 12's task set: set 5 plus emoji-sports (complete), without the unfinished emoji-symbols.
+SET6 = ("Task set: `set6.jsonl` = `head -967 metadb/metadb_v2.jsonl | grep -v '\"task\":\"emoji-symbols\"'` "
+        "(950 rows, 17 meta-training tasks; read with `--db shipped`).\n\n")

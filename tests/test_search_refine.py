@@ -174,3 +174,18 @@ def test_finalists_say_who_chose_them():
     got = finalists_with_source(archs, [9.0, 8.0, 7.0], 3, hedge=[1.0, 2.0, 3.0])
     assert got == [(0, "score"), (2, "score"), (1, "fill")]  # 2 patterns only: the FLOPs half finds none new
     assert finalists_with_source(archs, [9.0, 8.0, 1.0], 2, hedge=[1.0, 2.0, 3.0]) == [(0, "score"), (2, "hedge")]
+
+
+def test_finalists_from_several_sources_take_turns_on_new_depth_patterns():
+    from dass_edge.search.refine import finalists_from
+
+    archs = [_arch((1, 1, 2, 1), 16), _arch((1, 1, 2, 1), 8), _arch((1, 2, 1, 1), 16), _arch((2, 1, 1, 1), 8),
+             _arch((1, 2, 1, 1), 8), _arch((2, 2, 2, 1), 8)]
+    dass = [9.0, 8.5, 7.0, 6.0, 8.0, 1.0]
+    flops = [5.0, 4.0, 3.0, 2.0, 1.0, 6.0]
+    ridge = [9.9, 0.0, 0.0, 5.0, 0.0, 9.0]  # its two best patterns are taken; its next one is 2-1-1-1
+    got = finalists_from(archs, [("dass", dass, 2), ("flops", flops, 1), ("ridge", ridge, 1)])
+    assert got == [(0, "dass"), (4, "dass"), (5, "flops"), (3, "ridge")]
+    got = finalists_from(archs[:3], [("dass", dass[:3], 1), ("ridge", ridge[:3], 2)])  # 2 patterns for 3 slots
+    assert got == [(0, "dass"), (2, "ridge"), (1, "fill")]
+

@@ -29,8 +29,8 @@ if TYPE_CHECKING:
     from dass_edge.data.task import TaskData
     from dass_edge.models.resnet import ResNet
 
-__all__ = ["REFINE_EPOCHS", "REFINE_FINALISTS", "ShortKD", "check_refine", "finalists_with_source", "pick_finalists",
-           "refine_order", "short_kd"]
+__all__ = ["REFINE_EPOCHS", "REFINE_FINALISTS", "ShortKD", "check_refine", "finalists_from", "finalists_with_source",
+           "pick_finalists", "refine_order", "short_kd"]
 
 REFINE_FINALISTS = 4  # students distilled briefly: one per depth pattern, half the predictor's, half FLOPs'
 REFINE_EPOCHS = 3  # of the meta-database recipe's 10
@@ -77,23 +77,33 @@ def finalists_with_source(archs: Sequence[Arch], scores: Sequence[float], n: int
     """:func:`pick_finalists` with who chose each: ``"score"`` (one per pattern), ``"hedge"`` or ``"fill"``."""
     if n <= 0:
         return []
+    half = n // 2 if hedge is not None else 0
+    sources = [("score", scores, n - half)] + ([("hedge", hedge, half)] if hedge is not None else [])
+    return finalists_from(archs, sources, fill=scores)
+
+
+def finalists_from(archs: Sequence[Arch], sources: Sequence[tuple[str, Sequence[float], int]],
+                   fill: Sequence[float] | None = None) -> list[tuple[int, str]]:
+    """Finalists named by several scores in turn: each ``(name, scores, count)`` source adds the best-scored
+    student of each of its ``count`` best depth patterns that no earlier source took. Fewer patterns than
+    finalists: the rest are the best by ``fill`` (default: the first source's scores), tagged ``"fill"``."""
     out: list[tuple[int, str]] = []
     seen: set = set()
-
-    def take(values: Sequence[float], count: int, source: str) -> None:
+    for name, values, count in sources:
+        target = len(out) + count
         for i in sorted(range(len(archs)), key=lambda i: -float(values[i])):
-            if len(out) >= count:
-                return
+            if len(out) >= target:
+                break
             if archs[i].depths not in seen:
                 seen.add(archs[i].depths)
-                out.append((i, source))
-
-    take(scores, n - (n // 2 if hedge is not None else 0), "score")
-    if hedge is not None:
-        take(hedge, n, "hedge")
-    taken = {i for i, _ in out}
-    order = sorted(range(len(archs)), key=lambda i: -float(scores[i]))
-    return out + [(i, "fill") for i in order if i not in taken][: n - len(out)]
+                out.append((i, name))
+    n = sum(count for _, _, count in sources)
+    if len(out) < n and sources:
+        taken = {i for i, _ in out}
+        by = fill if fill is not None else sources[0][1]
+        order = sorted(range(len(archs)), key=lambda i: -float(by[i]))
+        out += [(i, "fill") for i in order if i not in taken][: n - len(out)]
+    return out
 
 
 def refine_order(early: Sequence[float], rank: Sequence[float]) -> np.ndarray:
