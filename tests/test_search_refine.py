@@ -35,6 +35,7 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 @pytest.fixture(autouse=True)
 def empty_user_tables(tmp_path, monkeypatch):
     monkeypatch.setenv("DASS_EDGE_TABLES", str(tmp_path / "user-tables"))
+    monkeypatch.setenv("DASS_EDGE_CACHE", str(tmp_path / "cache"))  # no short-KD result kept by an earlier run
 
 
 def test_a_run_stopped_early_is_the_full_runs_prefix():
@@ -139,7 +140,15 @@ def test_search_refines_its_finalists_with_real_short_kd(tmp_path):
     assert len(record["top"]) == 3 and "refine_val_acc" not in record["top"][2]
     assert any(n.startswith("rank 1 was chosen by short-KD refinement") for n in record["notes"])
     saved = json.loads((tmp_path / "run" / "search.json").read_text())
-    assert saved["refine"] == ref and saved["inputs"]["refine"] == 2
+    assert saved["refine"] == ref and saved["inputs"]["refine"] == 2 and ref["reused"] == 0
+
+    # the same search again: the finalists' short runs are read back, not trained again, with the same result
+    plan = prepare_search(0.35, table=table, data_dir=data_dir, out=tmp_path / "run", budget_evals=120, top_k=3,
+                          refine=2, refine_epochs=1, replace=True)
+    again = run_search(plan, ToyScorer())
+    assert again["refine"]["reused"] == 2 and all(s["reused"] for s in again["refine"]["students"])
+    assert [p["arch_key"] for p in again["top"]] == [p["arch_key"] for p in record["top"]]
+    assert any("2 of them read back from an interrupted or identical earlier run" in n for n in again["notes"])
 
 
 def test_short_kd_reports_each_finalists_accuracy_after_its_epochs():
@@ -151,6 +160,48 @@ def test_short_kd_reports_each_finalists_accuracy_after_its_epochs():
     assert [r.epochs for r in runs] == [1, 1] and all(np.isfinite(r.val_acc) for r in runs)
     assert seen[0] == (0, 2) and seen[-1] == (2, 2)
     assert torch.get_num_threads() == 1
+
+
+def test_short_kd_survives_an_interruption_and_trains_nothing_twice(tmp_path, monkeypatch):
+    import dass_edge.training.distill as distill_module
+
+    data = load_task("count-dots", resolution=8)
+    teacher = tiny_teacher(data)
+    other = Arch((1, 1, 1, 1), ((8,), (16,), (16,), (32,)))
+    work = tmp_path / "work"
+    first = short_kd(teacher, data, [STUDENT, other], epochs=2, work_dir=work, teacher_sha256="ab" * 32)
+    kept = sorted(work.glob("*.json"))
+    assert len(kept) == 2 and not list(work.glob("*.resume.pt"))  # finished runs leave no resume state
+
+    real, calls = distill_module.distill, []
+
+    def counting(*args, **kwargs):
+        calls.append(args[1])
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(distill_module, "distill", counting)
+    again = short_kd(teacher, data, [STUDENT, other], epochs=2, work_dir=work, teacher_sha256="ab" * 32)
+    assert calls == [] and [r.val_acc for r in again] == [r.val_acc for r in first] and all(r.reused for r in again)
+
+    # killed after the first finalist: its result is kept, only the second trains again, to the same accuracy
+    by_arch = {json.loads(p.read_text())["arch_key"]: p for p in kept}
+    by_arch[other.key()].unlink()
+    resumed = short_kd(teacher, data, [STUDENT, other], epochs=2, work_dir=work, teacher_sha256="ab" * 32)
+    assert calls == [other] and by_arch[other.key()].exists()
+    assert [r.val_acc for r in resumed] == [r.val_acc for r in first]
+
+    # a file that is not this run's (another seed, a corrupt one) is never read as its result
+    kept[0].write_text("{not json")
+    kept[1].write_text(json.dumps({"key": "elsewhere", "val_acc": 99.0, "seconds": 1.0}))
+    calls.clear()
+    redone = short_kd(teacher, data, [STUDENT, other], epochs=2, work_dir=work, teacher_sha256="ab" * 32)
+    assert len(calls) == 2 and [r.val_acc for r in redone] == [r.val_acc for r in first]
+    calls.clear()
+    short_kd(teacher, data, [STUDENT], epochs=2, seed=3, work_dir=work, teacher_sha256="ab" * 32)
+    assert len(calls) == 1  # another seed is another run
+    calls.clear()
+    short_kd(teacher, data, [STUDENT], epochs=2, work_dir=tmp_path / "none")  # no teacher checksum: nothing kept
+    assert len(calls) == 1 and not (tmp_path / "none").exists()
 
 
 def test_report_and_table_show_the_short_kd_accuracy(tmp_path):

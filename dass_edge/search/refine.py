@@ -16,6 +16,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -44,6 +45,7 @@ class ShortKD:
     val_acc: float
     epochs: int
     seconds: float
+    reused: bool = False  # read back from the work folder: an interrupted or identical earlier run did it
 
 
 def check_refine(finalists: int, epochs: int) -> None:
@@ -112,12 +114,15 @@ def refine_order(early: Sequence[float], rank: Sequence[float]) -> np.ndarray:
 
 
 def short_kd(teacher: ResNet, data: TaskData, archs: Sequence[Arch], epochs: int = REFINE_EPOCHS, *, seed: int = 0,
-             device: str | torch.device = "cpu", progress: Callable[[int, int], None] | None = None
-             ) -> list[ShortKD]:
+             device: str | torch.device = "cpu", progress: Callable[[int, int], None] | None = None,
+             work_dir: str | Path | None = None, teacher_sha256: str | None = None) -> list[ShortKD]:
     """Distill each of ``archs`` from ``teacher`` on ``data`` for the first ``epochs`` epochs of the
     meta-database recipe (its schedule unchanged, so the accuracy is the full run's at that epoch).
 
-    ``progress(done, total)`` counts epochs over all finalists.
+    ``progress(done, total)`` counts epochs over all finalists. With ``work_dir`` the refinement survives
+    kill -9: each finished finalist's result is kept there (one small JSON file, keyed by everything that
+    determines it: teacher file, training images, student, epochs, seed, device kind, torch version) and read
+    back instead of trained again, and the finalist in progress resumes from its last finished epoch.
     """
     from dass_edge.training.distill import KDConfig, distill
 
@@ -126,13 +131,62 @@ def short_kd(teacher: ResNet, data: TaskData, archs: Sequence[Arch], epochs: int
     total, out = len(archs) * epochs, []
     report = progress or (lambda done, total: None)
     report(0, total)
+    folder = Path(work_dir) if work_dir is not None else None
     for i, arch in enumerate(archs):
         t0 = time.perf_counter()
+        key = _result_key(teacher_sha256, data, arch, epochs, config, device) if folder else None
+        kept = _read_result(folder / f"{key}.json", key) if folder and key else None
+        if kept is not None:
+            out.append(ShortKD(arch, kept["val_acc"], epochs, kept["seconds"], reused=True))
+            report((i + 1) * epochs, total)
+            continue
 
         def step(event: str, info: dict, i: int = i) -> None:
             if event == "epoch":
                 report(i * epochs + int(info["epoch"]), total)
 
-        result = distill(teacher, arch, data, config, progress=step, device=device, stop_after=epochs)
-        out.append(ShortKD(arch, float(result.history[-1]["val_acc"]), epochs, time.perf_counter() - t0))
+        resume = folder / f"{key}.resume.pt" if folder and key else None
+        if resume is not None:
+            resume.parent.mkdir(parents=True, exist_ok=True)
+        result = distill(teacher, arch, data, config, progress=step, device=device, stop_after=epochs,
+                         resume_path=resume)
+        run = ShortKD(arch, float(result.history[-1]["val_acc"]), epochs, time.perf_counter() - t0)
+        if folder and key:
+            from dass_edge.io import atomic_write_json
+
+            atomic_write_json(folder / f"{key}.json", {"key": key, "arch_key": arch.key(), "val_acc": run.val_acc,
+                                                        "seconds": round(run.seconds, 3)})
+        out.append(run)
     return out
+
+
+def _result_key(teacher_sha256: str | None, data: TaskData, arch: Arch, epochs: int,
+                config: object, device: str | torch.device) -> str | None:
+    """What a finalist's short run is a function of (None: the teacher has no file checksum to name it by)."""
+    import hashlib
+    import json
+    from dataclasses import asdict
+
+    import torch
+
+    from dass_edge.training.teacher_cache import data_fingerprint
+
+    if not teacher_sha256:
+        return None
+    payload = {"v": 1, "teacher": teacher_sha256, "data": data_fingerprint(data), "flip": data.flip_ok,
+               "arch": arch.key(), "epochs": epochs, "config": asdict(config), "device": torch.device(device).type,
+               "torch": torch.__version__}
+    return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:24]
+
+
+def _read_result(path: Path, key: str) -> dict | None:
+    """A kept result, or None when absent, unreadable or not this run's (it is then simply trained again)."""
+    import json
+    import math
+
+    try:
+        doc = json.loads(path.read_text())
+        ok = doc.get("key") == key and math.isfinite(float(doc["val_acc"])) and math.isfinite(float(doc["seconds"]))
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return None
+    return {"val_acc": float(doc["val_acc"]), "seconds": float(doc["seconds"])} if ok else None

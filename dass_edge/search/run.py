@@ -171,6 +171,7 @@ def run_search(plan: SearchPlan, scorer: Scorer, progress: Progress | None = Non
 def _refine(plan: SearchPlan, archs: list[Arch], accs: list[float], progress: Progress) -> dict:
     """Short-KD refinement of the predictor's top ``plan.refine`` candidates (all fit the budget):
     ``order`` [(candidate index, accuracy after the short run)] best first, the record and a note."""
+    from dass_edge.data.builtin import cache_dir
     from dass_edge.search.refine import finalists_with_source, refine_order, short_kd
 
     flops = [plan.costs.get(a)[3] for a in archs]
@@ -180,7 +181,9 @@ def _refine(plan: SearchPlan, archs: list[Arch], accs: list[float], progress: Pr
     by_predictor = sum(1 for _, who in chosen if who == "score")
     t0 = time.perf_counter()
     runs = short_kd(plan.teacher, plan.data, [archs[i] for i in finalists], plan.refine_epochs, seed=plan.seed,
-                    device=plan.train_device, progress=lambda done, total: progress("refine", done, total))
+                    device=plan.train_device, progress=lambda done, total: progress("refine", done, total),
+                    work_dir=cache_dir() / "refine", teacher_sha256=plan.teacher_sha256)
+    reused = sum(r.reused for r in runs)
     order = refine_order([r.val_acc for r in runs], [accs[i] for i in finalists])
     seconds = time.perf_counter() - t0
     ranked = [(finalists[j], runs[j].val_acc) for j in order]
@@ -189,12 +192,15 @@ def _refine(plan: SearchPlan, archs: list[Arch], accs: list[float], progress: Pr
               "device": plan.train_device, "seconds": round(seconds, 1),
               "students": [{"arch_key": archs[i].key(), "predicted_acc": accs[i], "flops": flops[i],
                             "chosen_by": source[chosen[j][1]], "val_acc": runs[j].val_acc,
-                            "seconds": round(runs[j].seconds, 1)} for j, i in enumerate(finalists)],
-              "predictor_top1": archs[finalists[0]].key(), "changed_rank1": moved}
+                            "seconds": round(runs[j].seconds, 1), "reused": runs[j].reused}
+                           for j, i in enumerate(finalists)],
+              "predictor_top1": archs[finalists[0]].key(), "changed_rank1": moved, "reused": reused}
     note = (f"rank 1 was chosen by short-KD refinement: {len(finalists)} finalists (the predictor's best student "
             f"of each of its {by_predictor} best depth patterns, then the largest by FLOPs of "
             f"other depth patterns) were distilled for {plan.refine_epochs} of the recipe's "
-            f"{DB_RECIPE.epochs} epochs on this task ({seconds:.0f} s; "
+            f"{DB_RECIPE.epochs} epochs on this task ({seconds:.0f} s"
+            + (f", {reused} of them read back from an interrupted or identical earlier run" if reused else "")
+            + "; "
             "--refine 0 skips it), and ranked by their validation accuracy then ("
             + ", ".join(f"{archs[i].key()} {acc:.1f}%" for i, acc in ranked) + ")"
             + (f"; the predictor alone would have ranked {archs[finalists[0]].key()} first" if moved else ""))
