@@ -240,3 +240,35 @@ def test_finalists_from_several_sources_take_turns_on_new_depth_patterns():
     got = finalists_from(archs[:3], [("dass", dass[:3], 1), ("ridge", ridge[:3], 2)])  # 2 patterns for 3 slots
     assert got == [(0, "dass"), (2, "ridge"), (1, "fill")]
 
+
+
+@pytest.mark.slow
+def test_a_search_killed_during_refinement_resumes_it(tmp_path):
+    """SIGKILL a real ``dass-edge search`` once its first finalist's short run is kept: nothing of the run
+    folder is left, and the rerun reads that finalist back and distills only the other."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    data_dir = _image_folder(tmp_path / "images", per_class=40)
+    env = {**os.environ, "DASS_EDGE_TABLES": str(tmp_path / "user-tables"), "DASS_EDGE_CACHE": str(tmp_path / "cache"),
+           "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "dass_edge.cli", "search", "--latency-ms", "50%", "--data", str(data_dir),
+           "--budget-evals", "100", "--top-k", "2", "--refine", "2", "--refine-epochs", "3", "--out",
+           str(tmp_path / "run"), "--json"]
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    kept, deadline = [], time.time() + 300
+    while time.time() < deadline and proc.poll() is None and not kept:
+        kept = list((tmp_path / "cache" / "refine").glob("*.json"))
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert len(kept) == 1, "killed too late or the refinement never started"
+    assert not (tmp_path / "run").exists()
+    out = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr
+    refine = json.loads(out.stdout)["refine"]
+    assert refine["reused"] == 1 and [s["reused"] for s in refine["students"]].count(True) == 1
+    assert len(list((tmp_path / "cache" / "refine").glob("*.json"))) == 2
