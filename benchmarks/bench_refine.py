@@ -75,15 +75,21 @@ def _curves(dbs: list[str]) -> dict:
     return out
 
 
-def simulate(dbs: list[str]) -> list[dict]:
+def simulated_tasks(dbs: list[str], with_ridge: bool = False):
+    """Per task that can be simulated: ``(task, true, costs, exclude, archs, curves, rankers)``.
+
+    Rankers are fitted leave-one-task-out on meta-training tasks (all of them for held-out ones); ``true``
+    is the label (held out: seed 1's accuracy, an independent run), ``curves[i, e - 1]`` seed 0's accuracy
+    of student i at epoch e."""
     from dass_edge.predictor.hybrid import HybridPredictor
     from dass_edge.predictor.pipeline import HYBRID_DEFAULTS
+    from dass_edge.predictor.strong_baselines import RidgeBaseline
 
     tasks = load_cv_tasks(dbs)
     rows = _curves(dbs)
     train = sorted((t for t in tasks if not t.heldout), key=lambda t: t.name)
     everyone = HybridPredictor(**HYBRID_DEFAULTS).fit(train)
-    recs = []
+    ridge_all = RidgeBaseline().fit(train) if with_ridge else None
     for t in sorted(tasks, key=lambda t: (t.heldout, t.name)):
         lat = latency_costs(t)
         keys = [a.key() for a in t.archs]
@@ -91,7 +97,8 @@ def simulate(dbs: list[str]) -> list[dict]:
         if lat is None or not all(k in seed0 for k in keys):
             print(f"{t.name}: no CPU table here or students without a curve; sits out", flush=True)
             continue
-        model = everyone if t.heldout else HybridPredictor(**HYBRID_DEFAULTS).fit([u for u in train if u is not t])
+        others = [u for u in train if u is not t]
+        model = everyone if t.heldout else HybridPredictor(**HYBRID_DEFAULTS).fit(others)
         idx = np.arange(len(t))
         if t.heldout:  # label: an independent run (seed 1) where the task has one
             seed1 = rows.get((t.name, 1), {})
@@ -101,13 +108,22 @@ def simulate(dbs: list[str]) -> list[dict]:
             true = np.array([seed1[keys[i]]["val_acc"] for i in idx], dtype=float)
         else:
             true = t.labels.numpy().astype(float)[idx] * 100.0
-        costs, exclude = lat[idx], t.teacher_shaped().numpy()[idx]
         rankers = {"dass": model.score(t)[idx], "flops": np.log(np.asarray(t.flops, dtype=float))[idx]}
-        archs = [t.archs[i] for i in idx]
+        if with_ridge:
+            ridge = ridge_all if t.heldout else RidgeBaseline().fit(others)
+            rankers["ridge"] = np.asarray(ridge.score(t), dtype=float)[idx]
+        curves = np.array([seed0[keys[i]]["val_curve"] for i in idx], dtype=float)
+        yield t, true, lat[idx], t.teacher_shaped().numpy()[idx], [t.archs[i] for i in idx], curves, rankers
+
+
+def simulate(dbs: list[str]) -> list[dict]:
+    """Regret of every (ranker, M, E) of the session 11 grid, per task."""
+    recs = []
+    for t, true, costs, exclude, archs, curves, rankers in simulated_tasks(dbs):
         for ranker, rank in [*rankers.items(), ("dass, one per depth pattern", rankers["dass"]),
                              (HEDGED, rankers["dass"])]:
             for e in EPOCHS:
-                early = np.array([seed0[keys[i]]["val_curve"][e - 1] for i in idx], dtype=float)
+                early = curves[:, e - 1]
                 for m in FINALISTS:
                     spread = archs if ranker in ("dass, one per depth pattern", HEDGED) else None
                     hedge = rankers["flops"] if ranker == HEDGED else None
@@ -183,39 +199,8 @@ def variant_regret(rankers: dict, curves: np.ndarray, true: np.ndarray, costs: n
 
 def simulate_variants(dbs: list[str]) -> list[dict]:
     """Regret of each of :data:`VARIANTS` and of the rankers' own top-1 picks, per task."""
-    from dass_edge.predictor.hybrid import HybridPredictor
-    from dass_edge.predictor.pipeline import HYBRID_DEFAULTS
-    from dass_edge.predictor.strong_baselines import RidgeBaseline
-
-    tasks = load_cv_tasks(dbs)
-    rows = _curves(dbs)
-    train = sorted((t for t in tasks if not t.heldout), key=lambda t: t.name)
-    everyone, ridge_all = HybridPredictor(**HYBRID_DEFAULTS).fit(train), RidgeBaseline().fit(train)
     recs = []
-    for t in sorted(tasks, key=lambda t: (t.heldout, t.name)):
-        lat = latency_costs(t)
-        keys = [a.key() for a in t.archs]
-        seed0 = rows.get((t.name, 0), {})
-        if lat is None or not all(k in seed0 for k in keys):
-            print(f"{t.name}: no CPU table here or students without a curve; sits out", flush=True)
-            continue
-        others = [u for u in train if u is not t]
-        model = everyone if t.heldout else HybridPredictor(**HYBRID_DEFAULTS).fit(others)
-        ridge = ridge_all if t.heldout else RidgeBaseline().fit(others)
-        idx = np.arange(len(t))
-        if t.heldout:  # label: an independent run (seed 1) where the task has one
-            seed1 = rows.get((t.name, 1), {})
-            idx = np.array([i for i, k in enumerate(keys) if k in seed1])
-            if len(idx) < 24:
-                continue
-            true = np.array([seed1[keys[i]]["val_acc"] for i in idx], dtype=float)
-        else:
-            true = t.labels.numpy().astype(float)[idx] * 100.0
-        costs, exclude = lat[idx], t.teacher_shaped().numpy()[idx]
-        rankers = {"dass": model.score(t)[idx], "flops": np.log(np.asarray(t.flops, dtype=float))[idx],
-                   "ridge": np.asarray(ridge.score(t), dtype=float)[idx]}
-        archs = [t.archs[i] for i in idx]
-        curves = np.array([seed0[keys[i]]["val_curve"] for i in idx], dtype=float)
+    for t, true, costs, exclude, archs, curves, rankers in simulated_tasks(dbs, with_ridge=True):
         for name, (sources, rungs) in [*VARIANTS.items(), *((f"{r} top-1", ([(r, 1)], [(1, 1)])) for r in rankers)]:
             if name.endswith("top-1"):  # no refinement: the ranker's best that fits
                 regret = refined_regret(rankers[name.split()[0]], curves[:, 0], true, costs, exclude, 1)

@@ -272,3 +272,15 @@ def test_a_search_killed_during_refinement_resumes_it(tmp_path):
     refine = json.loads(out.stdout)["refine"]
     assert refine["reused"] == 1 and [s["reused"] for s in refine["students"]].count(True) == 1
     assert len(list((tmp_path / "cache" / "refine").glob("*.json"))) == 2
+
+
+def test_finalists_share_one_teacher_output_cache_of_their_epochs(tmp_path):
+    data = load_task("count-dots", resolution=8)
+    teacher = tiny_teacher(data)
+    archs = [STUDENT, Arch((1, 1, 1, 1), ((8,), (16,), (16,), (32,)))]
+    live = short_kd(teacher, data, archs, epochs=2)
+    cached = short_kd(teacher, data, archs, epochs=2, teacher_sha256="cd" * 32, cache_dir=tmp_path)
+    assert [r.val_acc for r in cached] == [r.val_acc for r in live]  # the same stream, the same answers
+    files = list((tmp_path / "teacher_logits").glob("*.pt"))
+    assert len(files) == 1  # built once, for both finalists
+    assert torch.load(files[0], weights_only=True)["logits"].shape[0] == 2  # the short runs' epochs, not all 10

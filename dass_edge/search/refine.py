@@ -115,14 +115,17 @@ def refine_order(early: Sequence[float], rank: Sequence[float]) -> np.ndarray:
 
 def short_kd(teacher: ResNet, data: TaskData, archs: Sequence[Arch], epochs: int = REFINE_EPOCHS, *, seed: int = 0,
              device: str | torch.device = "cpu", progress: Callable[[int, int], None] | None = None,
-             work_dir: str | Path | None = None, teacher_sha256: str | None = None) -> list[ShortKD]:
+             work_dir: str | Path | None = None, teacher_sha256: str | None = None,
+             cache_dir: str | Path | None = None) -> list[ShortKD]:
     """Distill each of ``archs`` from ``teacher`` on ``data`` for the first ``epochs`` epochs of the
     meta-database recipe (its schedule unchanged, so the accuracy is the full run's at that epoch).
 
     ``progress(done, total)`` counts epochs over all finalists. With ``work_dir`` the refinement survives
     kill -9: each finished finalist's result is kept there (one small JSON file, keyed by everything that
     determines it: teacher file, training images, student, epochs, seed, device kind, torch version) and read
-    back instead of trained again, and the finalist in progress resumes from its last finished epoch.
+    back instead of trained again, and the finalist in progress resumes from its last finished epoch. With
+    ``cache_dir`` and ``teacher_sha256`` the teacher's answers to the first ``epochs`` epochs are computed once
+    and shared by all finalists (the teacher-output cache of ``distill``), not once per finalist.
     """
     from dass_edge.training.distill import KDConfig, distill
 
@@ -149,7 +152,7 @@ def short_kd(teacher: ResNet, data: TaskData, archs: Sequence[Arch], epochs: int
         if resume is not None:
             resume.parent.mkdir(parents=True, exist_ok=True)
         result = distill(teacher, arch, data, config, progress=step, device=device, stop_after=epochs,
-                         resume_path=resume)
+                         resume_path=resume, cache_dir=cache_dir, teacher_sha256=teacher_sha256)
         run = ShortKD(arch, float(result.history[-1]["val_acc"]), epochs, time.perf_counter() - t0)
         if folder and key:
             from dass_edge.io import atomic_write_json

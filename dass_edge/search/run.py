@@ -182,7 +182,7 @@ def _refine(plan: SearchPlan, archs: list[Arch], accs: list[float], progress: Pr
     t0 = time.perf_counter()
     runs = short_kd(plan.teacher, plan.data, [archs[i] for i in finalists], plan.refine_epochs, seed=plan.seed,
                     device=plan.train_device, progress=lambda done, total: progress("refine", done, total),
-                    work_dir=cache_dir() / "refine", teacher_sha256=plan.teacher_sha256)
+                    work_dir=cache_dir() / "refine", teacher_sha256=plan.teacher_sha256, cache_dir=cache_dir())
     reused = sum(r.reused for r in runs)
     order = refine_order([r.val_acc for r in runs], [accs[i] for i in finalists])
     seconds = time.perf_counter() - t0

@@ -168,7 +168,8 @@ def distill(teacher: ResNet, arch: Arch, data: TaskData, config: KDConfig, *, te
     cache, hit = None, False
     if needs_teacher and cache_dir is not None and teacher_sha256:
         cache, hit = load_or_build_cache(teacher, teacher_sha256, data, cache_dir, seed=recipe.seed,
-                                         batch_size=recipe.batch_size, epochs=recipe.epochs, augment=recipe.augment,
+                                         batch_size=recipe.batch_size, epochs=stop_after or recipe.epochs,
+                                         augment=recipe.augment,
                                          mean=mean, std=std)
     box = KDBox(teacher, get_loss(config.loss, alpha=config.alpha, temperature=config.temperature), cache,
                 needs_teacher=needs_teacher)
