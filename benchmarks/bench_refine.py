@@ -76,7 +76,7 @@ def _curves(dbs: list[str]) -> dict:
 
 
 def simulated_tasks(dbs: list[str], with_ridge: bool = False):
-    """Per task that can be simulated: ``(task, true, costs, exclude, archs, curves, rankers)``.
+    """Per task that can be simulated: ``(task, true, costs, exclude, archs, curves, rankers, sizes)``.
 
     Rankers are fitted leave-one-task-out on meta-training tasks (all of them for held-out ones); ``true``
     is the label (held out: seed 1's accuracy, an independent run), ``curves[i, e - 1]`` seed 0's accuracy
@@ -113,13 +113,14 @@ def simulated_tasks(dbs: list[str], with_ridge: bool = False):
             ridge = ridge_all if t.heldout else RidgeBaseline().fit(others)
             rankers["ridge"] = np.asarray(ridge.score(t), dtype=float)[idx]
         curves = np.array([seed0[keys[i]]["val_curve"] for i in idx], dtype=float)
-        yield t, true, lat[idx], t.teacher_shaped().numpy()[idx], [t.archs[i] for i in idx], curves, rankers
+        sizes = np.log(np.array([t.flops, t.params], dtype=float).T[idx])  # log FLOPs, log parameters
+        yield t, true, lat[idx], t.teacher_shaped().numpy()[idx], [t.archs[i] for i in idx], curves, rankers, sizes
 
 
 def simulate(dbs: list[str]) -> list[dict]:
     """Regret of every (ranker, M, E) of the session 11 grid, per task."""
     recs = []
-    for t, true, costs, exclude, archs, curves, rankers in simulated_tasks(dbs):
+    for t, true, costs, exclude, archs, curves, rankers, _ in simulated_tasks(dbs):
         for ranker, rank in [*rankers.items(), ("dass, one per depth pattern", rankers["dass"]),
                              (HEDGED, rankers["dass"])]:
             for e in EPOCHS:
@@ -200,15 +201,41 @@ def variant_regret(rankers: dict, curves: np.ndarray, true: np.ndarray, costs: n
 def simulate_variants(dbs: list[str]) -> list[dict]:
     """Regret of each of :data:`VARIANTS` and of the rankers' own top-1 picks, per task."""
     recs = []
-    for t, true, costs, exclude, archs, curves, rankers in simulated_tasks(dbs, with_ridge=True):
+    tasks = list(simulated_tasks(dbs, with_ridge=True))
+    for t, true, costs, exclude, archs, curves, rankers, sizes in tasks:
+        others = [(u[5], u[1], u[7]) for u in tasks if not u[0].heldout and u[0] is not t]
+        gain = remaining_gain(others, curves, sizes)  # the fourth rule's V5
         for name, (sources, rungs) in [*VARIANTS.items(), *((f"{r} top-1", ([(r, 1)], [(1, 1)])) for r in rankers)]:
             if name.endswith("top-1"):  # no refinement: the ranker's best that fits
                 regret = refined_regret(rankers[name.split()[0]], curves[:, 0], true, costs, exclude, 1)
             else:
                 regret = variant_regret(rankers, curves, true, costs, exclude, archs, sources, rungs)
             recs.append({"task": t.name, "heldout": bool(t.heldout), "variant": name, "regret": regret})
+        v0 = VARIANTS["V0"]
+        recs.append({"task": t.name, "heldout": bool(t.heldout), "variant": "V5",
+                     "regret": variant_regret(rankers, curves + gain[:, None], true, costs, exclude, archs, *v0)})
         print(t.name, "done", flush=True)
     return recs
+
+
+GAIN_EPOCH = 3  # V5: the remaining gain is predicted from the curve up to this epoch (V0's E)
+
+
+def _gain_features(curves: np.ndarray, sizes: np.ndarray) -> np.ndarray:
+    """Epoch-3 rise, and log FLOPs and log parameters as differences to the task's mean."""
+    e = GAIN_EPOCH
+    return np.column_stack([curves[:, e - 1] - curves[:, e - 2], sizes - sizes.mean(0)])
+
+
+def remaining_gain(train: list, curves: np.ndarray, sizes: np.ndarray, alpha: float = 1.0) -> np.ndarray:
+    """The fourth rule's predicted final-minus-epoch-3 accuracy of each student of a task, from a ridge fitted on
+    ``train`` = [(curves, labels, sizes)] of other tasks (standardized inputs)."""
+    x = np.concatenate([_gain_features(c, z) for c, _, z in train])
+    y = np.concatenate([lab - c[:, GAIN_EPOCH - 1] for c, lab, _ in train])
+    mean, scale = x.mean(0), np.where(x.std(0) > 1e-9, x.std(0), 1.0)
+    z = (x - mean) / scale
+    coef = np.linalg.solve(z.T @ z + alpha * np.eye(z.shape[1]), z.T @ (y - y.mean()))
+    return ((_gain_features(curves, sizes) - mean) / scale) @ coef + y.mean()
 
 
 def variant_table(recs: list[dict]) -> tuple[str, str]:
@@ -232,6 +259,9 @@ def variant_table(recs: list[dict]) -> tuple[str, str]:
         lines.append(f"| {name} | {' + '.join(f'{c} {r}' for r, c in sources)} | "
                      f"{', '.join(f'{e}: {k}' for e, k in rungs)} | {variant_cost(sources, rungs)} | "
                      f"{cell(False, name, 'V0')} | {cell(True, name, 'V0')} |")
+    if by.get((False, "V5")):
+        lines.append(f"| V5 | V0's | 3: 1, ranked by accuracy + predicted remaining gain | "
+                     f"{variant_cost(*VARIANTS['V0'])} | {cell(False, 'V5', 'V0')} | {cell(True, 'V5', 'V0')} |")
     for r in ("dass", "flops", "ridge"):
         name = f"{r} top-1"
         lines.append(f"| {name} (no refinement) | - | - | 0 | {cell(False, name, 'V0')} | {cell(True, name, 'V0')} |")
@@ -241,6 +271,12 @@ def variant_table(recs: list[dict]) -> tuple[str, str]:
     verdict = (f"The session 12 rule: the best variant on meta-training tasks is {best} (regret {means[best]:.2f} "
                f"against V0's {means['V0']:.2f}); " + (f"it is lower by 0.05 points or more, so {best} replaces V0."
                                                      if adopt else "it is not 0.05 points lower, so V0 stays."))
+    if by.get((False, "V5")):
+        v5 = np.mean(list(by[(False, "V5")].values()))
+        verdict += (f" The fourth rule: V5 (learned remaining gain) has regret {v5:.2f} against V0's "
+                    f"{means['V0']:.2f}; "
+                    + ("it is lower by 0.05 points or more, so V5 replaces V0." if v5 <= means["V0"] - 0.05
+                       else "it is not 0.05 points lower, so V0 stays."))
     return "\n".join(lines) + "\n", verdict
 
 
