@@ -201,7 +201,12 @@ def test_short_kd_survives_an_interruption_and_trains_nothing_twice(tmp_path, mo
     assert len(calls) == 1  # another seed is another run
     calls.clear()
     short_kd(teacher, data, [STUDENT], epochs=2, work_dir=tmp_path / "none")  # no teacher checksum: nothing kept
-    assert len(calls) == 1 and not (tmp_path / "none").exists()
+    assert len(calls) == 1 and not list((tmp_path / "none").iterdir())
+    (tmp_path / "a-file").write_text("")
+    calls.clear()
+    blocked = short_kd(teacher, data, [STUDENT], epochs=2, work_dir=tmp_path / "a-file" / "refine",
+                       teacher_sha256="ab" * 32, cache_dir=tmp_path / "a-file" / "cache")  # cannot be created
+    assert len(calls) == 1 and blocked[0].val_acc == first[0].val_acc  # the search goes on without them
 
 
 def test_report_and_table_show_the_short_kd_accuracy(tmp_path):

@@ -135,6 +135,12 @@ def short_kd(teacher: ResNet, data: TaskData, archs: Sequence[Arch], epochs: int
     report = progress or (lambda done, total: None)
     report(0, total)
     folder = Path(work_dir) if work_dir is not None else None
+    try:  # both are only aids (resume, speed): a cache that cannot be written costs them, not the search
+        for where in (folder, Path(cache_dir) if cache_dir is not None else None):
+            if where is not None:
+                where.mkdir(parents=True, exist_ok=True)
+    except OSError:
+        folder, cache_dir = None, None
     for i, arch in enumerate(archs):
         t0 = time.perf_counter()
         key = _result_key(teacher_sha256, data, arch, epochs, config, device) if folder else None
@@ -149,8 +155,6 @@ def short_kd(teacher: ResNet, data: TaskData, archs: Sequence[Arch], epochs: int
                 report(i * epochs + int(info["epoch"]), total)
 
         resume = folder / f"{key}.resume.pt" if folder and key else None
-        if resume is not None:
-            resume.parent.mkdir(parents=True, exist_ok=True)
         result = distill(teacher, arch, data, config, progress=step, device=device, stop_after=epochs,
                          resume_path=resume, cache_dir=cache_dir, teacher_sha256=teacher_sha256)
         run = ShortKD(arch, float(result.history[-1]["val_acc"]), epochs, time.perf_counter() - t0)
