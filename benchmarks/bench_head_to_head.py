@@ -279,9 +279,12 @@ def report(_: argparse.Namespace) -> None:
     legend = {"dass+refine": "the shipped search (`dass-edge search` defaults): the predictor's pick refined by short "
                              "KD of 4 finalists (2 depth patterns by the predictor, 2 by FLOPs; 3 of 10 epochs each)",
               "dass": "the predictor alone, zero-shot (`--refine 0`)",
-              "dass+refine4": "the same with the predictor's 4 best depth patterns as finalists (session 11's first "
-                              "rule)",
               "flops+refine": "FLOPs' 4 best depth patterns as finalists, refined the same way",
+              "dass_set5": "the predictor fitted on set 5 (16 meta-training tasks; shipped in sessions 10-11), "
+                           "zero-shot",
+              "dass_set5+refine": "the set-5 predictor with the shipped refinement",
+              "dass_set5+refine4": "the set-5 predictor's 4 best depth patterns as finalists (session 11's first "
+                                   "rule)",
               "dass_set3": "the predictor fitted on set 3 (shipped before session 10's refit)"}
     known = [m for m in [*METHODS, *extra] if m in legend]
     if known:
