@@ -3,13 +3,20 @@
 The refinement's premise is that a run stopped after E epochs is the full run's state at that epoch (same
 seed, same learning-rate schedule), so the meta-database's stored validation curves simulate it exactly
 (``benchmarks/bench_refine.py``). These tests check that premise, how finalists are chosen and ordered, the
-bad-input errors, and one real refinement inside a search (the demo teacher on a tiny image folder).
+bad-input errors, one real refinement inside a search (the demo teacher on a tiny image folder), that a
+refinement killed midway resumes without training a finalist twice, and that finalists share one teacher-output
+cache without changing their accuracy.
 """
 
 from __future__ import annotations
 
 import csv
 import json
+import os
+import signal
+import subprocess
+import sys
+import time
 
 import numpy as np
 import pytest
@@ -190,7 +197,7 @@ def test_short_kd_survives_an_interruption_and_trains_nothing_twice(tmp_path, mo
     assert calls == [other] and by_arch[other.key()].exists()
     assert [r.val_acc for r in resumed] == [r.val_acc for r in first]
 
-    # a file that is not this run's (another seed, a corrupt one) is never read as its result
+    # a file that is not this run's result (corrupt, or another run's key) is never read as it
     kept[0].write_text("{not json")
     kept[1].write_text(json.dumps({"key": "elsewhere", "val_acc": 99.0, "seconds": 1.0}))
     calls.clear()
@@ -246,17 +253,10 @@ def test_finalists_from_several_sources_take_turns_on_new_depth_patterns():
     assert got == [(0, "dass"), (2, "ridge"), (1, "fill")]
 
 
-
 @pytest.mark.slow
 def test_a_search_killed_during_refinement_resumes_it(tmp_path):
     """SIGKILL a real ``dass-edge search`` once its first finalist's short run is kept: nothing of the run
     folder is left, and the rerun reads that finalist back and distills only the other."""
-    import os
-    import signal
-    import subprocess
-    import sys
-    import time
-
     data_dir = _image_folder(tmp_path / "images", per_class=40)
     env = {**os.environ, "DASS_EDGE_TABLES": str(tmp_path / "user-tables"), "DASS_EDGE_CACHE": str(tmp_path / "cache"),
            "OMP_NUM_THREADS": "1"}
