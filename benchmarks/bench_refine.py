@@ -16,6 +16,10 @@ label that fits minus the pick's label, in points.
 * held-out tasks (information only): early accuracy from seed 0, label from seed 1 (an independent run).
 
     python benchmarks/bench_refine.py --db shipped --db metadb/metadb_v2.jsonl
+
+``--variants`` (→ results/refine_variants.md) simulates session 12's alternatives at the shipped cost: other
+finalist sources (the ridge baseline), successive halving from 1 epoch, and a learned remaining-gain correction
+of the early accuracy (``VARIANTS``, ``remaining_gain``), each against a rule written before it ran.
 """
 
 from __future__ import annotations
