@@ -70,7 +70,6 @@ def teacher_space_latency(teacher_path: str | Path):
     return teacher, space, latency, table
 
 
-
 def task_bootstrap(diffs, n: int = 2000, seed: int = 0) -> tuple[float, float]:
     """95% interval of the mean of per-task paired differences, tasks resampled with replacement."""
     import numpy as np

@@ -141,9 +141,13 @@ def short_kd(teacher: ResNet, data: TaskData, archs: Sequence[Arch], epochs: int
                 where.mkdir(parents=True, exist_ok=True)
     except OSError:
         folder, cache_dir = None, None
+    from dass_edge.training.teacher_cache import data_fingerprint
+
+    # the training images' checksum names every kept result: computed once for all finalists
+    data_sha = data_fingerprint(data) if folder is not None and teacher_sha256 else ""
     for i, arch in enumerate(archs):
         t0 = time.perf_counter()
-        key = _result_key(teacher_sha256, data, arch, epochs, config, device) if folder else None
+        key = _result_key(teacher_sha256, data_sha, data.flip_ok, arch, epochs, config, device) if folder else None
         kept = _read_result(folder / f"{key}.json", key) if folder and key else None
         if kept is not None:
             out.append(ShortKD(arch, kept["val_acc"], epochs, kept["seconds"], reused=True))
@@ -167,7 +171,7 @@ def short_kd(teacher: ResNet, data: TaskData, archs: Sequence[Arch], epochs: int
     return out
 
 
-def _result_key(teacher_sha256: str | None, data: TaskData, arch: Arch, epochs: int,
+def _result_key(teacher_sha256: str | None, data_sha: str, flip: bool, arch: Arch, epochs: int,
                 config: object, device: str | torch.device) -> str | None:
     """What a finalist's short run is a function of (None: the teacher has no file checksum to name it by)."""
     import hashlib
@@ -176,11 +180,9 @@ def _result_key(teacher_sha256: str | None, data: TaskData, arch: Arch, epochs: 
 
     import torch
 
-    from dass_edge.training.teacher_cache import data_fingerprint
-
     if not teacher_sha256:
         return None
-    payload = {"v": 1, "teacher": teacher_sha256, "data": data_fingerprint(data), "flip": data.flip_ok,
+    payload = {"v": 1, "teacher": teacher_sha256, "data": data_sha, "flip": flip,
                "arch": arch.key(), "epochs": epochs, "config": asdict(config), "device": torch.device(device).type,
                "torch": torch.__version__}
     return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:24]
