@@ -1,0 +1,262 @@
+"""The short-KD refinement measured against an independent seed on meta-training tasks → results/refine_seeds.md.
+
+``bench_refine.py`` simulates the refinement from the meta-database's stored per-epoch curves. On the
+meta-training tasks every student has one seed, so the early accuracy that ranks the finalists and the label
+that scores the pick come from the same run: their noise is shared, which flatters long refinements (epoch 10
+*is* the label). Whether more epochs per finalist, or fewer finalists trained longer, would pick better cannot
+be read from those curves. This bench trains the refinement's finalists again with another seed (seed 1, the
+first 6 epochs of the 10-epoch recipe, the search's own ``distill(stop_after=...)``) and ranks them by *that*
+run, while the label stays seed 0's: what a user's refinement is, an independent short run.
+
+* ``plan``: per meta-training task, the finalists each policy would distill at the 4 budget quantiles
+  (FLOPs budgets: latency tables are per machine and this bench should not depend on which machine it runs;
+  predictor fitted leave-one-task-out, as in ``bench_refine.py``) → ``refine_seeds_plan.json``.
+* ``run``: distills every planned finalist with seed 1 for 6 epochs; one JSON line per finalist appended to
+  ``refine_seeds.jsonl`` (resumable: finished finalists are skipped, the one in progress resumes per epoch).
+* ``report``: regret of each policy and epoch count, ranked by the seed-1 run (honest) and, beside it, by
+  seed 0's own curve (the flattered simulation) → ``refine_seeds.md``.
+
+    python benchmarks/bench_refine_seeds.py plan --db shipped --db metadb/metadb_v2.jsonl
+    OMP_NUM_THREADS=1 python benchmarks/bench_refine_seeds.py run --shard 1/2   # and 2/2 on the other core
+    python benchmarks/bench_refine_seeds.py report
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from benchmarks.common import RESULTS, task_bootstrap, write_fragment  # noqa: E402
+
+PLAN = RESULTS / "refine_seeds_plan.json"
+LOG = RESULTS / "refine_seeds.jsonl"
+RULE = RESULTS / "refine_rule.txt"  # the fifth rule (session 13) fixes the choice before any run
+QUANTILES = (0.2, 0.4, 0.6, 0.8)
+SEED = 1  # the independent run; the database's label is seed 0
+MAX_EPOCHS = 6
+#: Policies: finalist sources [(ranker, depth patterns)] as ``finalists_from`` takes them. V0 is the shipped one.
+POLICIES = {"V0": [("dass", 2), ("flops", 2)], "V6": [("dass", 1), ("flops", 1)]}
+EPOCHS = tuple(range(1, MAX_EPOCHS + 1))
+
+
+def plan(dbs: list[str]) -> dict:
+    """Every (task, budget, policy) finalist list, and the distinct finalists to train."""
+    from benchmarks.bench_predictor_cv import load_cv_tasks
+    from dass_edge.predictor.hybrid import HybridPredictor
+    from dass_edge.predictor.pipeline import HYBRID_DEFAULTS
+    from dass_edge.search.refine import finalists_from
+
+    tasks = load_cv_tasks(dbs)
+    train = sorted((t for t in tasks if not t.heldout), key=lambda t: t.name)
+    rows = _db_rows(dbs)
+    out: dict = {"dbs": dbs, "quantiles": list(QUANTILES), "policies": POLICIES, "tasks": {}, "jobs": []}
+    for t in train:
+        model = HybridPredictor(**HYBRID_DEFAULTS).fit([u for u in train if u is not t])
+        rank = np.asarray(model.score(t), dtype=float)
+        flops = np.log(np.asarray(t.flops, dtype=float))
+        keys = [a.key() for a in t.archs]
+        keep = ~t.teacher_shaped().numpy()
+        budgets = []
+        needed: set[int] = set()
+        for b in np.quantile(flops[keep], QUANTILES):
+            fit = np.where(keep & (flops <= b))[0]
+            picks = {}
+            for name, sources in POLICIES.items():
+                scored = {"dass": rank[fit], "flops": flops[fit]}
+                chosen = finalists_from([t.archs[i] for i in fit], [(r, scored[r], c) for r, c in sources])
+                picks[name] = [keys[int(fit[j])] for j, _ in chosen]
+                needed.update(int(fit[j]) for j, _ in chosen)
+            budgets.append({"budget_log_flops": float(b), "fit": [keys[i] for i in fit], "finalists": picks})
+        out["tasks"][t.name] = {"dass": {k: float(s) for k, s in zip(keys, rank)},
+                                "flops": {k: float(f) for k, f in zip(keys, flops)}, "budgets": budgets}
+        first = rows[(t.name, keys[0])]
+        for i in sorted(needed):
+            r = rows[(t.name, keys[i])]
+            out["jobs"].append({"task": t.name, "arch": r["arch"], "arch_key": keys[i], "resolution": r["resolution"],
+                                "teacher_file": first["teacher_file"], "teacher_sha256": first["teacher_sha256"],
+                                "seconds_seed0": r["seconds"]})
+        print(f"{t.name}: {len(needed)} finalists", flush=True)
+    return out
+
+
+def _db_rows(dbs: list[str]) -> dict:
+    """``{(task, arch_key): seed-0 row}``."""
+    from dass_edge.metadb.sources import combine_dbs, resolve_db_paths
+
+    return {(r["task"], r["arch_key"]): r for r in combine_dbs(resolve_db_paths(dbs)).rows if int(r["seed"]) == 0}
+
+
+def _done() -> set:
+    if not LOG.is_file():
+        return set()
+    done = set()
+    for line in LOG.read_text().splitlines():
+        try:
+            r = json.loads(line)
+            done.add((r["task"], r["arch_key"], r["seed"]))
+        except (ValueError, KeyError):  # a line cut by kill -9 is trained again
+            continue
+    return done
+
+
+def run(shard: tuple[int, int], threads: int, work: Path) -> None:
+    """Distill this shard's planned finalists that are not in the log yet (seed 1, first 6 epochs)."""
+    import torch
+
+    from dass_edge.data import load_task
+    from dass_edge.metadb.sources import resolve_db_paths
+    from dass_edge.models.checkpoint import load_checkpoint
+    from dass_edge.predictor.pipeline import resolve_teachers_dir
+    from dass_edge.space import Arch
+    from dass_edge.training.distill import KDConfig, distill
+
+    doc = json.loads(PLAN.read_text())
+    teachers = resolve_teachers_dir(resolve_db_paths(doc["dbs"])[-1], None)
+    k, n = shard
+    jobs = [j for i, j in enumerate(doc["jobs"]) if i % n == k - 1]
+    done = _done()
+    todo = [j for j in jobs if (j["task"], j["arch_key"], SEED) not in done]
+    print(f"shard {k}/{n}: {len(jobs)} finalists, {len(jobs) - len(todo)} done, {len(todo)} to go", flush=True)
+    torch.set_num_threads(threads)
+    work.mkdir(parents=True, exist_ok=True)
+    loaded: dict = {}
+    for i, j in enumerate(todo, 1):
+        if j["task"] not in loaded:
+            loaded.clear()
+            teacher, _ = load_checkpoint(teachers / j["teacher_file"])
+            loaded[j["task"]] = (teacher, load_task(j["task"], resolution=j["resolution"]))
+        teacher, data = loaded[j["task"]]
+        t0 = time.perf_counter()
+        torch.manual_seed(SEED)
+        resume = work / f"{j['task']}_{j['arch_key']}_s{SEED}.resume.pt"
+        result = distill(teacher, Arch.from_dict(j["arch"]), data, KDConfig().with_seed(SEED), stop_after=MAX_EPOCHS,
+                         resume_path=resume, cache_dir=work / "teacher_cache", teacher_sha256=j["teacher_sha256"])
+        curve = [round(float(h["val_acc"]), 3) for h in result.history]
+        if len(curve) != MAX_EPOCHS or not np.all(np.isfinite(curve)):
+            raise SystemExit(f"{j['task']} {j['arch_key']}: unexpected curve {curve}")
+        rec = {"task": j["task"], "arch_key": j["arch_key"], "seed": SEED, "val_curve": curve,
+               "seconds": round(time.perf_counter() - t0, 1), "threads": threads}
+        with LOG.open("a") as f:  # one whole line per finalist, flushed to disk before the next starts
+            f.write(json.dumps(rec) + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+        resume.unlink(missing_ok=True)
+        print(f"[{i}/{len(todo)}] {j['task']} {j['arch_key']}: {curve} ({rec['seconds']} s)", flush=True)
+
+
+def regrets(doc: dict, early: dict, labels: dict, policy: str, epochs: int) -> dict[str, float]:
+    """Per task: mean over the budgets of (best label that fits - label of the finalist ahead at ``epochs``);
+    tasks with a finalist lacking its early curve sit out."""
+    from dass_edge.search.refine import refine_order
+
+    out = {}
+    for task, info in doc["tasks"].items():
+        vals = []
+        for b in info["budgets"]:
+            fin = b["finalists"][policy]
+            if not all((task, k) in early for k in fin):
+                break
+            order = refine_order([early[(task, k)][epochs - 1] for k in fin], [info["dass"][k] for k in fin])
+            vals.append(max(labels[(task, k)] for k in b["fit"]) - labels[(task, fin[order[0]])])
+        else:
+            out[task] = float(np.mean(vals))
+    return out
+
+
+def top1(doc: dict, labels: dict, by: str) -> dict[str, float]:
+    """Per task: the regret of one ranker's best that fits (no refinement); ``by``: ``dass`` or ``flops``."""
+    out = {}
+    for task, info in doc["tasks"].items():
+        vals = []
+        for b in info["budgets"]:
+            pick = max(b["fit"], key=lambda k: info[by][k])
+            vals.append(max(labels[(task, k)] for k in b["fit"]) - labels[(task, pick)])
+        out[task] = float(np.mean(vals))
+    return out
+
+
+def oracle(doc: dict, labels: dict, policy: str) -> dict[str, float]:
+    """Per task: the regret of the best finalist (the floor any ranking of these finalists can reach)."""
+    return {task: float(np.mean([max(labels[(task, k)] for k in b["fit"]) - max(labels[(task, k)] for k in
+                                                                              b["finalists"][policy])
+                                 for b in info["budgets"]]))
+            for task, info in doc["tasks"].items()}
+
+
+def report() -> str:
+    doc = json.loads(PLAN.read_text())
+    rows = _db_rows(doc["dbs"])
+    labels = {k: float(r["val_acc"]) for k, r in rows.items()}
+    same = {k: r["val_curve"] for k, r in rows.items()}
+    indep = {}
+    for line in LOG.read_text().splitlines() if LOG.is_file() else []:
+        r = json.loads(line)
+        indep[(r["task"], r["arch_key"])] = r["val_curve"]
+    table = defaultdict(dict)
+    for policy in POLICIES:
+        for e in EPOCHS:
+            table[(policy, e, "seed 1")] = regrets(doc, indep, labels, policy, e)
+            table[(policy, e, "same run")] = regrets(doc, same, labels, policy, e)
+    complete = sorted(table[("V0", 3, "seed 1")])
+    ref = table[("V0", 3, "seed 1")]
+    lines = [f"Tasks with every finalist trained again: {len(complete)} of {len(doc['tasks'])} "
+             f"({', '.join(complete)}).\n",
+             "| policy | KD epochs (all finalists) | E | regret, ranked by an independent run (seed 1) "
+             "| vs V0 at E = 3 [95% task bootstrap] | regret, ranked by the label's own run (flattered) |",
+             "|---|---|---|---|---|---|"]
+    for policy, sources in POLICIES.items():
+        m = sum(c for _, c in sources)
+        for e in EPOCHS:
+            got = {t: v for t, v in table[(policy, e, "seed 1")].items() if t in complete}
+            flat = {t: v for t, v in table[(policy, e, "same run")].items() if t in complete}
+            if not got:
+                continue
+            d = np.array([got[t] - ref[t] for t in complete])
+            lo, hi = task_bootstrap(d)
+            lines.append(f"| {policy} | {m * e} | {e} | {np.mean(list(got.values())):.2f} | {d.mean():+.2f} "
+                         f"[{lo:+.2f}, {hi:+.2f}] | {np.mean(list(flat.values())):.2f} |")
+    lines += ["", "Without refinement (top-1 of the ranker, same tasks): "
+              + ", ".join(f"{by} {np.mean([v for t, v in top1(doc, labels, by).items() if t in complete]):.2f}"
+                          for by in ("dass", "flops"))
+              + "; best finalist (a perfect ranking of the finalists): "
+              + ", ".join(f"{p} {np.mean([v for t, v in oracle(doc, labels, p).items() if t in complete]):.2f}"
+                          for p in POLICIES) + "."]
+    return "\n".join(lines)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    p = sub.add_parser("plan")
+    p.add_argument("--db", action="append", required=True)
+    r = sub.add_parser("run")
+    r.add_argument("--shard", default="1/1", help="k/n: every n-th finalist from the k-th")
+    r.add_argument("--threads", type=int, default=1)
+    r.add_argument("--work", type=Path, default=Path(os.environ.get("TMPDIR", "/tmp")) / "refine_seeds")
+    sub.add_parser("report")
+    args = ap.parse_args()
+    if args.cmd == "plan":
+        doc = plan(args.db)
+        PLAN.write_text(json.dumps(doc, indent=1) + "\n")
+        hours = sum(j["seconds_seed0"] for j in doc["jobs"]) * MAX_EPOCHS / 10 / 3600
+        print(f"{len(doc['jobs'])} finalists to train; about {hours:.1f} core-hours at the database's speed")
+    elif args.cmd == "run":
+        k, n = (int(x) for x in args.shard.split("/"))
+        run((k, n), args.threads, args.work)
+    else:
+        body = report()
+        print(body)
+        write_fragment("refine_seeds", "Refinement against an independent seed (meta-training tasks)",
+                       "python benchmarks/bench_refine_seeds.py report", body)
+
+
+if __name__ == "__main__":
+    main()
