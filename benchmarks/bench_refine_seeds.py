@@ -28,7 +28,6 @@ import json
 import os
 import sys
 import time
-from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
@@ -37,6 +36,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks.common import RESULTS, task_bootstrap, write_fragment  # noqa: E402
 
 PLAN = RESULTS / "refine_seeds_plan.json"
+HELDOUT_PLAN = RESULTS / "refine_seeds_heldout.json"
 LOG = RESULTS / "refine_seeds.jsonl"
 RULE = RESULTS / "refine_rule.txt"  # the fifth rule (session 13) fixes the choice before any run
 QUANTILES = (0.2, 0.4, 0.6, 0.8)
@@ -47,12 +47,36 @@ POLICIES = {"V0": [("dass", 2), ("flops", 2)], "V6": [("dass", 1), ("flops", 1)]
 EPOCHS = tuple(range(1, MAX_EPOCHS + 1))
 
 
+def task_plan(t, rank: np.ndarray, students: np.ndarray | None = None) -> tuple[dict, set[int]]:
+    """One task's budgets (FLOPs quantiles over ``students``, default all but the teacher-shaped one), each
+    policy's finalists there (arch keys), and the indices of every finalist."""
+    from dass_edge.search.refine import finalists_from
+
+    flops = np.log(np.asarray(t.flops, dtype=float))
+    keys = [a.key() for a in t.archs]
+    keep = ~t.teacher_shaped().numpy() if students is None else students
+    budgets = []
+    needed: set[int] = set()
+    for b in np.quantile(flops[keep], QUANTILES):
+        fit = np.where(keep & (flops <= b))[0]
+        picks = {}
+        for name, sources in POLICIES.items():
+            scored = {"dass": rank[fit], "flops": flops[fit]}
+            chosen = finalists_from([t.archs[i] for i in fit], [(r, scored[r], c) for r, c in sources])
+            picks[name] = [keys[int(fit[j])] for j, _ in chosen]
+            needed.update(int(fit[j]) for j, _ in chosen)
+        budgets.append({"budget_log_flops": float(b), "fit": [keys[i] for i in fit], "finalists": picks})
+    info = {"dass": {k: float(s) for k, s in zip(keys, rank)}, "flops": {k: float(f) for k, f in zip(keys, flops)},
+            "budgets": budgets}
+    return info, needed
+
+
 def plan(dbs: list[str]) -> dict:
-    """Every (task, budget, policy) finalist list, and the distinct finalists to train."""
+    """Every (task, budget, policy) finalist list of the meta-training tasks (predictor fitted leave-one-task-out),
+    and the distinct finalists to train."""
     from benchmarks.bench_predictor_cv import load_cv_tasks
     from dass_edge.predictor.hybrid import HybridPredictor
     from dass_edge.predictor.pipeline import HYBRID_DEFAULTS
-    from dass_edge.search.refine import finalists_from
 
     tasks = load_cv_tasks(dbs)
     train = sorted((t for t in tasks if not t.heldout), key=lambda t: t.name)
@@ -60,23 +84,9 @@ def plan(dbs: list[str]) -> dict:
     out: dict = {"dbs": dbs, "quantiles": list(QUANTILES), "policies": POLICIES, "tasks": {}, "jobs": []}
     for t in train:
         model = HybridPredictor(**HYBRID_DEFAULTS).fit([u for u in train if u is not t])
-        rank = np.asarray(model.score(t), dtype=float)
-        flops = np.log(np.asarray(t.flops, dtype=float))
+        info, needed = task_plan(t, np.asarray(model.score(t), dtype=float))
+        out["tasks"][t.name] = info
         keys = [a.key() for a in t.archs]
-        keep = ~t.teacher_shaped().numpy()
-        budgets = []
-        needed: set[int] = set()
-        for b in np.quantile(flops[keep], QUANTILES):
-            fit = np.where(keep & (flops <= b))[0]
-            picks = {}
-            for name, sources in POLICIES.items():
-                scored = {"dass": rank[fit], "flops": flops[fit]}
-                chosen = finalists_from([t.archs[i] for i in fit], [(r, scored[r], c) for r, c in sources])
-                picks[name] = [keys[int(fit[j])] for j, _ in chosen]
-                needed.update(int(fit[j]) for j, _ in chosen)
-            budgets.append({"budget_log_flops": float(b), "fit": [keys[i] for i in fit], "finalists": picks})
-        out["tasks"][t.name] = {"dass": {k: float(s) for k, s in zip(keys, rank)},
-                                "flops": {k: float(f) for k, f in zip(keys, flops)}, "budgets": budgets}
         first = rows[(t.name, keys[0])]
         for i in sorted(needed):
             r = rows[(t.name, keys[i])]
@@ -87,11 +97,31 @@ def plan(dbs: list[str]) -> dict:
     return out
 
 
-def _db_rows(dbs: list[str]) -> dict:
-    """``{(task, arch_key): seed-0 row}``."""
+def plan_heldout(dbs: list[str]) -> dict:
+    """The held-out tasks' finalists (predictor fitted on every meta-training task), among the students the
+    database holds with both seeds: their stored seed-1 curves are the independent run (information only)."""
+    from benchmarks.bench_predictor_cv import load_cv_tasks
+    from dass_edge.predictor.hybrid import HybridPredictor
+    from dass_edge.predictor.pipeline import HYBRID_DEFAULTS
+
+    tasks = load_cv_tasks(dbs)
+    model = HybridPredictor(**HYBRID_DEFAULTS).fit(sorted((t for t in tasks if not t.heldout), key=lambda t: t.name))
+    seed1 = _db_rows(dbs, seed=SEED)
+    out: dict = {"dbs": dbs, "quantiles": list(QUANTILES), "policies": POLICIES, "tasks": {}}
+    for t in sorted((t for t in tasks if t.heldout), key=lambda t: t.name):
+        both = np.array([(t.name, a.key()) in seed1 for a in t.archs]) & ~t.teacher_shaped().numpy()
+        if both.sum() < 24:
+            print(f"{t.name}: {both.sum()} students with both seeds; sits out", flush=True)
+            continue
+        out["tasks"][t.name], _ = task_plan(t, np.asarray(model.score(t), dtype=float), both)
+    return out
+
+
+def _db_rows(dbs: list[str], seed: int = 0) -> dict:
+    """``{(task, arch_key): the row of seed ``seed``}``."""
     from dass_edge.metadb.sources import combine_dbs, resolve_db_paths
 
-    return {(r["task"], r["arch_key"]): r for r in combine_dbs(resolve_db_paths(dbs)).rows if int(r["seed"]) == 0}
+    return {(r["task"], r["arch_key"]): r for r in combine_dbs(resolve_db_paths(dbs)).rows if int(r["seed"]) == seed}
 
 
 def _done() -> set:
@@ -152,7 +182,13 @@ def run(shard: tuple[int, int], threads: int, work: Path) -> None:
         print(f"[{i}/{len(todo)}] {j['task']} {j['arch_key']}: {curve} ({rec['seconds']} s)", flush=True)
 
 
-def regrets(doc: dict, early: dict, labels: dict, policy: str, epochs: int) -> dict[str, float]:
+def early_score(curve: list[float], epochs: int, ranking: str) -> float:
+    """What ranks a finalist after ``epochs`` epochs: its accuracy then (``last``) or the mean of the last two
+    epochs' (``mean2``, the sixth rule's twin)."""
+    return float(curve[epochs - 1]) if ranking == "last" or epochs < 2 else float(np.mean(curve[epochs - 2:epochs]))
+
+
+def regrets(doc: dict, early: dict, labels: dict, policy: str, epochs: int, ranking: str = "last") -> dict[str, float]:
     """Per task: mean over the budgets of (best label that fits - label of the finalist ahead at ``epochs``);
     tasks with a finalist lacking its early curve sit out."""
     from dass_edge.search.refine import refine_order
@@ -164,7 +200,8 @@ def regrets(doc: dict, early: dict, labels: dict, policy: str, epochs: int) -> d
             fin = b["finalists"][policy]
             if not all((task, k) in early for k in fin):
                 break
-            order = refine_order([early[(task, k)][epochs - 1] for k in fin], [info["dass"][k] for k in fin])
+            order = refine_order([early_score(early[(task, k)], epochs, ranking) for k in fin],
+                                 [info["dass"][k] for k in fin])
             vals.append(max(labels[(task, k)] for k in b["fit"]) - labels[(task, fin[order[0]])])
         else:
             out[task] = float(np.mean(vals))
@@ -191,6 +228,50 @@ def oracle(doc: dict, labels: dict, policy: str) -> dict[str, float]:
             for task, info in doc["tasks"].items()}
 
 
+#: The fifth rule's candidates (policy, E); each also has its sixth-rule twin (ranking "mean2").
+CANDIDATES = [("V0", 3), ("V0", 4), ("V0", 5), ("V6", 3), ("V6", 4), ("V6", 5), ("V6", 6)]
+SHIPPED = ("V0", 3, "last")
+
+
+def cost(policy: str, epochs: int) -> int:
+    return sum(c for _, c in POLICIES[policy]) * epochs
+
+
+def verdict(table: dict, tasks: list[str], n_tasks: int) -> str:
+    """The fifth and sixth rules applied to the honest (seed-1) regrets."""
+    if len(tasks) < n_tasks:
+        return f"Partial ({len(tasks)} of {n_tasks} tasks): by the rule, no verdict until every task is in."
+    mean = {c: float(np.mean([table[c][t] for t in tasks])) for c in table}
+    cands = [(p, e, r) for p, e in CANDIDATES for r in ("last", "mean2")]
+    # a twin within 0.05 of its plain candidate counts as the plain one (simpler)
+    cands = [c for c in cands if c[2] == "last" or mean[c] < mean[(c[0], c[1], "last")] - 0.05]
+    best = min(mean[c] for c in cands)
+    selected = min((c for c in cands if mean[c] <= best + 0.05), key=lambda c: (cost(c[0], c[1]), mean[c]))
+    ref = mean[SHIPPED]
+    d = np.array([table[selected][t] - table[SHIPPED][t] for t in tasks])
+    lo, hi = task_bootstrap(d)
+    name = f"{selected[0]} at E = {selected[1]} ({selected[2]}, {cost(*selected[:2])} epochs)"
+    if selected == SHIPPED:
+        return f"Verdict: the selected candidate is the shipped one, {name}; nothing changes."
+    if selected[:2] == SHIPPED[:2]:  # the shipped setting's twin, more than 0.05 lower (the sixth rule)
+        return (f"Verdict: {name} replaces the shipped ranking at the same cost: regret {mean[selected]:.2f} vs "
+                f"{ref:.2f} ({d.mean():+.2f} [{lo:+.2f}, {hi:+.2f}]).")
+    if cost(*selected[:2]) < cost(*SHIPPED[:2]) and mean[selected] <= ref + 0.05:
+        return (f"Verdict: {name} replaces V0 at E = 3: cheaper, regret {mean[selected]:.2f} vs {ref:.2f} "
+                f"({d.mean():+.2f} [{lo:+.2f}, {hi:+.2f}]).")
+    if cost(*selected[:2]) > cost(*SHIPPED[:2]) and d.mean() <= -0.10 and hi < 0:
+        return (f"Verdict: {name} replaces V0 at E = 3: regret {mean[selected]:.2f} vs {ref:.2f} "
+                f"({d.mean():+.2f} [{lo:+.2f}, {hi:+.2f}]).")
+    return (f"Verdict: V0 at E = 3 stays; the selected candidate {name} has regret {mean[selected]:.2f} vs {ref:.2f} "
+            f"({d.mean():+.2f} [{lo:+.2f}, {hi:+.2f}]), short of the rule's bar.")
+
+
+def honest(doc: dict, early: dict, labels: dict) -> dict:
+    """``{(policy, E, ranking): {task: regret}}`` for every policy, epoch count and ranking."""
+    return {(p, e, r): regrets(doc, early, labels, p, e, r)
+            for p in POLICIES for e in EPOCHS for r in ("last", "mean2")}
+
+
 def report() -> str:
     doc = json.loads(PLAN.read_text())
     rows = _db_rows(doc["dbs"])
@@ -200,35 +281,44 @@ def report() -> str:
     for line in LOG.read_text().splitlines() if LOG.is_file() else []:
         r = json.loads(line)
         indep[(r["task"], r["arch_key"])] = r["val_curve"]
-    table = defaultdict(dict)
+    table = honest(doc, indep, labels)
+    complete = sorted(set.intersection(*(set(v) for v in table.values())))
+    if not complete:
+        return "No task has every finalist trained again yet."
+    held: dict = {}
+    if HELDOUT_PLAN.is_file():  # the held-out tasks' stored seed-1 curves: information only
+        hdoc = json.loads(HELDOUT_PLAN.read_text())
+        held = honest(hdoc, {k: r["val_curve"] for k, r in _db_rows(hdoc["dbs"], seed=SEED).items()}, labels)
+    ref = table[SHIPPED]
+    lines = [f"Meta-training tasks with every finalist trained again: {len(complete)} of {len(doc['tasks'])}. Label: "
+             "seed 0's validation accuracy (the database's); regret in points, mean of 4 FLOPs-budget quantiles. "
+             f"Held-out ({len(next(iter(held.values()), {}))} tasks, stored seed-1 curves, students with both seeds): "
+             "information only.\n",
+             "| policy | E | KD epochs | ranked by seed 1 at epoch E | vs shipped [95% task bootstrap] "
+             "| seed 1, mean of epochs E-1, E | ranked by the label's own run (flattered) | held-out: seed 1 at E "
+             "/ mean of E-1, E |",
+             "|---|---|---|---|---|---|---|---|"]
     for policy in POLICIES:
         for e in EPOCHS:
-            table[(policy, e, "seed 1")] = regrets(doc, indep, labels, policy, e)
-            table[(policy, e, "same run")] = regrets(doc, same, labels, policy, e)
-    complete = sorted(table[("V0", 3, "seed 1")])
-    ref = table[("V0", 3, "seed 1")]
-    lines = [f"Tasks with every finalist trained again: {len(complete)} of {len(doc['tasks'])} "
-             f"({', '.join(complete)}).\n",
-             "| policy | KD epochs (all finalists) | E | regret, ranked by an independent run (seed 1) "
-             "| vs V0 at E = 3 [95% task bootstrap] | regret, ranked by the label's own run (flattered) |",
-             "|---|---|---|---|---|---|"]
-    for policy, sources in POLICIES.items():
-        m = sum(c for _, c in sources)
-        for e in EPOCHS:
-            got = {t: v for t, v in table[(policy, e, "seed 1")].items() if t in complete}
-            flat = {t: v for t, v in table[(policy, e, "same run")].items() if t in complete}
-            if not got:
-                continue
-            d = np.array([got[t] - ref[t] for t in complete])
-            lo, hi = task_bootstrap(d)
-            lines.append(f"| {policy} | {m * e} | {e} | {np.mean(list(got.values())):.2f} | {d.mean():+.2f} "
-                         f"[{lo:+.2f}, {hi:+.2f}] | {np.mean(list(flat.values())):.2f} |")
+            cells = []
+            for r in ("last", "mean2"):
+                got = [table[(policy, e, r)][t] for t in complete]
+                d = np.array([table[(policy, e, r)][t] - ref[t] for t in complete])
+                lo, hi = task_bootstrap(d)
+                cells.append((np.mean(got), d.mean(), lo, hi))
+            flat = regrets(doc, same, labels, policy, e)
+            mark = " (shipped)" if (policy, e) == SHIPPED[:2] else ""
+            h = " / ".join(f"{np.mean(list(held[(policy, e, r)].values())):.2f}" for r in ("last", "mean2")) \
+                if held else "-"
+            lines.append(f"| {policy}{mark} | {e} | {cost(policy, e)} | {cells[0][0]:.2f} | {cells[0][1]:+.2f} "
+                         f"[{cells[0][2]:+.2f}, {cells[0][3]:+.2f}] | {cells[1][0]:.2f} "
+                         f"| {np.mean([flat[t] for t in complete]):.2f} | {h} |")
     lines += ["", "Without refinement (top-1 of the ranker, same tasks): "
               + ", ".join(f"{by} {np.mean([v for t, v in top1(doc, labels, by).items() if t in complete]):.2f}"
                           for by in ("dass", "flops"))
               + "; best finalist (a perfect ranking of the finalists): "
               + ", ".join(f"{p} {np.mean([v for t, v in oracle(doc, labels, p).items() if t in complete]):.2f}"
-                          for p in POLICIES) + "."]
+                          for p in POLICIES) + ".", "", verdict(table, complete, len(doc["tasks"]))]
     return "\n".join(lines)
 
 
@@ -237,17 +327,20 @@ def main() -> None:
     sub = ap.add_subparsers(dest="cmd", required=True)
     p = sub.add_parser("plan")
     p.add_argument("--db", action="append", required=True)
+    p.add_argument("--heldout", action="store_true",
+                   help="plan the held-out tasks instead (their seed-1 curves are stored; information only)")
     r = sub.add_parser("run")
     r.add_argument("--shard", default="1/1", help="k/n: every n-th finalist from the k-th")
     r.add_argument("--threads", type=int, default=1)
     r.add_argument("--work", type=Path, default=Path(os.environ.get("TMPDIR", "/tmp")) / "refine_seeds")
     sub.add_parser("report")
     args = ap.parse_args()
-    if args.cmd == "plan":
+    if args.cmd == "plan" and args.heldout:
+        HELDOUT_PLAN.write_text(json.dumps(plan_heldout(args.db), indent=1) + "\n")
+    elif args.cmd == "plan":
         doc = plan(args.db)
         PLAN.write_text(json.dumps(doc, indent=1) + "\n")
-        hours = sum(j["seconds_seed0"] for j in doc["jobs"]) * MAX_EPOCHS / 10 / 3600
-        print(f"{len(doc['jobs'])} finalists to train; about {hours:.1f} core-hours at the database's speed")
+        print(f"{len(doc['jobs'])} finalists to train")
     elif args.cmd == "run":
         k, n = (int(x) for x in args.shard.split("/"))
         run((k, n), args.threads, args.work)
