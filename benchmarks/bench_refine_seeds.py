@@ -272,6 +272,33 @@ def honest(doc: dict, early: dict, labels: dict) -> dict:
             for p in POLICIES for e in EPOCHS for r in ("last", "mean2")}
 
 
+def noise_split(doc: dict, indep: dict, same: dict, tasks: list[str]) -> str:
+    """How much of a finalist's early accuracy is training noise (two seeds, the same validation images) and
+    how much the finite validation set alone would cause (binomial): whether evaluating on more images could
+    cut the refinement's misorderings."""
+    from dass_edge.data import load_task
+
+    lines = ["| E | seed-to-seed SD of one run's accuracy (points) | binomial SD of one accuracy on the task's "
+             "validation images (what more images could remove, at most) | finalists |",
+             "|---|---|---|---|"]
+    n_val = {}
+    for t in tasks:
+        res = next(j["resolution"] for j in doc["jobs"] if j["task"] == t)
+        n_val[t] = len(load_task(t, resolution=res).val)
+    for e in EPOCHS:
+        diffs, binom = [], []
+        for (t, k), curve in indep.items():
+            if t in n_val and (t, k) in same:
+                a, b = curve[e - 1], same[(t, k)][e - 1]
+                diffs.append(a - b)
+                p = (a + b) / 200.0
+                binom.append(100.0 * np.sqrt(p * (1 - p) / n_val[t]))
+        if diffs:
+            lines.append(f"| {e} | {np.std(diffs) / np.sqrt(2):.2f} | {np.sqrt(np.mean(np.square(binom))):.2f} "
+                         f"| {len(diffs)} |")
+    return "\n".join(lines)
+
+
 def report() -> str:
     doc = json.loads(PLAN.read_text())
     rows = _db_rows(doc["dbs"])
@@ -318,7 +345,10 @@ def report() -> str:
                           for by in ("dass", "flops"))
               + "; best finalist (a perfect ranking of the finalists): "
               + ", ".join(f"{p} {np.mean([v for t, v in oracle(doc, labels, p).items() if t in complete]):.2f}"
-                          for p in POLICIES) + ".", "", verdict(table, complete, len(doc["tasks"]))]
+                          for p in POLICIES) + ".", "", verdict(table, complete, len(doc["tasks"])), "",
+              "Where the early accuracy's noise comes from (the same finalists, seed 1 here against seed 0 in the "
+              "database, the same validation images; the database's seed 0 of the v1 tasks ran on a GPU):", "",
+              noise_split(doc, indep, same, complete)]
     return "\n".join(lines)
 
 
