@@ -320,7 +320,8 @@ def report() -> str:
     lines = [f"Meta-training tasks with every finalist trained again: {len(complete)} of {len(doc['tasks'])}. Label: "
              "seed 0's validation accuracy (the database's); regret in points, mean of 4 FLOPs-budget quantiles. "
              f"Held-out ({len(next(iter(held.values()), {}))} tasks, stored seed-1 curves, students with both seeds): "
-             "information only.\n",
+             "information only. The choice: `benchmarks/results/refine_rule.txt`, session 13's fifth and sixth rules, "
+             "written before any seed-1 finalist was trained; its verdict is under the table.\n",
              "| policy | E | KD epochs | ranked by seed 1 at epoch E | vs shipped [95% task bootstrap] "
              "| seed 1, mean of epochs E-1, E | ranked by the label's own run (flattered) | held-out: seed 1 at E "
              "/ mean of E-1, E |",
