@@ -380,8 +380,8 @@ def main() -> None:
         print(body)
         write_fragment("refine_seeds", "Refinement against an independent seed (meta-training tasks)",
                        "python benchmarks/bench_refine_seeds.py plan --db shipped --db metadb/metadb_v2.jsonl "
-                       "(and plan --heldout ...); OMP_NUM_THREADS=1 ... run --shard k/2, k = 1, 2 in parallel; ... report",
-                       body)
+                       "(and plan --heldout ...); OMP_NUM_THREADS=1 ... run --shard k/2, k = 1, 2 in parallel; "
+                       "... report", body)
 
 
 if __name__ == "__main__":
