@@ -24,7 +24,7 @@ def test_early_score_takes_the_epoch_or_the_mean_of_the_last_two():
 def test_regret_is_the_best_fitting_label_minus_the_pick_ranked_by_the_early_run():
     labels = {("t", "a"): 70.0, ("t", "b"): 75.0, ("t", "c"): 80.0}
     early = {("t", "a"): [50.0, 60.0], ("t", "b"): [55.0, 58.0]}
-    # at epoch 1 b is ahead (regret 80 - 75), at epoch 2 a (80 - 70); the mean of both epochs: a 55 = b 56.5 -> b
+    # at epoch 1 b is ahead (regret 80 - 75), at epoch 2 a (80 - 70); the mean of both epochs: a 55 < b 56.5 -> b
     assert regrets(_doc(), early, labels, "V0", 1) == {"t": 5.0}
     assert regrets(_doc(), early, labels, "V0", 2) == {"t": 10.0}
     assert regrets(_doc(), early, labels, "V0", 2, "mean2") == {"t": 5.0}
