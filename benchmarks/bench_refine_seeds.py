@@ -80,7 +80,7 @@ def plan(dbs: list[str]) -> dict:
 
     tasks = load_cv_tasks(dbs)
     train = sorted((t for t in tasks if not t.heldout), key=lambda t: t.name)
-    rows = _db_rows(dbs)
+    rows, = _db_rows(dbs)
     out: dict = {"dbs": dbs, "quantiles": list(QUANTILES), "policies": POLICIES, "tasks": {}, "jobs": []}
     for t in train:
         model = HybridPredictor(**HYBRID_DEFAULTS).fit([u for u in train if u is not t])
@@ -106,7 +106,7 @@ def plan_heldout(dbs: list[str]) -> dict:
 
     tasks = load_cv_tasks(dbs)
     model = HybridPredictor(**HYBRID_DEFAULTS).fit(sorted((t for t in tasks if not t.heldout), key=lambda t: t.name))
-    seed1 = _db_rows(dbs, seed=SEED)
+    seed1, = _db_rows(dbs, SEED)
     out: dict = {"dbs": dbs, "quantiles": list(QUANTILES), "policies": POLICIES, "tasks": {}}
     for t in sorted((t for t in tasks if t.heldout), key=lambda t: t.name):
         both = np.array([(t.name, a.key()) in seed1 for a in t.archs]) & ~t.teacher_shaped().numpy()
@@ -117,24 +117,25 @@ def plan_heldout(dbs: list[str]) -> dict:
     return out
 
 
-def _db_rows(dbs: list[str], seed: int = 0) -> dict:
-    """``{(task, arch_key): the row of seed ``seed``}``."""
+def _db_rows(dbs: list[str], *seeds: int) -> list[dict]:
+    """Per seed asked for (default 0): ``{(task, arch_key): that seed's row}``, from one read of the databases."""
     from dass_edge.metadb.sources import combine_dbs, resolve_db_paths
 
-    return {(r["task"], r["arch_key"]): r for r in combine_dbs(resolve_db_paths(dbs)).rows if int(r["seed"]) == seed}
+    rows = combine_dbs(resolve_db_paths(dbs)).rows
+    return [{(r["task"], r["arch_key"]): r for r in rows if int(r["seed"]) == seed} for seed in seeds or (0,)]
 
 
-def _done() -> set:
-    if not LOG.is_file():
-        return set()
-    done = set()
-    for line in LOG.read_text().splitlines():
+def _logged() -> dict:
+    """``{(task, arch_key): seed-1 curve}`` of every finalist in the log (a line cut by kill -9 is left out, so
+    that finalist is trained again)."""
+    out = {}
+    for line in LOG.read_text().splitlines() if LOG.is_file() else []:
         try:
             r = json.loads(line)
-            done.add((r["task"], r["arch_key"], r["seed"]))
-        except (ValueError, KeyError):  # a line cut by kill -9 is trained again
+            out[(r["task"], r["arch_key"])] = r["val_curve"]
+        except (ValueError, KeyError):
             continue
-    return done
+    return out
 
 
 def run(shard: tuple[int, int], threads: int, work: Path) -> None:
@@ -152,8 +153,8 @@ def run(shard: tuple[int, int], threads: int, work: Path) -> None:
     teachers = resolve_teachers_dir(resolve_db_paths(doc["dbs"])[-1], None)
     k, n = shard
     jobs = [j for i, j in enumerate(doc["jobs"]) if i % n == k - 1]
-    done = _done()
-    todo = [j for j in jobs if (j["task"], j["arch_key"], SEED) not in done]
+    done = _logged()
+    todo = [j for j in jobs if (j["task"], j["arch_key"]) not in done]
     print(f"shard {k}/{n}: {len(jobs)} finalists, {len(jobs) - len(todo)} done, {len(todo)} to go", flush=True)
     torch.set_num_threads(threads)
     work.mkdir(parents=True, exist_ok=True)
@@ -202,10 +203,15 @@ def regrets(doc: dict, early: dict, labels: dict, policy: str, epochs: int, rank
                 break
             order = refine_order([early_score(early[(task, k)], epochs, ranking) for k in fin],
                                  [info["dass"][k] for k in fin])
-            vals.append(max(labels[(task, k)] for k in b["fit"]) - labels[(task, fin[order[0]])])
+            vals.append(_best_fit(task, b, labels) - labels[(task, fin[order[0]])])
         else:
             out[task] = float(np.mean(vals))
     return out
+
+
+def _best_fit(task: str, budget: dict, labels: dict) -> float:
+    """The best label among the students that fit the budget: what every regret is measured from."""
+    return max(labels[(task, k)] for k in budget["fit"])
 
 
 def top1(doc: dict, labels: dict, by: str) -> dict[str, float]:
@@ -215,15 +221,14 @@ def top1(doc: dict, labels: dict, by: str) -> dict[str, float]:
         vals = []
         for b in info["budgets"]:
             pick = max(b["fit"], key=lambda k: info[by][k])
-            vals.append(max(labels[(task, k)] for k in b["fit"]) - labels[(task, pick)])
+            vals.append(_best_fit(task, b, labels) - labels[(task, pick)])
         out[task] = float(np.mean(vals))
     return out
 
 
 def oracle(doc: dict, labels: dict, policy: str) -> dict[str, float]:
     """Per task: the regret of the best finalist (the floor any ranking of these finalists can reach)."""
-    return {task: float(np.mean([max(labels[(task, k)] for k in b["fit"]) - max(labels[(task, k)] for k in
-                                                                              b["finalists"][policy])
+    return {task: float(np.mean([_best_fit(task, b, labels) - max(labels[(task, k)] for k in b["finalists"][policy])
                                  for b in info["budgets"]]))
             for task, info in doc["tasks"].items()}
 
@@ -301,13 +306,10 @@ def noise_split(doc: dict, indep: dict, same: dict, tasks: list[str]) -> str:
 
 def report() -> str:
     doc = json.loads(PLAN.read_text())
-    rows = _db_rows(doc["dbs"])
+    rows, seed1 = _db_rows(doc["dbs"], 0, SEED)  # the held-out plan reads the same databases
     labels = {k: float(r["val_acc"]) for k, r in rows.items()}
     same = {k: r["val_curve"] for k, r in rows.items()}
-    indep = {}
-    for line in LOG.read_text().splitlines() if LOG.is_file() else []:
-        r = json.loads(line)
-        indep[(r["task"], r["arch_key"])] = r["val_curve"]
+    indep = _logged()
     table = honest(doc, indep, labels)
     complete = sorted(set.intersection(*(set(v) for v in table.values())))
     if not complete:
@@ -315,7 +317,7 @@ def report() -> str:
     held: dict = {}
     if HELDOUT_PLAN.is_file():  # the held-out tasks' stored seed-1 curves: information only
         hdoc = json.loads(HELDOUT_PLAN.read_text())
-        held = honest(hdoc, {k: r["val_curve"] for k, r in _db_rows(hdoc["dbs"], seed=SEED).items()}, labels)
+        held = honest(hdoc, {k: r["val_curve"] for k, r in seed1.items()}, labels)
     ref = table[SHIPPED]
     lines = [f"Meta-training tasks with every finalist trained again: {len(complete)} of {len(doc['tasks'])}. Label: "
              "seed 0's validation accuracy (the database's); regret in points, mean of 4 FLOPs-budget quantiles. "
