@@ -122,3 +122,22 @@ def test_distill_cli_rejects_a_missing_gpu(tmp_path, capsys):
                             "--train-device", "cuda"], capsys)
     assert code == 2 and "sees no CUDA GPU" in err and len(err.strip().splitlines()) == 1
     assert not (tmp_path / "s").exists()
+
+
+def test_observers_see_every_step_and_epoch_and_change_nothing():
+    """``after_step`` and ``epoch_metrics`` observe a run (benchmarks compare ranking signals with them): the
+    run's history and weights are the same with and without them, the metrics land in each epoch's entry."""
+    data = _small("textures", 240)
+    recipe = Recipe(epochs=2, lr=0.05, batch_size=64)
+    model, mean, std = _tiny(data)
+    plain = train(model, data, recipe, mean=mean, std=std)
+    model, mean, std = _tiny(data)
+    steps: list[int] = []
+    seen = train(model, data, recipe, mean=mean, std=std, after_step=lambda m: steps.append(1),
+                 epoch_metrics=lambda m: {"acc_again": evaluate(m, data.val, mean, std), "training": m.training})
+    assert len(steps) == 2 * -(-len(data.train) // 64)
+    assert [h["val_acc"] for h in seen.history] == [h["val_acc"] for h in plain.history]
+    assert [h["acc_again"] for h in seen.history] == [h["val_acc"] for h in seen.history]
+    assert all(h["training"] is False for h in seen.history)  # evaluated in eval mode, as the loop leaves it
+    for a, b in zip(plain.model.state_dict().values(), seen.model.state_dict().values()):
+        assert torch.equal(a, b)

@@ -22,7 +22,7 @@ from dass_edge.errors import DassEdgeError
 from dass_edge.models.remap import REMAP_MODES, remap
 from dass_edge.models.resnet import ResNet
 from dass_edge.space import Arch, SearchSpace
-from dass_edge.training.loop import ProgressFn, Recipe, evaluate, train
+from dass_edge.training.loop import EpochMetrics, ProgressFn, Recipe, StepHook, evaluate, train
 from dass_edge.training.losses import KDLoss, get_loss, loss_needs_teacher
 from dass_edge.training.teacher_cache import TeacherCache, load_or_build_cache
 from dass_edge.validate import finite
@@ -142,7 +142,8 @@ def check_compatible(teacher: ResNet, data: TaskData, arch: Arch, fixed_last_sta
 def distill(teacher: ResNet, arch: Arch, data: TaskData, config: KDConfig, *, teacher_sha256: str | None = None,
             cache_dir: str | Path | None = None, resume_path: str | Path | None = None,
             progress: ProgressFn | None = None, device: str | torch.device = "cpu",
-            stop_after: int | None = None) -> DistillResult:
+            stop_after: int | None = None, after_step: StepHook | None = None,
+            epoch_metrics: EpochMetrics | None = None) -> DistillResult:
     """KD-train ``arch`` remapped from ``teacher`` on ``data``; select the best epoch on validation.
 
     Args:
@@ -151,6 +152,7 @@ def distill(teacher: ResNet, arch: Arch, data: TaskData, config: KDConfig, *, te
         resume_path: per-epoch resume state (see :func:`dass_edge.training.loop.train`).
         device: where student and teacher run (the student comes back on the CPU).
         stop_after: stop after this epoch of the recipe (schedule unchanged; see :func:`train`).
+        after_step, epoch_metrics: observers of the run (see :func:`train`).
 
     Raises:
         DassEdgeError: class-count or resolution mismatch, arch outside the teacher's space, bad config.
@@ -176,7 +178,7 @@ def distill(teacher: ResNet, arch: Arch, data: TaskData, config: KDConfig, *, te
     extra = {"kd": config.to_dict(), "teacher": teacher_sha256 or "", "arch": arch.key()}
     result = train(student, data, recipe, mean=mean, std=std, loss_fn=box.loss_fn, resume_path=resume_path,
                    progress=progress, fingerprint_extra=extra, device=device,
-                   stop_after=stop_after)
+                   stop_after=stop_after, after_step=after_step, epoch_metrics=epoch_metrics)
     test_acc = evaluate(result.model, data.test, mean, std)
     return DistillResult(student=result.model, val_acc=result.best_val_acc, final_val_acc=result.final_val_acc,
                          test_acc=test_acc, best_epoch=result.best_epoch, history=result.history,

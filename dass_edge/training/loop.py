@@ -26,13 +26,17 @@ from dass_edge.errors import DassEdgeError
 from dass_edge.io import atomic_write
 from dass_edge.validate import finite, whole
 
-__all__ = ["Recipe", "TrainResult", "LossFn", "evaluate", "train", "cross_entropy_loss", "model_device",
-           "resolve_train_device"]
+__all__ = ["Recipe", "TrainResult", "LossFn", "StepHook", "EpochMetrics", "evaluate", "train", "cross_entropy_loss",
+           "model_device", "resolve_train_device"]
 
 #: ``loss_fn(model, x, y, index, epoch) -> loss``; ``index`` are sample positions in the train split.
 LossFn = Callable[[nn.Module, torch.Tensor, torch.Tensor, torch.Tensor, int], torch.Tensor]
 #: ``progress(event, info)`` with events ``start`` (total steps), ``step``, ``epoch``.
 ProgressFn = Callable[[str, dict], None]
+#: Called after every optimizer step with the model (e.g. to keep a weight average).
+StepHook = Callable[[nn.Module], None]
+#: Called after every epoch with the model in eval mode; what it returns joins that epoch's history entry.
+EpochMetrics = Callable[[nn.Module], dict]
 
 
 @dataclass(frozen=True)
@@ -164,6 +168,8 @@ def train(
     fingerprint_extra: dict | None = None,
     device: str | torch.device = "cpu",
     stop_after: int | None = None,
+    after_step: StepHook | None = None,
+    epoch_metrics: EpochMetrics | None = None,
 ) -> TrainResult:
     """Train ``model`` on ``data.train``, selecting the best epoch on ``data.val``.
 
@@ -175,6 +181,10 @@ def train(
             teacher logits). The returned model is on the CPU.
         stop_after: run only the recipe's first epochs, its learning-rate schedule unchanged: the result is
             the full run's state after that epoch (search's short-KD refinement compares students there).
+        after_step, epoch_metrics: observers that change nothing in the run: one sees the model after every
+            optimizer step, the other adds its numbers to each epoch's history entry (benchmarks use them to
+            compare ranking signals of short runs). Their state is the caller's: a resumed run does not replay
+            the steps of epochs done before the kill.
     """
     recipe.validate()
     last_epoch = recipe.epochs
@@ -227,6 +237,8 @@ def train(
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
+            if after_step is not None:
+                after_step(model)
             total_loss += float(loss.detach())
             n_batches += 1
             images_seen += int(y.shape[0])
@@ -238,6 +250,10 @@ def train(
         val_acc = evaluate(model, data.val, mean, std)
         elapsed += time.perf_counter() - t0
         history.append({"epoch": epoch + 1, "loss": total_loss / max(1, n_batches), "val_acc": val_acc})
+        if epoch_metrics is not None:  # sees the model in eval mode, as after evaluation; training resumes after
+            model.eval()
+            history[-1].update(epoch_metrics(model))
+            model.train()
         if val_acc > best_acc:
             best_acc, best_epoch, best_state = val_acc, epoch + 1, copy.deepcopy(model.state_dict())
         if progress:
