@@ -144,6 +144,7 @@ def run(shard: tuple[int, int], threads: int, work: Path) -> None:
 
     from dass_edge.data import load_task
     from dass_edge.metadb.sources import resolve_db_paths
+    from dass_edge.metadb.store import append_row
     from dass_edge.models.checkpoint import load_checkpoint
     from dass_edge.predictor.pipeline import resolve_teachers_dir
     from dass_edge.space import Arch
@@ -175,10 +176,7 @@ def run(shard: tuple[int, int], threads: int, work: Path) -> None:
             raise SystemExit(f"{j['task']} {j['arch_key']}: unexpected curve {curve}")
         rec = {"task": j["task"], "arch_key": j["arch_key"], "seed": SEED, "val_curve": curve,
                "seconds": round(time.perf_counter() - t0, 1), "threads": threads}
-        with LOG.open("a") as f:  # one whole line per finalist, flushed to disk before the next starts
-            f.write(json.dumps(rec) + "\n")
-            f.flush()
-            os.fsync(f.fileno())
+        append_row(LOG, rec)  # one whole line per finalist, on disk before the next starts (shards share the log)
         resume.unlink(missing_ok=True)
         print(f"[{i}/{len(todo)}] {j['task']} {j['arch_key']}: {curve} ({rec['seconds']} s)", flush=True)
 
