@@ -171,7 +171,7 @@ def run(shard: tuple[int, int], threads: int, work: Path) -> None:
         signals = {s: [round(float(h[f"sig_{s}"]), 5) for h in result.history] for s in SIGNALS}
         if any(len(v) != MAX_EPOCHS or not np.all(np.isfinite(v)) for v in signals.values()):
             raise SystemExit(f"{j['task']} {j['arch_key']}: unexpected signals {signals}")
-        if abs(signals["acc"][-1] - result.history[-1]["val_acc"]) > 1e-6:
+        if abs(signals["acc"][-1] - result.history[-1]["val_acc"]) > 1e-4:  # stored to 5 decimals
             raise SystemExit(f"{j['task']} {j['arch_key']}: the signal's accuracy disagrees with the loop's")
         rec = {"task": j["task"], "arch_key": j["arch_key"], "seed": SEED, "signals": signals,
                "seconds": round(time.perf_counter() - t0, 1), "threads": threads}
