@@ -109,7 +109,8 @@ def report(jobs: list[dict], source_s: float | None) -> str:
         lines.append(f"| {r['pair'] + 1} | {r['spin']} | {100 * r['within_10pct']:.0f}% | {r['spearman']:.3f} "
                      f"| {100 * r['rmspe']:.1f}% | {r['seconds']:.0f} s |")
     lines += ["", "| spinning | jobs meeting both N = 20 targets "
-              "| held-out latency vs on (median of per-student ratios) | job-to-job Spearman of the same 30 students | job-to-job median gap |", "|---|---|---|---|---|"]
+              "| held-out latency vs on (median of per-student ratios) "
+              "| job-to-job Spearman of the same 30 students | job-to-job median gap |", "|---|---|---|---|---|"]
     on = np.mean([r["heldout_p50_ms"] for r in jobs if r["spin"] == "on"], axis=0)  # per student, over the jobs
     for s in SETTINGS:
         mine = [r for r in jobs if r["spin"] == s]
