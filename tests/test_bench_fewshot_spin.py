@@ -17,7 +17,7 @@ def test_agreement_compares_every_two_jobs_of_one_setting():
             _job(0, "off", [1.0, 2.0, 3.0, 4.0]), _job(1, "off", [1.1, 2.2, 3.3, 4.4])]
     rhos, gaps = agreement(jobs, "on")
     assert rhos == [pytest.approx(0.8)]  # one swapped pair of four
-    assert gaps == [pytest.approx((1 / 3 + 0.5) / 2)]  # |ratio - 1|: 0, 1/3, 0.5, 1/11 -> median of the middle two
+    assert gaps == [pytest.approx((1 / 11 + 1 / 3) / 2)]  # |ratio - 1|: 0, 1/3, 1/2, 1/11: the middle two
     rhos, gaps = agreement(jobs, "off")
     assert rhos == [pytest.approx(1.0)] and gaps == [pytest.approx(1 / 11)]
 
