@@ -260,8 +260,9 @@ def report() -> str:
                      f"[{lo:+.2f}, {hi:+.2f}] |")
     lines += ["", f"The shipped ranking on seed 1's run (the fifth rule's measurement, same tasks): "
               f"{np.mean([s1[t] for t in complete]):.2f}.", "", verdict(table, complete, len(doc["tasks"])), "",
-              "How well each signal at epoch 3 agrees across seeds and with the label (Spearman within a task, "
-              "mean over the tasks' finalists; seed 1 recorded accuracy only):", "", agreement(sig, seed1, labels)]
+              "How well each signal at epoch 3 orders a task's finalists like the label (Spearman within a task, "
+              "mean over the tasks; the last row: seed 1's accuracy, the fifth rule's run):", "",
+              agreement(sig, seed1, labels)]
     return "\n".join(lines)
 
 
