@@ -20,7 +20,6 @@ import argparse
 import dataclasses
 import itertools
 import json
-import os
 import sys
 import time
 from pathlib import Path
@@ -102,6 +101,21 @@ def agreement(jobs: list[dict], setting: str) -> tuple[list[float], list[float]]
     return rhos, gaps
 
 
+def decision(jobs: list[dict]) -> str:
+    """The rule (``results/fewshot_spin_rule.txt``): a ``spin`` profile key only if spinning off meets both N = 20
+    targets in every job of it while spinning on misses them in at least one."""
+    def met(r: dict) -> bool:
+        return r["within_10pct"] >= 0.90 and r["spearman"] >= 0.95
+
+    off = [met(r) for r in jobs if r["spin"] == "off"]
+    on = [met(r) for r in jobs if r["spin"] == "on"]
+    if off and all(off) and not all(on):
+        return ("Decision (the rule): spinning off met both targets in every job and on did not: profiles get a `spin` "
+                "key.")
+    return (f"Decision (the rule): nothing changes: spinning off met both targets in {sum(off)} of {len(off)} jobs, "
+            f"on in {sum(on)} of {len(on)}.")
+
+
 def report(jobs: list[dict], source_s: float | None) -> str:
     lines = ["| pair | spinning | held-out within ±10% | Spearman | RMSPE | job wall time |",
              "|---|---|---:|---:|---:|---:|"]
@@ -119,6 +133,7 @@ def report(jobs: list[dict], source_s: float | None) -> str:
         rhos, gaps = agreement(jobs, s)
         lines.append(f"| {s} | {met} of {len(mine)} | {level:.2f} | "
                      + ", ".join(f"{x:.3f}" for x in rhos) + " | " + ", ".join(f"{100 * g:.1f}%" for g in gaps) + " |")
+    lines += ["", decision(jobs)]
     if source_s is not None:
         lines += ["", f"Source table (`cpu`, onnxruntime FP32, 1 thread) measured first in the same work folder: "
                   f"{source_s:.0f} s."]
@@ -130,14 +145,15 @@ def main() -> None:
     ap.add_argument("--work", type=Path, required=True)
     ap.add_argument("--pairs", type=int, default=3)
     args = ap.parse_args()
-    load0 = os.getloadavg()
-    t0 = time.strftime("%Y-%m-%d %H:%M", time.gmtime())
     jobs = run(args.work, args.pairs)
     from dass_edge.latency import LatencyTable
 
     src = LatencyTable.load(args.work / "source.json")
-    body = (f"- Machine: {machine()}\n- Date: {t0}-{time.strftime('%H:%M', time.gmtime())} UTC, nothing else running "
-            f"(load average at start {load0[0]:.1f}, at end {os.getloadavg()[0]:.1f})\n\n"
+    end = time.strftime("%H:%M", time.gmtime((args.work / "spin.json").stat().st_mtime))
+    load = src.provenance["device"].get("load_average") or ["?"]
+    body = (f"- Machine: {machine()}\n- Date: {src.provenance['date'][:10]}, the source table finished "
+            f"{src.provenance['date'][11:16]}, the last job {end} UTC; nothing else running (load average when the "
+            f"source table finished: {load[0]:.1f})\n\n"
             + report(jobs, src.provenance.get("elapsed_s")))
     print(body)
     write_fragment("fewshot_spin", "Few-shot with 2 threads: onnxruntime intra-op spinning on vs off",

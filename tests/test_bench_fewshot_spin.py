@@ -29,3 +29,13 @@ def test_report_counts_jobs_meeting_both_targets_and_the_level():
     assert "| on | 1 of 2 | 1.00 |" in text
     assert "| off | 2 of 2 | 1.20 |" in text
     assert "46 s" in text
+
+
+def test_decision_adds_the_key_only_when_off_meets_every_job_and_on_misses_one():
+    from benchmarks.bench_fewshot_spin import decision
+
+    good, bad = {"within_10pct": 0.93, "spearman": 0.96}, {"within_10pct": 0.93, "spearman": 0.94}
+    jobs = [{"spin": "off", **good}, {"spin": "off", **good}, {"spin": "on", **good}, {"spin": "on", **bad}]
+    assert "get a `spin` key" in decision(jobs)
+    assert "nothing changes" in decision([{"spin": "on", **good}, *jobs[:2]])  # on met everywhere too
+    assert "in 1 of 2 jobs, on in 1 of 2" in decision([{"spin": "off", **bad}, *jobs[1:]])
