@@ -125,47 +125,61 @@ def _db_rows(dbs: list[str], *seeds: int) -> list[dict]:
     return [{(r["task"], r["arch_key"]): r for r in rows if int(r["seed"]) == seed} for seed in seeds or (0,)]
 
 
-def _logged() -> dict:
-    """``{(task, arch_key): seed-1 curve}`` of every finalist in the log (a line cut by kill -9 is left out, so
-    that finalist is trained again)."""
+def read_log(log: Path, field: str) -> dict:
+    """``{(task, arch_key): record[field]}`` of every finalist in a bench's log (a line cut by kill -9 is left out,
+    so that finalist is trained again)."""
     out = {}
-    for line in LOG.read_text().splitlines() if LOG.is_file() else []:
+    for line in log.read_text().splitlines() if log.is_file() else []:
         try:
             r = json.loads(line)
-            out[(r["task"], r["arch_key"])] = r["val_curve"]
+            out[(r["task"], r["arch_key"])] = r[field]
         except (ValueError, KeyError):
             continue
     return out
 
 
-def run(shard: tuple[int, int], threads: int, work: Path) -> None:
-    """Distill this shard's planned finalists that are not in the log yet (seed 1, first 6 epochs)."""
+def _logged() -> dict:
+    """``{(task, arch_key): seed-1 curve}`` of every finalist in this bench's log."""
+    return read_log(LOG, "val_curve")
+
+
+def shard_todo(shard: tuple[int, int], done: dict, threads: int):
+    """Yield ``(index, count, job, teacher, data)`` for this shard's planned finalists not in ``done``, the
+    teacher and task loaded once per task; torch set to ``threads`` threads. Shared by the benches that train the
+    plan's finalists again (this one, ``bench_refine_signals.py``)."""
     import torch
 
     from dass_edge.data import load_task
     from dass_edge.metadb.sources import resolve_db_paths
-    from dass_edge.metadb.store import append_row
     from dass_edge.models.checkpoint import load_checkpoint
     from dass_edge.predictor.pipeline import resolve_teachers_dir
-    from dass_edge.space import Arch
-    from dass_edge.training.distill import KDConfig, distill
 
     doc = json.loads(PLAN.read_text())
     teachers = resolve_teachers_dir(resolve_db_paths(doc["dbs"])[-1], None)
     k, n = shard
     jobs = [j for i, j in enumerate(doc["jobs"]) if i % n == k - 1]
-    done = _logged()
     todo = [j for j in jobs if (j["task"], j["arch_key"]) not in done]
     print(f"shard {k}/{n}: {len(jobs)} finalists, {len(jobs) - len(todo)} done, {len(todo)} to go", flush=True)
     torch.set_num_threads(threads)
-    work.mkdir(parents=True, exist_ok=True)
     loaded: dict = {}
     for i, j in enumerate(todo, 1):
         if j["task"] not in loaded:
             loaded.clear()
             teacher, _ = load_checkpoint(teachers / j["teacher_file"])
             loaded[j["task"]] = (teacher, load_task(j["task"], resolution=j["resolution"]))
-        teacher, data = loaded[j["task"]]
+        yield (i, len(todo), j, *loaded[j["task"]])
+
+
+def run(shard: tuple[int, int], threads: int, work: Path) -> None:
+    """Distill this shard's planned finalists that are not in the log yet (seed 1, first 6 epochs)."""
+    import torch
+
+    from dass_edge.metadb.store import append_row
+    from dass_edge.space import Arch
+    from dass_edge.training.distill import KDConfig, distill
+
+    work.mkdir(parents=True, exist_ok=True)
+    for i, count, j, teacher, data in shard_todo(shard, _logged(), threads):
         t0 = time.perf_counter()
         torch.manual_seed(SEED)
         resume = work / f"{j['task']}_{j['arch_key']}_s{SEED}.resume.pt"
@@ -178,7 +192,7 @@ def run(shard: tuple[int, int], threads: int, work: Path) -> None:
                "seconds": round(time.perf_counter() - t0, 1), "threads": threads}
         append_row(LOG, rec)  # one whole line per finalist, on disk before the next starts (shards share the log)
         resume.unlink(missing_ok=True)
-        print(f"[{i}/{len(todo)}] {j['task']} {j['arch_key']}: {curve} ({rec['seconds']} s)", flush=True)
+        print(f"[{i}/{count}] {j['task']} {j['arch_key']}: {curve} ({rec['seconds']} s)", flush=True)
 
 
 def early_score(curve: list[float], epochs: int, ranking: str) -> float:

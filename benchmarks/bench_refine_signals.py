@@ -31,7 +31,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from benchmarks.bench_refine_seeds import PLAN, _db_rows, regrets  # noqa: E402
+from benchmarks.bench_refine_seeds import PLAN, _db_rows, read_log, regrets, shard_todo  # noqa: E402
 from benchmarks.bench_refine_seeds import _logged as seed1_curves  # noqa: E402
 from benchmarks.common import RESULTS, task_bootstrap, write_fragment  # noqa: E402
 
@@ -119,14 +119,7 @@ def observers(data, mean, std, teacher_logp, steps_per_epoch: int):
 
 def logged() -> dict:
     """``{(task, arch_key): {signal: per-epoch values}}`` (a line cut by kill -9 is left out)."""
-    out = {}
-    for line in LOG.read_text().splitlines() if LOG.is_file() else []:
-        try:
-            r = json.loads(line)
-            out[(r["task"], r["arch_key"])] = r["signals"]
-        except (ValueError, KeyError):
-            continue
-    return out
+    return read_log(LOG, "signals")
 
 
 def run(shard: tuple[int, int], threads: int, work: Path) -> None:
@@ -134,37 +127,22 @@ def run(shard: tuple[int, int], threads: int, work: Path) -> None:
     import torch
     import torch.nn.functional as F
 
-    from dass_edge.data import load_task
-    from dass_edge.metadb.sources import resolve_db_paths
     from dass_edge.metadb.store import append_row
-    from dass_edge.models.checkpoint import load_checkpoint
-    from dass_edge.predictor.pipeline import resolve_teachers_dir
     from dass_edge.space import Arch
     from dass_edge.training.distill import DB_RECIPE, KDConfig, distill
 
-    doc = json.loads(PLAN.read_text())
-    teachers = resolve_teachers_dir(resolve_db_paths(doc["dbs"])[-1], None)
-    k, n = shard
-    jobs = [j for i, j in enumerate(doc["jobs"]) if i % n == k - 1]
-    done = logged()
-    todo = [j for j in jobs if (j["task"], j["arch_key"]) not in done]
-    print(f"shard {k}/{n}: {len(jobs)} finalists, {len(jobs) - len(todo)} done, {len(todo)} to go", flush=True)
-    torch.set_num_threads(threads)
     work.mkdir(parents=True, exist_ok=True)
-    loaded: dict = {}
-    for i, j in enumerate(todo, 1):
-        if j["task"] not in loaded:
-            loaded.clear()
-            teacher, _ = load_checkpoint(teachers / j["teacher_file"])
-            data = load_task(j["task"], resolution=j["resolution"])
-            mean, std = teacher.spec.mean, teacher.spec.std
-            t_logits, _ = val_outputs(teacher, data, mean, std)
-            loaded[j["task"]] = (teacher, data, F.log_softmax(t_logits.double(), 1))
-        teacher, data, teacher_logp = loaded[j["task"]]
+    teacher_logp: dict = {}
+    for i, count, j, teacher, data in shard_todo(shard, logged(), threads):
+        if j["task"] not in teacher_logp:  # the teacher's answers on the validation images, once per task
+            teacher_logp.clear()
+            t_logits, _ = val_outputs(teacher, data, teacher.spec.mean, teacher.spec.std)
+            teacher_logp[j["task"]] = F.log_softmax(t_logits.double(), 1)
         t0 = time.perf_counter()
         torch.manual_seed(SEED)
         steps = -(-len(data.train) // DB_RECIPE.batch_size)
-        after_step, epoch_metrics = observers(data, teacher.spec.mean, teacher.spec.std, teacher_logp, steps)
+        after_step, epoch_metrics = observers(data, teacher.spec.mean, teacher.spec.std, teacher_logp[j["task"]],
+                                              steps)
         result = distill(teacher, Arch.from_dict(j["arch"]), data, KDConfig().with_seed(SEED), stop_after=MAX_EPOCHS,
                          cache_dir=work / "teacher_cache", teacher_sha256=j["teacher_sha256"],
                          after_step=after_step, epoch_metrics=epoch_metrics)
@@ -176,7 +154,7 @@ def run(shard: tuple[int, int], threads: int, work: Path) -> None:
         rec = {"task": j["task"], "arch_key": j["arch_key"], "seed": SEED, "signals": signals,
                "seconds": round(time.perf_counter() - t0, 1), "threads": threads}
         append_row(LOG, rec)  # one whole line per finalist, on disk before the next starts (shards share the log)
-        print(f"[{i}/{len(todo)}] {j['task']} {j['arch_key']}: acc {signals['acc']} ema_q {signals['ema_q']} "
+        print(f"[{i}/{count}] {j['task']} {j['arch_key']}: acc {signals['acc']} ema_q {signals['ema_q']} "
               f"({rec['seconds']} s)", flush=True)
 
 
