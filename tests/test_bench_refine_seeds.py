@@ -64,3 +64,14 @@ def test_every_v0_candidate_costs_four_finalists_times_its_epochs(epochs):
     from benchmarks.bench_refine_seeds import cost
 
     assert cost("V0", epochs) == 4 * epochs and cost("V6", epochs) == 2 * epochs
+
+
+def test_heldout_floor_ranks_by_the_whole_run_and_by_epoch_3():
+    from benchmarks.bench_refine_seeds import heldout_floor
+
+    labels = {("t", "a"): 70.0, ("t", "b"): 75.0, ("t", "c"): 80.0}
+    # seed 1: a ahead at epoch 3, b ahead after its whole run; the label's best finalist is b (c is no finalist)
+    seed1 = {("t", "a"): {"val_acc": 71.0, "val_curve": [40.0, 50.0, 60.0]},
+             ("t", "b"): {"val_acc": 74.0, "val_curve": [30.0, 45.0, 55.0]}}
+    text = heldout_floor(_doc(), seed1, labels)
+    assert "at epoch 3 10.00, by seed 1's whole 10-epoch run 5.00, by the label itself 5.00" in text
