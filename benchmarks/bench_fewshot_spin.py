@@ -88,12 +88,12 @@ def run(work: Path, pairs: int) -> list[dict]:
     return jobs
 
 
-def agreement(jobs: list[dict], setting: str) -> tuple[list[float], list[float]]:
-    """Between every two jobs of one setting: Spearman of the held-out students' medians and the median
-    |ratio - 1| of a student's median in one job to the other's."""
+def agreement(jobs: list[dict], setting: str, key: str = "spin") -> tuple[list[float], list[float]]:
+    """Between every two jobs of one setting (``job[key] == setting``): Spearman of the held-out students' medians
+    and the median |ratio - 1| of a student's median in one job to the other's."""
     from scipy.stats import spearmanr
 
-    mine = [np.asarray(r["heldout_p50_ms"]) for r in jobs if r["spin"] == setting]
+    mine = [np.asarray(r["heldout_p50_ms"]) for r in jobs if r[key] == setting]
     rhos, gaps = [], []
     for a, b in itertools.combinations(mine, 2):
         rhos.append(float(spearmanr(a, b).statistic))

@@ -1,0 +1,122 @@
+"""2-thread few-shot jobs summarized raw vs with round normalization → results/fewshot_normalize.md.
+
+In the bad 2-thread job of ``bench_fewshot_spin.py`` a subset of students measured 22-29% faster than in the
+other jobs and the rest within 1%: the VM has a fast state, and a student's summary (the lower quartile of its
+sessions near its fastest) takes it whenever any of its interleaved rounds caught it. Round normalization
+(``dass_edge.latency.stats.round_factors``) divides each session by its round's factor, the median over every
+student of that round's speed relative to the student's own median, before the same summary. Both summaries come
+from the same job's records (the second ``profile_fewshot`` call reuses the first one's rounds), so the comparison
+is paired. The rule that decides: ``results/fewshot_spin_rule.txt``, session 14's second rule.
+
+    python benchmarks/bench_fewshot_normalize.py --work /tmp/norm [--jobs 4]
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from benchmarks.bench_fewshot_spin import agreement  # noqa: E402
+from benchmarks.common import machine, write_fragment  # noqa: E402
+
+SUMMARIES = ("raw", "normalized")
+
+
+def _met(r: dict) -> bool:
+    return r["within_10pct"] >= 0.90 and r["spearman"] >= 0.95
+
+
+def run(work: Path, n_jobs: int) -> list[dict]:
+    import dass_edge.latency.fewshot as fs
+    from dass_edge.latency import LatencyTable, default_teacher_spec, load_profile, profile_device
+
+    work.mkdir(parents=True, exist_ok=True)
+    teacher = default_teacher_spec()
+    cpu = load_profile("cpu")
+    src_path = work / "source.json"
+    src = LatencyTable.load(src_path) if src_path.is_file() else \
+        profile_device(cpu, teacher, 32, out=src_path, students=30).table
+    target = dataclasses.replace(cpu, name="cpu-t2", threads=2, description="onnxruntime FP32, 2 threads")
+    measured, cache = fs.measure_rounds, {}
+
+    def once(*args, **kwargs):  # the job's rounds, measured by the first summary's call and reused by the second
+        if "rounds" not in cache:
+            cache["rounds"] = measured(*args, **kwargs)
+        return cache["rounds"]
+
+    fs.measure_rounds = once
+    log = work / "normalize.json"
+    jobs = json.loads(log.read_text()) if log.is_file() else []
+    for j in range(n_jobs):
+        if any(r["job"] == j for r in jobs):
+            continue
+        cache.clear()
+        t0 = time.perf_counter()
+        for summary in SUMMARIES:
+            res = fs.profile_fewshot(target, teacher, 20, 32, source=src, out=work / f"t2-{summary}-{j}.json",
+                                     heldout=30, normalize_rounds=summary == "normalized")
+            f = res.table.fidelity
+            jobs.append({"job": j, "summary": summary, "within_10pct": f["within_10pct"], "spearman": f["spearman"],
+                         "rmspe": f["rmspe"], "seconds": round(time.perf_counter() - t0, 1),
+                         "heldout_p50_ms": [s["p50_ms"] for s in f["samples"]]})
+            print(f"job {j} {summary}: {100 * f['within_10pct']:.0f}% within 10%, Spearman {f['spearman']:.3f}",
+                  flush=True)
+        log.write_text(json.dumps(jobs))
+    return jobs
+
+
+def decision(jobs: list[dict]) -> str:
+    """The rule: adopted if, normalized, >= 3 of the 4 jobs meet both targets and the mean job-to-job Spearman is
+    not lower than raw."""
+    met = {s: sum(_met(r) for r in jobs if r["summary"] == s) for s in SUMMARIES}
+    rho = {s: float(np.mean(agreement(jobs, s, "summary")[0])) for s in SUMMARIES}
+    n = sum(r["summary"] == "normalized" for r in jobs)
+    ok = n >= 4 and met["normalized"] >= 3 and rho["normalized"] >= rho["raw"]
+    return (f"Decision (the rule): {'adopted' if ok else 'nothing changes'}: normalized, {met['normalized']} of {n} "
+            f"jobs met both targets (raw {met['raw']}); mean job-to-job Spearman {rho['normalized']:.3f} vs raw "
+            f"{rho['raw']:.3f}.")
+
+
+def report(jobs: list[dict]) -> str:
+    lines = ["| job | summary | held-out within ±10% | Spearman | RMSPE |", "|---|---|---:|---:|---:|"]
+    for r in sorted(jobs, key=lambda r: (r["job"], SUMMARIES.index(r["summary"]))):
+        lines.append(f"| {r['job'] + 1} | {r['summary']} | {100 * r['within_10pct']:.0f}% | {r['spearman']:.3f} "
+                     f"| {100 * r['rmspe']:.1f}% |")
+    lines += ["", "| summary | jobs meeting both N = 20 targets | job-to-job Spearman of the same 30 students "
+              "| job-to-job median gap |", "|---|---|---|---|"]
+    for s in SUMMARIES:
+        rhos, gaps = agreement(jobs, s, "summary")
+        lines.append(f"| {s} | {sum(_met(r) for r in jobs if r['summary'] == s)} of "
+                     f"{sum(r['summary'] == s for r in jobs)} | " + ", ".join(f"{x:.3f}" for x in rhos) + " | "
+                     + ", ".join(f"{100 * g:.1f}%" for g in gaps) + " |")
+    return "\n".join(lines + ["", decision(jobs)])
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--work", type=Path, required=True)
+    ap.add_argument("--jobs", type=int, default=4)
+    args = ap.parse_args()
+    jobs = run(args.work, args.jobs)
+    from dass_edge.latency import LatencyTable
+
+    src = LatencyTable.load(args.work / "source.json")
+    end = time.strftime("%H:%M", time.gmtime((args.work / "normalize.json").stat().st_mtime))
+    load = src.provenance["device"].get("load_average") or ["?"]
+    body = (f"- Machine: {machine()}\n- Date: {src.provenance['date'][:10]}, the source table finished "
+            f"{src.provenance['date'][11:16]}, the last job {end} UTC; nothing else running (load average when the "
+            f"source table finished: {load[0]:.1f})\n\n" + report(jobs))
+    print(body)
+    write_fragment("fewshot_normalize", "Few-shot with 2 threads: sessions summarized raw vs round-normalized",
+                   f"python benchmarks/bench_fewshot_normalize.py --work {args.work} --jobs {args.jobs}", body)
+
+
+if __name__ == "__main__":
+    main()
