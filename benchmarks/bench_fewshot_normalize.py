@@ -3,10 +3,11 @@
 In the bad 2-thread job of ``bench_fewshot_spin.py`` a subset of students measured 22-29% faster than in the
 other jobs and the rest within 1%: the VM has a fast state, and a student's summary (the lower quartile of its
 sessions near its fastest) takes it whenever any of its interleaved rounds caught it. Round normalization
-(``dass_edge.latency.stats.round_factors``) divides each session by its round's factor, the median over every
-student of that round's speed relative to the student's own median, before the same summary. Both summaries come
-from the same job's records (the second ``profile_fewshot`` call reuses the first one's rounds), so the comparison
-is paired. The rule that decides: ``results/fewshot_spin_rule.txt``, session 14's second rule.
+(:func:`round_factors`, here only: the rule did not adopt it) divides each session by its round's factor, the
+median over every student of that round's speed relative to the student's own median, before the same summary.
+Both summaries come from the same job's records (the second ``profile_fewshot`` call gets the first one's rounds,
+normalized), so the comparison is paired. The rule that decides: ``results/fewshot_spin_rule.txt``, session 14's
+second rule.
 
     python benchmarks/bench_fewshot_normalize.py --work /tmp/norm [--jobs 4]
 """
@@ -29,6 +30,23 @@ from benchmarks.common import machine, write_fragment  # noqa: E402
 SUMMARIES = ("raw", "normalized")
 
 
+def round_factors(rounds_by_model) -> np.ndarray:
+    """Per round of an interleaved job, how fast the machine ran then: the median over the models of (that
+    round's session median / the model's median over its rounds). Every model is measured once per round and the
+    rounds follow each other in time, so a state of the machine lasting a round moves every model of that round
+    alike, while a disturbance of one session moves one model."""
+    med = np.array([[float(np.median(r)) for r in model] for model in rounds_by_model], dtype=float)
+    if med.ndim != 2 or med.shape[0] == 0 or med.shape[1] == 0:
+        raise ValueError("need the same number of non-empty rounds for every model")
+    return np.median(med / np.median(med, axis=1, keepdims=True), axis=0)
+
+
+def normalized(rounds: list) -> list:
+    """Each session divided by its round's factor."""
+    f = round_factors(rounds)
+    return [[[us / f[r] for us in calls] for r, calls in enumerate(student)] for student in rounds]
+
+
 def _met(r: dict) -> bool:
     return r["within_10pct"] >= 0.90 and r["spearman"] >= 0.95
 
@@ -46,10 +64,12 @@ def run(work: Path, n_jobs: int) -> list[dict]:
     target = dataclasses.replace(cpu, name="cpu-t2", threads=2, description="onnxruntime FP32, 2 threads")
     measured, cache = fs.measure_rounds, {}
 
-    def once(*args, **kwargs):  # the job's rounds, measured by the first summary's call and reused by the second
+    def once(*args, **kwargs):  # the job's rounds, measured by the raw summary's call, normalized for the second
         if "rounds" not in cache:
             cache["rounds"] = measured(*args, **kwargs)
-        return cache["rounds"]
+            return cache["rounds"]
+        rounds, info = cache["rounds"]
+        return normalized(rounds), info
 
     fs.measure_rounds = once
     log = work / "normalize.json"
@@ -61,7 +81,7 @@ def run(work: Path, n_jobs: int) -> list[dict]:
         t0 = time.perf_counter()
         for summary in SUMMARIES:
             res = fs.profile_fewshot(target, teacher, 20, 32, source=src, out=work / f"t2-{summary}-{j}.json",
-                                     heldout=30, normalize_rounds=summary == "normalized")
+                                     heldout=30)  # SUMMARIES' order: raw measures, normalized reuses
             f = res.table.fidelity
             jobs.append({"job": j, "summary": summary, "within_10pct": f["within_10pct"], "spearman": f["spearman"],
                          "rmspe": f["rmspe"], "seconds": round(time.perf_counter() - t0, 1),

@@ -54,7 +54,7 @@ from dass_edge.latency.remote import SshTarget
 from dass_edge.latency.runners import BackendUnavailable, RunnerError, get_backend
 from dass_edge.latency.runners.sysinfo import device_info
 from dass_edge.latency.runners.timing import run_job
-from dass_edge.latency.stats import fidelity_metrics, round_factors, summarize_rounds
+from dass_edge.latency.stats import fidelity_metrics, summarize_rounds
 from dass_edge.latency.store import table_filename, user_tables_dir
 from dass_edge.latency.table import FORMAT, LUT_STATISTIC, VERSION, LatencyTable
 from dass_edge.space import block_macs
@@ -62,7 +62,7 @@ from dass_edge.spec import conv_out
 
 __all__ = ["COLUMNS", "FewShotResult", "TransferFit", "describe_transfer", "entry_columns", "fewshot_warning",
            "fit_transfer", "measure_rounds", "measure_students", "profile_fewshot", "spanning_students",
-           "summarize_job", "transfer_table"]
+           "transfer_table"]
 
 Progress = Callable[[str, int, int], None]
 _KINDS = ("stem", "block", "head")
@@ -268,27 +268,17 @@ def transfer_table(source: LatencyTable, fit: TransferFit) -> dict[str, Any]:
 
 # -- measuring whole students on the target ------------------------------------------------------
 def measure_students(profile: DeviceProfile, specs: Sequence, target: SshTarget | None = None, seed: int = 0,
-                     progress: Progress | None = None, normalize_rounds: bool = False) -> tuple[list[dict], dict]:
+                     progress: Progress | None = None) -> tuple[list[dict], dict]:
     """End-to-end summaries of ``specs`` on the profile's device, with the profile's fidelity protocol.
 
     The same path as ``dass-edge profile``'s fidelity students: model files written here, measured by the
     runners locally or by the agent over SSH, ``fidelity_sessions`` fresh sessions each, rounds interleaved.
-    With ``normalize_rounds`` each session is first divided by its round's factor (:func:`round_factors`).
 
     Returns:
         ``(summaries, device_info)``.
     """
     rounds, info = measure_rounds(profile, specs, target, seed, progress)
-    return summarize_job(rounds, normalize_rounds), info
-
-
-def summarize_job(rounds: list[list[list[float]]], normalize_rounds: bool) -> list[dict]:
-    """Per student, :func:`summarize_rounds` of its sessions (per-call microseconds), divided by their rounds'
-    factors first when ``normalize_rounds``."""
-    if normalize_rounds and len(rounds) >= 3:
-        f = round_factors(rounds)
-        rounds = [[[us / f[r] for us in calls] for r, calls in enumerate(student)] for student in rounds]
-    return [summarize_rounds(student) for student in rounds]
+    return [summarize_rounds(student) for student in rounds], info
 
 
 def measure_rounds(profile: DeviceProfile, specs: Sequence, target: SshTarget | None = None, seed: int = 0,
@@ -389,7 +379,6 @@ def profile_fewshot(
     fixed_last_stage: bool = True,
     seed: int = 0,
     progress: Progress | None = None,
-    normalize_rounds: bool = False,
 ) -> FewShotResult:
     """Transfer ``source`` to ``device`` from ``samples`` spanning students measured there; write the table.
 
@@ -403,8 +392,6 @@ def profile_fewshot(
         out: table path; default: the user's table store.
         heldout: random students (not used for the fit) measured on the target for the fidelity report.
         seed: seed of the candidate pool and of the held-out sample.
-        normalize_rounds: divide each session by its round's factor before the summary (see
-            :func:`dass_edge.latency.stats.round_factors`); recorded in the table's provenance.
 
     Raises:
         DassEdgeError: bad input, no source table, missing backend, unreachable device; nothing is written then.
@@ -434,12 +421,12 @@ def profile_fewshot(
     # One job, rounds interleaved: the held-out students are measured under the same conditions as the fit's
     # (on a busy machine, latencies drift by tens of percent within minutes).
     summaries, info = measure_students(profile, fit_specs + [space.to_spec(a) for a in check_archs], target,
-                                       seed=seed, progress=progress, normalize_rounds=normalize_rounds)
+                                       seed=seed, progress=progress)
     fit_sum, check_sum = summaries[:len(fit_specs)], summaries[len(fit_specs):]
     fit = fit_transfer(src, fit_specs, [s["p50_ms"] for s in fit_sum])
     measure_s = time.perf_counter() - t0
     data = _assemble(profile, src, teacher, fixed_last_stage, fit, fit_archs, fit_sum, check_archs, check_sum, info,
-                     target, time.perf_counter() - t0, normalize_rounds)
+                     target, time.perf_counter() - t0)
     table = LatencyTable(data)
     prov = data["provenance"]
     path = Path(out) if out is not None else user_tables_dir() / table_filename(
@@ -452,7 +439,7 @@ def profile_fewshot(
 
 def _assemble(profile: DeviceProfile, src: LatencyTable, teacher, fixed_last_stage: bool, fit: TransferFit,
               fit_archs: list, fit_sum: list[dict], check_archs: list, check_sum: list[dict], info: dict,
-              target: SshTarget | None, elapsed: float, normalize_rounds: bool = False) -> dict:
+              target: SshTarget | None, elapsed: float) -> dict:
     mapped = transfer_table(src, fit)
     ratios = [s["p90_ms"] / s["p50_ms"] for s in fit_sum + check_sum if s["p50_ms"] > 0]
     data: dict[str, Any] = {
@@ -480,7 +467,7 @@ def _assemble(profile: DeviceProfile, src: LatencyTable, teacher, fixed_last_sta
         "precision": profile.precision, "threads": profile.threads, "batch": profile.batch,
         "device": info,
         "settings": {"warmup_s": profile.warmup_s, "iterations": profile.iterations,
-                     "fidelity_sessions": profile.fidelity_sessions, "normalize_rounds": normalize_rounds,
+                     "fidelity_sessions": profile.fidelity_sessions,
                      "entries": "transferred from the source table, not measured on this device (see transferred)",
                      "models": MODEL_FORMATS[get_backend(profile.backend).suffix].format(opset=OPSET)},
         "elapsed_s": round(elapsed, 1),

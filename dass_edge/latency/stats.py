@@ -7,8 +7,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-__all__ = ["UNDISTURBED_TOLERANCE", "fidelity_metrics", "fit_relative", "loo_predictions", "round_factors",
-           "summarize_rounds"]
+__all__ = ["UNDISTURBED_TOLERANCE", "fidelity_metrics", "fit_relative", "loo_predictions", "summarize_rounds"]
 
 
 #: A session whose median is more than this times the model's fastest session median counts as disturbed and is
@@ -43,22 +42,6 @@ def summarize_rounds(rounds: Sequence[Sequence[float]]) -> dict[str, float]:
             "p25_ms": float(np.percentile(calm, 25)), "p90_ms": float(np.percentile(pooled, 90)),
             "mean_ms": float(calm.mean()), "std_ms": float(calm.std()), "count": int(calm.size),
             "sessions": len(rounds), "sessions_kept": int(keep.sum())}
-
-
-def round_factors(rounds_by_model: Sequence[Sequence[Sequence[float]]]) -> np.ndarray:
-    """Per round of an interleaved job, how fast the machine ran then: the median over the models of (that
-    round's session median / the model's median over its rounds).
-
-    Every model is measured once per round and the rounds follow each other in time, so a speed state of the
-    machine that lasts a round or more (a VM whose second core is sometimes shared) moves every model of that
-    round alike, while a disturbance of one session moves one model. Dividing each session by its round's factor
-    removes the first and leaves the second to :func:`summarize_rounds`. Needs the same rounds for every model.
-    """
-    med = np.array([[float(np.median(r)) for r in model] for model in rounds_by_model], dtype=float)
-    if med.ndim != 2 or med.shape[0] == 0 or med.shape[1] == 0:
-        raise ValueError("need the same number of non-empty rounds for every model")
-    rel = med / np.median(med, axis=1, keepdims=True)
-    return np.median(rel, axis=0)
 
 
 def fit_relative(x: np.ndarray, y: np.ndarray) -> np.ndarray:
