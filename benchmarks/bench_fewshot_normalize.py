@@ -15,7 +15,6 @@ second rule.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import sys
 import time
@@ -24,8 +23,8 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from benchmarks.bench_fewshot_spin import agreement  # noqa: E402
-from benchmarks.common import machine, write_fragment  # noqa: E402
+from benchmarks.bench_fewshot_spin import agreement, header, two_thread_setup  # noqa: E402
+from benchmarks.common import write_fragment  # noqa: E402
 
 SUMMARIES = ("raw", "normalized")
 
@@ -53,15 +52,8 @@ def _met(r: dict) -> bool:
 
 def run(work: Path, n_jobs: int) -> list[dict]:
     import dass_edge.latency.fewshot as fs
-    from dass_edge.latency import LatencyTable, default_teacher_spec, load_profile, profile_device
 
-    work.mkdir(parents=True, exist_ok=True)
-    teacher = default_teacher_spec()
-    cpu = load_profile("cpu")
-    src_path = work / "source.json"
-    src = LatencyTable.load(src_path) if src_path.is_file() else \
-        profile_device(cpu, teacher, 32, out=src_path, students=30).table
-    target = dataclasses.replace(cpu, name="cpu-t2", threads=2, description="onnxruntime FP32, 2 threads")
+    teacher, src, target = two_thread_setup(work)
     measured, cache = fs.measure_rounds, {}
 
     def once(*args, **kwargs):  # the job's rounds, measured by the raw summary's call, normalized for the second
@@ -125,14 +117,7 @@ def main() -> None:
     ap.add_argument("--jobs", type=int, default=4)
     args = ap.parse_args()
     jobs = run(args.work, args.jobs)
-    from dass_edge.latency import LatencyTable
-
-    src = LatencyTable.load(args.work / "source.json")
-    end = time.strftime("%H:%M", time.gmtime((args.work / "normalize.json").stat().st_mtime))
-    load = src.provenance["device"].get("load_average") or ["?"]
-    body = (f"- Machine: {machine()}\n- Date: {src.provenance['date'][:10]}, the source table finished "
-            f"{src.provenance['date'][11:16]}, the last job {end} UTC; nothing else running (load average when the "
-            f"source table finished: {load[0]:.1f})\n\n" + report(jobs))
+    body = header(args.work, "normalize.json")[0] + report(jobs)
     print(body)
     write_fragment("fewshot_normalize", "Few-shot with 2 threads: sessions summarized raw vs round-normalized",
                    f"python benchmarks/bench_fewshot_normalize.py --work {args.work} --jobs {args.jobs}", body)

@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from benchmarks.common import machine, write_fragment  # noqa: E402
+from benchmarks.common import write_fragment  # noqa: E402
 
 SETTINGS = ("on", "off")
 
@@ -57,18 +57,38 @@ def _spin_switch():
     return state
 
 
-def run(work: Path, pairs: int) -> list[dict]:
+def two_thread_setup(work: Path):
+    """``(teacher spec, source table, 2-thread target profile)``: the source (the ``cpu`` profile's full table,
+    30 fidelity students) measured into ``work`` first, or the one an interrupted run left there."""
     from dass_edge.latency import LatencyTable, default_teacher_spec, load_profile, profile_device
-    from dass_edge.latency.fewshot import profile_fewshot
 
     work.mkdir(parents=True, exist_ok=True)
-    state = _spin_switch()
     teacher = default_teacher_spec()
     cpu = load_profile("cpu")
     src_path = work / "source.json"
     src = LatencyTable.load(src_path) if src_path.is_file() else \
         profile_device(cpu, teacher, 32, out=src_path, students=30).table
-    target = dataclasses.replace(cpu, name="cpu-t2", threads=2, description="onnxruntime FP32, 2 threads")
+    return teacher, src, dataclasses.replace(cpu, name="cpu-t2", threads=2, description="onnxruntime FP32, 2 threads")
+
+
+def header(work: Path, log: str) -> tuple[str, float | None]:
+    """The fragment's line saying when the jobs ran (from the source table's provenance and the log's time; the
+    fragment's own Date is when it was written), and the source table's profiling seconds."""
+    from dass_edge.latency import LatencyTable
+
+    src = LatencyTable.load(work / "source.json")
+    end = time.strftime("%H:%M", time.gmtime((work / log).stat().st_mtime))
+    load = src.provenance["device"].get("load_average") or ["?"]
+    return (f"- Measured: {src.provenance['date'][:10]}, the source table finished "
+            f"{src.provenance['date'][11:16]}, the last job {end} UTC; nothing else running (load average when the "
+            f"source table finished: {load[0]:.1f})\n\n"), src.provenance.get("elapsed_s")
+
+
+def run(work: Path, pairs: int) -> list[dict]:
+    from dass_edge.latency.fewshot import profile_fewshot
+
+    state = _spin_switch()
+    teacher, src, target = two_thread_setup(work)
     log = work / "spin.json"
     jobs = json.loads(log.read_text()) if log.is_file() else []
     for j, setting in itertools.product(range(pairs), SETTINGS):
@@ -146,15 +166,8 @@ def main() -> None:
     ap.add_argument("--pairs", type=int, default=3)
     args = ap.parse_args()
     jobs = run(args.work, args.pairs)
-    from dass_edge.latency import LatencyTable
-
-    src = LatencyTable.load(args.work / "source.json")
-    end = time.strftime("%H:%M", time.gmtime((args.work / "spin.json").stat().st_mtime))
-    load = src.provenance["device"].get("load_average") or ["?"]
-    body = (f"- Machine: {machine()}\n- Date: {src.provenance['date'][:10]}, the source table finished "
-            f"{src.provenance['date'][11:16]}, the last job {end} UTC; nothing else running (load average when the "
-            f"source table finished: {load[0]:.1f})\n\n"
-            + report(jobs, src.provenance.get("elapsed_s")))
+    head, source_s = header(args.work, "spin.json")
+    body = head + report(jobs, source_s)
     print(body)
     write_fragment("fewshot_spin", "Few-shot with 2 threads: onnxruntime intra-op spinning on vs off",
                    f"python benchmarks/bench_fewshot_spin.py --work {args.work} --pairs {args.pairs}", body)
