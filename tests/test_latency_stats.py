@@ -84,4 +84,3 @@ def test_fewer_students_fewer_parameters():
     assert corr["features"] == ["lut_ms"] and fid["method"] == "leave-one-out"
     corr, fid = fit_correction(_samples(1))
     assert fid["method"] == "in-sample"
-
