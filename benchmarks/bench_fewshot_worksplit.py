@@ -201,11 +201,17 @@ def main() -> None:
         head, _ = header(args.fresh, pairs[-1][1].name)
         body = (head + text + "\n\nThe choice on fresh jobs (session 15's rule: the 2-thread mean Spearman must rise "
                 "by 0.01 with no fewer jobs meeting both targets, INT8 and torch not worse by 3 points / 0.005): "
-                + (f"`{pick}` is adopted." if pick else "none passes: nothing changes."))
+                + (f"`{pick}` is adopted." if pick else "none passes: nothing changes.")
+                + " The jobs' records are kept in `results/fewshot_jobs/s15_*.json` (pass them as SOURCE:TABLE pairs "
+                "with the same `--candidate`s to rescore without measuring).")
+        if args.pairs:  # information only: the stored jobs the candidates came from
+            stored, _ = report(rescore([tuple(Path(p) for p in x.split(":", 1)) for x in args.pairs], names), names)
+            body += "\n\nInformation only (the stored jobs of sessions 13-14, where the pattern was seen):\n\n" + stored
         print(body)
         write_fragment("fewshot_stage", "Few-shot transfer: a per-stage block scale, current vs candidates on "
                        "fresh jobs",
-                       "OMP_NUM_THREADS=1 python benchmarks/bench_fewshot_worksplit.py --fresh WORK", body)
+                       "OMP_NUM_THREADS=1 python benchmarks/bench_fewshot_worksplit.py --fresh WORK "
+                       "[the stored jobs of sessions 13-14 as SOURCE:TABLE pairs]", body)
         return
     if not args.pairs:
         ap.error("give SOURCE:TABLE pairs, or --fresh WORK")
