@@ -208,6 +208,48 @@ def _extra(tasks, features: list[str]) -> dict:
     return {t.name: _extra_one(t, features) for t in tasks}
 
 
+def task_kernel_hybrid(h: float, **settings):
+    """Session 15's candidate (``results/predictor_refit_rule.txt``): the hybrid whose ridge fit for a task weights
+    each meta-training task's rows by exp(-d^2 / (2 h^2)), d the distance of the two tasks' modulators (clipped and
+    centered as the hybrid does) in units of each modulator's standard deviation over the training tasks; the weights
+    sum to the number of rows, so the penalty keeps its strength. h -> infinity is the plain hybrid. A bench-only
+    subclass: it ships only if the rule adopts it."""
+    from dass_edge.predictor.hybrid import HybridPredictor, standardized
+
+    class TaskKernelHybrid(HybridPredictor):
+        def _modulators_of(self, task) -> np.ndarray:
+            r = self._ratios(task)
+            r = np.where(np.isfinite(r), r, self.probe_center)
+            return np.clip(r, self.probe_range[0], self.probe_range[1]) - self.probe_center
+
+        def fit(self, tasks, extra=None):
+            super().fit(tasks, extra)
+            tasks = [t for t in tasks if len(t) >= 2]
+            self.stats = []
+            for t in tasks:
+                z = (self._features(t, (extra or {}).get(t.name)) - self.mean) / self.scale
+                y = standardized(t.labels.numpy().astype(float))
+                self.stats.append((z.T @ z, z.T @ y, len(t), self._modulators_of(t)))
+            mods = np.array([m for *_, m in self.stats])
+            self.mod_sd = np.where(mods.std(0) > 1e-9, mods.std(0), 1.0)
+            return self
+
+        def score(self, task, extra=None):
+            z = (self._features(task, extra) - self.mean) / self.scale
+            m = self._modulators_of(task)
+            d2 = np.array([np.sum(((m - mi) / self.mod_sd) ** 2) for *_, mi in self.stats])
+            w = np.exp(-d2 / (2 * h * h))
+            n = np.array([ni for _, _, ni, _ in self.stats], dtype=float)
+            w *= n.sum() / float(w @ n)
+            gram = sum(wi * g for wi, (g, *_) in zip(w, self.stats))
+            rhs = sum(wi * b for wi, (_, b, *_) in zip(w, self.stats))
+            return z @ np.linalg.solve(gram + self.alpha * np.eye(len(rhs)), rhs)
+
+    if not settings.get("probe") and not settings.get("descriptors"):
+        raise SystemExit("error: task_kernel needs modulators (probe or descriptors)")
+    return TaskKernelHybrid(**settings)
+
+
 def run_recipe(name: str, opts: dict, fit: list, test: list, members: int, quick: bool) -> dict[str, dict]:
     """``{row name: {task name: scores}}`` for the test tasks (a DaSS recipe gives two rows)."""
     if name in ("flops", "params", "synflow"):
@@ -237,7 +279,10 @@ def run_recipe(name: str, opts: dict, fit: list, test: list, members: int, quick
         features = list(opts.pop("features", ["synflow"]))
         out: dict[str, list] = {t.name: [] for t in test}
         for seed in range(1 if name == "linear" else members):
-            model = HybridPredictor(**{**settings, **opts, "seed": seed}).fit(fit, _extra(fit, features))
+            kernel = opts.get("task_kernel")
+            args = {**settings, **{k: v for k, v in opts.items() if k != "task_kernel"}, "seed": seed}
+            model = (task_kernel_hybrid(kernel, **args) if kernel else HybridPredictor(**args)).fit(
+                fit, _extra(fit, features))
             for t in test:
                 out[t.name].append(model.score(t, _extra_one(t, features)))
         return {name: {k: np.mean(v, 0) for k, v in out.items()}}
@@ -394,6 +439,17 @@ def paired_delta(rec: dict, ref: dict, metric: str) -> tuple[float, float] | Non
     folds = rec["folds"]
     fold_means = [diffs[f::folds].mean() for f in range(folds)]  # tasks sorted by name: task i in fold i % folds
     return float(diffs.mean()), float(np.std(fold_means, ddof=1)) if folds > 1 else math.nan
+
+
+def task_bootstrap(rec: dict, ref: dict, metric: str, n: int = 10000, seed: int = 0) -> tuple[float, float, float]:
+    """Mean paired per-task difference ``rec - ref`` of ``metric`` and its 95% bootstrap interval over tasks
+    (the tasks both rows scored)."""
+    from scipy.stats import bootstrap
+
+    common = sorted(set(rec["per_task"]) & set(ref["per_task"]))
+    d = np.array([rec["per_task"][k][metric] - ref["per_task"][k][metric] for k in common])
+    ci = bootstrap((d,), np.mean, n_resamples=n, method="percentile", random_state=seed).confidence_interval
+    return float(d.mean()), float(ci.low), float(ci.high)
 
 
 def _is_shipped(r: dict) -> bool:
@@ -724,6 +780,9 @@ def main() -> None:
     parser.add_argument("--latency-bands", action="store_true",
                         help="only compare the recipes' cross-validated metrics with FLOPs and with latency as the "
                              "cost (needs this machine's CPU tables for the teachers)")
+    parser.add_argument("--bootstrap-vs", type=int, default=None, metavar="I",
+                        help="after the runs, print each new row's paired task-bootstrap difference (regret, band "
+                             "rho) to the I-th recipe given (0-based)")
     parser.add_argument("--scorer-speed", nargs="+", metavar="KEY",
                         help="only measure search-path scoring speed of these keys (dass = shipped), side by side")
     args = parser.parse_args()
@@ -766,6 +825,7 @@ def main() -> None:
             attach_signals(tasks)
         if any('"aligned' in spec for spec in args.recipes):
             attach_aligned(tasks)
+        new_rows: list[list[dict]] = []
         for spec in args.recipes:
             name, _, text = spec.partition(":")
             t0 = time.perf_counter()
@@ -782,6 +842,16 @@ def main() -> None:
                     rec["seconds"] = round(time.perf_counter() - t0)
                     fh.write(json.dumps(rec) + "\n")
                     print({k: rec[k] for k in rec if k != "per_task"}, flush=True)
+            new_rows.append(recs)
+        if args.bootstrap_vs is not None and not args.heldout:
+            ref = new_rows[args.bootstrap_vs][0]
+            for recs in new_rows:
+                for rec in recs:
+                    if rec is not ref:
+                        r, b = task_bootstrap(rec, ref, "regret"), task_bootstrap(rec, ref, "band_spearman")
+                        print(f"{rec['recipe']} {json.dumps(rec['options'])} minus the reference: regret "
+                              f"{r[0]:+.2f} [{r[1]:+.2f}, {r[2]:+.2f}], band rho {b[0]:+.3f} [{b[1]:+.3f}, "
+                              f"{b[2]:+.3f}]", flush=True)
     recs = [json.loads(line) for line in LOG.read_text().splitlines()] if LOG.is_file() else []
     ens = _ensemble_body(recs + ([json.loads(line) for line in ENS_LOG.read_text().splitlines()]
                                  if ENS_LOG.is_file() else []))

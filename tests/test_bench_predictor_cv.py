@@ -113,3 +113,53 @@ def test_the_aligned_embedding_option_trains_on_the_aligned_maps(tasks, tmp_path
     assert [{float(t.student_embeddings.mean()) for t in fit} for fit in fits] == [{1.0}, {1.0}]
     with pytest.raises(SystemExit, match=r"^error: unknown embedding 'raw'"):
         cross_validate(tasks, "dass", {**opts, "embedding": "raw"}, folds=2, members=1, quick=False)
+
+
+def _profiled(tasks):
+    """The training tasks with distinct probe profiles (the hybrid's modulators)."""
+    out = [t for t in tasks if not t.heldout]
+    for i, t in enumerate(out):
+        t.probe_profile = (0.3 + 0.05 * i, 0.5 + 0.04 * i, 0.7 - 0.03 * i, 0.9)
+    return out
+
+
+def test_task_kernel_with_a_wide_bandwidth_is_the_plain_hybrid(tasks):
+    from benchmarks.bench_predictor_cv import task_kernel_hybrid
+    from dass_edge.predictor.hybrid import HybridPredictor
+
+    train = _profiled(tasks)
+    settings = {"alpha": 10.0, "residual_steps": 0, "probe": True, "probe_size": True}
+    plain = HybridPredictor(**settings).fit(train[:4])
+    wide = task_kernel_hybrid(1e6, **settings).fit(train[:4])
+    assert wide.score(train[4]) == pytest.approx(plain.score(train[4]), rel=1e-6, abs=1e-9)
+
+
+def test_task_kernel_with_a_narrow_bandwidth_is_the_nearest_task_own_fit(tasks):
+    """A task whose modulators equal one training task's gets that task's own ridge (its weight: all rows)."""
+    from benchmarks.bench_predictor_cv import task_kernel_hybrid
+    from dass_edge.predictor.hybrid import HybridPredictor, standardized
+
+    train = _profiled(tasks)
+    settings = {"alpha": 10.0, "residual_steps": 0, "probe": True, "probe_size": True}
+    model = task_kernel_hybrid(0.01, **settings).fit(train[:4])
+    twin = train[4]
+    twin.probe_profile = train[1].probe_profile
+    z1 = (model._features(train[1], None) - model.mean) / model.scale
+    y1 = standardized(train[1].labels.numpy().astype(float))
+    w = sum(len(t) for t in train[:4]) / len(train[1])
+    coef = np.linalg.solve(w * z1.T @ z1 + 10.0 * np.eye(z1.shape[1]), w * z1.T @ y1)
+    want = (model._features(twin, None) - model.mean) / model.scale @ coef
+    assert model.score(twin) == pytest.approx(want, rel=1e-6, abs=1e-9)
+    assert not np.allclose(model.score(twin), HybridPredictor(**settings).fit(train[:4]).score(twin))
+
+
+def test_task_bootstrap_of_a_paired_shift_is_the_shift_and_brackets_a_mixed_difference():
+    from benchmarks.bench_predictor_cv import task_bootstrap
+
+    ref = {"per_task": {f"t{i}": {"regret": float(i)} for i in range(8)}}
+    shifted = {"per_task": {k: {"regret": v["regret"] + 0.5} for k, v in ref["per_task"].items()}}
+    assert task_bootstrap(shifted, ref, "regret") == pytest.approx((0.5, 0.5, 0.5))
+    mixed = {"per_task": {k: {"regret": v["regret"] + (1.0 if i % 2 else -1.0)}
+                          for i, (k, v) in enumerate(ref["per_task"].items())}}
+    mean, low, high = task_bootstrap(mixed, ref, "regret")
+    assert mean == pytest.approx(0.0) and low < 0 < high
