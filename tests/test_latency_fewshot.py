@@ -8,6 +8,7 @@ import math
 import numpy as np
 import pytest
 from conftest import run_cli
+from reference_table import reference_table
 from test_latency_profile import TINY_TEACHER, tiny_profile
 
 from dass_edge.errors import DassEdgeError
@@ -23,7 +24,6 @@ from dass_edge.latency.fewshot import (
     spanning_students,
     transfer_table,
 )
-from dass_edge.resources import tables_dir
 from dass_edge.space import SearchSpace
 
 
@@ -36,7 +36,7 @@ def _isolated(tmp_path, monkeypatch):
 @pytest.fixture(scope="module")
 def shipped() -> LatencyTable:
     """The shipped CPU table: real measured entries to transfer from."""
-    return LatencyTable.load(sorted(tables_dir().glob("cpu_*.json"))[0])
+    return reference_table()
 
 
 def _as_table(source: LatencyTable, fit) -> LatencyTable:

@@ -15,9 +15,10 @@ import math
 import numpy as np
 import pytest
 from PIL import Image
+from reference_table import reference_table
 
 from dass_edge.errors import DassEdgeError
-from dass_edge.latency import default_teacher_spec, load_table
+from dass_edge.latency import default_teacher_spec
 from dass_edge.search.plan import prepare_search
 from dass_edge.search.run import run_search
 from dass_edge.space import Arch, SearchSpace, spec_flops, spec_params
@@ -54,7 +55,7 @@ def empty_user_tables(tmp_path, monkeypatch):
 
 @pytest.fixture(scope="module")
 def table():
-    return load_table("cpu", 32, default_teacher_spec(), this_machine=False)
+    return reference_table()
 
 
 def _plan(table, out, latency_ms=BUDGET, **kw):
