@@ -309,3 +309,24 @@ def test_search_on_a_transferred_table_says_so(shipped, tmp_path):
                                              "samples": 5}
     note = [n for n in record["notes"] if "transferred" in n]
     assert note and "5 students" in note[0] and "90% within ±10%, Spearman 0.97" in note[0]
+
+
+def test_the_default_source_is_this_machines_table_then_the_newest(tmp_path, monkeypatch):
+    """Without --from, a transfer starts from a table measured on this machine (the same hardware) when there is
+    one, even if another machine's is newer; with none here, from the newest table of any machine."""
+    import dass_edge.latency.store as store_mod
+    from dass_edge.latency import default_teacher_spec, load_profile
+    from dass_edge.latency.fewshot import _load_source
+
+    monkeypatch.setattr(store_mod, "this_machine_label", lambda profile: "Test CPU (2 cores)")  # no shipped one
+    doc = json.loads(reference_table().path.read_text())
+    store = tmp_path / "tables"
+    store.mkdir(parents=True, exist_ok=True)
+    for name, where, date in (("here", "Test CPU (2 cores)", "2026-01-01T00:00:00+00:00"),
+                              ("elsewhere", "Some Other CPU (2 cores)", "2099-01-01T00:00:00+00:00")):
+        (store / f"cpu_{name}.json").write_text(json.dumps(
+            {**doc, "provenance": {**doc["provenance"], "measured_on": where, "date": date}}))
+    profile, teacher = load_profile("cpu-torch"), default_teacher_spec()
+    assert _load_source(None, profile, teacher, 32, True).path.name == "cpu_here.json"
+    (store / "cpu_here.json").unlink()
+    assert _load_source(None, profile, teacher, 32, True).path.name == "cpu_elsewhere.json"

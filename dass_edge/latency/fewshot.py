@@ -345,8 +345,11 @@ def _load_source(source: str | Path | LatencyTable | None, profile: DeviceProfil
 
     if isinstance(source, LatencyTable):
         table = source
-    elif source is None:
-        table = load_table("cpu", resolution, teacher, fixed_last_stage, this_machine=False)
+    elif source is None:  # this machine's own table if it has one (the same hardware), else the newest one
+        try:
+            table = load_table("cpu", resolution, teacher, fixed_last_stage)
+        except DassEdgeError:
+            table = load_table("cpu", resolution, teacher, fixed_last_stage, this_machine=False)
     else:
         path = Path(source)
         if not path.is_file():
@@ -387,7 +390,8 @@ def profile_fewshot(
         teacher: the teacher whose search space the table covers.
         samples: students measured on the target for the fit (>= 3).
         resolution: input side (default: the teacher's).
-        source: a measured table (path or object); default: the ``cpu`` table covering the teacher.
+        source: a measured table (path or object); default: the ``cpu`` table covering the teacher, this
+            machine's if there is one, else the newest.
         target: measure on this SSH device instead of here.
         out: table path; default: the user's table store.
         heldout: random students (not used for the fit) measured on the target for the fidelity report.
