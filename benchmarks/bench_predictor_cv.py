@@ -398,10 +398,18 @@ def cross_validate(tasks: list, name: str, opts: dict, folds: int, members: int,
     return out
 
 
-def heldout(tasks: list, name: str, opts: dict, members: int) -> list[dict]:
-    """Fit on all meta-training tasks, score the held-out tasks: reported only, never used to choose."""
-    train = sorted((t for t in tasks if not t.heldout), key=lambda t: t.name)
-    test = sorted((t for t in tasks if t.heldout), key=lambda t: t.name)
+def heldout(tasks: list, name: str, opts: dict, members: int, targets: list[str] | None = None) -> list[dict]:
+    """Fit on all meta-training tasks, score the held-out tasks: reported only, never used to choose.
+
+    ``targets``: score these meta-training tasks instead, fitted on the other meta-training tasks (a rule's look
+    at tasks that joined the database after its candidate was chosen)."""
+    if targets:
+        unknown = sorted(set(targets) - {t.name for t in tasks if not t.heldout})
+        if unknown:
+            raise SystemExit(f"error: --new-tasks {', '.join(unknown)}: not meta-training tasks of this database")
+    new = set(targets or ())
+    train = sorted((t for t in tasks if not t.heldout and t.name not in new), key=lambda t: t.name)
+    test = sorted((t for t in tasks if (t.name in new if new else t.heldout)), key=lambda t: t.name)
     out = []
     for row, by_task in run_recipe(name, opts, train, test, members, False).items():
         per = {t.name: task_metrics(by_task[t.name], t) for t in test}
@@ -780,6 +788,9 @@ def main() -> None:
     parser.add_argument("--latency-bands", action="store_true",
                         help="only compare the recipes' cross-validated metrics with FLOPs and with latency as the "
                              "cost (needs this machine's CPU tables for the teachers)")
+    parser.add_argument("--new-tasks", default=None, metavar="A,B",
+                        help="with --heldout: score these meta-training tasks, fitted on the other meta-training "
+                             "tasks (rows go to results/predictor_v2_newtasks.jsonl)")
     parser.add_argument("--bootstrap-vs", type=int, default=None, metavar="I",
                         help="after the runs, print each new row's paired task-bootstrap difference (regret, band "
                              "rho) to the I-th recipe given (0-based)")
@@ -830,8 +841,11 @@ def main() -> None:
             name, _, text = spec.partition(":")
             t0 = time.perf_counter()
             if args.heldout:
-                with open(HELD_LOG, "a") as fh:
-                    for rec in heldout(tasks, name, json.loads(text) if text else {}, args.members):
+                targets = args.new_tasks.split(",") if args.new_tasks else None
+                log = RESULTS / "predictor_v2_newtasks.jsonl" if targets else HELD_LOG
+                with open(log, "a") as fh:
+                    for rec in heldout(tasks, name, json.loads(text) if text else {}, args.members, targets):
+                        rec |= {"db": DB_TAG, "new_tasks": targets} if targets else {}
                         fh.write(json.dumps(rec) + "\n")
                         print({k: rec[k] for k in rec if k != "per_task"}, flush=True)
                 continue

@@ -163,3 +163,16 @@ def test_task_bootstrap_of_a_paired_shift_is_the_shift_and_brackets_a_mixed_diff
                           for i, (k, v) in enumerate(ref["per_task"].items())}}
     mean, low, high = task_bootstrap(mixed, ref, "regret")
     assert mean == pytest.approx(0.0) and low < 0 < high
+
+
+def test_new_tasks_are_scored_by_a_fit_on_the_other_training_tasks_only(tasks):
+    from benchmarks.bench_predictor_cv import heldout, run_recipe, task_metrics
+
+    opts = {"residual_steps": 0, "features": [], "alpha": 1.0}
+    (rec,) = heldout(tasks, "linear", opts, 1, targets=["t1", "t3"])
+    assert sorted(rec["per_task"]) == ["t1", "t3"]
+    fit = [tasks[0], tasks[2], tasks[4]]  # neither the new tasks nor the held-out t5
+    want = run_recipe("linear", opts, fit, [tasks[1]], 1, False)["linear"]["t1"]
+    assert rec["per_task"]["t1"]["regret"] == pytest.approx(task_metrics(want, tasks[1])["regret"], abs=1e-4)
+    with pytest.raises(SystemExit, match="t5: not meta-training tasks"):
+        heldout(tasks, "flops", {}, 1, targets=["t5"])
