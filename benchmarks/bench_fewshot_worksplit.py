@@ -1,16 +1,21 @@
-"""A work-split term for the few-shot transfer, current vs candidate on the same jobs → results/fewshot_worksplit.md.
+"""Candidate columns for the few-shot transfer, current vs candidate on the same jobs → results/fewshot_worksplit.md,
+results/fewshot_stage.md.
 
-In steady 2-thread jobs the transfer misses Spearman 0.95 by its own per-student error. With 2 threads a block's
-gain depends on how much work its kernels split, which grows with its MACs; the transfer has a scale drifting with
-log2 of the resolution but none with the work. The candidate adds one column, ``src*log2mmacs:block`` (source ms x
-log2 of the block's MMACs). Each few-shot table a job wrote stores its fit students and its held-out students with
-their measured medians, so both fits are scored on the same records: ``rescore`` refits a stored table's students
-with the current columns and with the candidate's. The rule (``results/fewshot_spin_rule.txt``, the third of
-session 14) chooses on stored jobs (``results/fewshot_jobs/``: sessions 13 and 14's N = 20 jobs on the AMD VM, each
-job's students and measured medians and the source table it was transferred from), and only a candidate that passes
-goes on to a check on fresh jobs; this one did not pass, so no fresh job was measured for it.
+In steady 2-thread jobs the transfer misses Spearman 0.95 by its own per-student error. Each candidate adds columns
+to the transfer (``CANDIDATES``): ``worksplit`` (session 14: source ms x log2 of the block's MMACs: with 2 threads a
+block's gain depends on how much work its kernels split), ``stage`` (session 15: one more block scale per stage) and
+``log2res2`` (session 15: the resolution drift's square, so the block scale can bend). Each few-shot table a job
+wrote stores its fit students and its held-out students with their measured medians, so every fit is scored on the
+same records: ``rescore`` refits a stored table's students with the current columns and with each candidate's. The
+rules are in ``results/fewshot_spin_rule.txt``: session 14's chose on stored jobs (``results/fewshot_jobs/``: sessions
+13 and 14's N = 20 jobs on the AMD VM, each job's students and measured medians and the source table it was
+transferred from) and stopped there; session 15's judged its two candidates on fresh jobs (``--fresh WORK``: the
+source table, then 6 two-thread, 2 INT8 and 2 torch jobs measured into WORK, resumable), kept as
+``results/fewshot_jobs/s15_*``.
 
     python benchmarks/bench_fewshot_worksplit.py SOURCE:TABLE ...    # e.g. results/fewshot_jobs/s13a_source.json:...
+    python benchmarks/bench_fewshot_worksplit.py --candidate stage --candidate log2res2 SOURCE:TABLE ...
+    OMP_NUM_THREADS=1 python benchmarks/bench_fewshot_worksplit.py --fresh WORK [stored SOURCE:TABLE ...]
 """
 
 from __future__ import annotations
@@ -48,10 +53,8 @@ def _log2res2(e, source_ms: float) -> dict:
     return {"src*log2res2:block": float(source_ms) * math.log2(e.resolution) ** 2}
 
 
-#: name -> (what a block adds to the extra columns, the rule that judges it)
-CANDIDATES = {"worksplit": (_work_split, "the third rule of session 14"),
-              "stage": (_stage, "session 15 (C1)"),
-              "log2res2": (_log2res2, "session 15 (C2)")}
+#: candidate name -> what a block adds to its extra columns (``results/fewshot_spin_rule.txt`` has the rules)
+CANDIDATES = {"worksplit": _work_split, "stage": _stage, "log2res2": _log2res2}
 
 
 @contextlib.contextmanager
@@ -61,7 +64,7 @@ def candidate_columns(name: str, source):
     import dass_edge.latency.fewshot as fs
     from dass_edge.latency.entries import Entry
 
-    extra_of = CANDIDATES[name][0]
+    extra_of = CANDIDATES[name]
     blocks = (Entry.from_dict(e) for e in source.entries.values() if e["kind"] == "block")
     extra = sorted({c for e in blocks for c in extra_of(e, 1.0)})
     columns, entry_columns = fs.COLUMNS, fs.entry_columns
