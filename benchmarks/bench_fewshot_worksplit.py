@@ -101,6 +101,22 @@ def score(source, table: dict) -> dict:
     return fidelity_metrics(pred, [s["p50_ms"] for s in held])
 
 
+def ceiling(source, table: dict) -> dict:
+    """The current columns fitted on a stored job's fit *and* held-out students, scored on the held-out ones: an
+    in-sample figure, the most any refit of these columns could reach on those students (not a transfer's
+    figure; it only says whether the columns or the number of students limit a job)."""
+    from dass_edge.latency.fewshot import fit_transfer
+    from dass_edge.latency.stats import fidelity_metrics
+    from dass_edge.space import Arch, SearchSpace
+
+    space = SearchSpace(source.teacher, fixed_last_stage=table["space"]["fixed_last_stage"])
+    held = table["fidelity"]["samples"]
+    every = table["transferred"]["fit_samples"] + held
+    fit = fit_transfer(source, [space.to_spec(Arch.from_dict(s["arch"])) for s in every], [s["p50_ms"] for s in every])
+    pred = [fit.predict_ms(source, space.to_spec(Arch.from_dict(s["arch"]))) for s in held]
+    return fidelity_metrics(pred, [s["p50_ms"] for s in held])
+
+
 def rescore(pairs: list[tuple[Path, Path]], names: list[str]) -> list[dict]:
     """Per stored table: its target, and the held-out figures with the current columns and with each candidate."""
     from dass_edge.latency import LatencyTable
@@ -193,6 +209,9 @@ def main() -> None:
                     help="repeatable (default: worksplit, the session-14 stored-job choice)")
     ap.add_argument("--fresh", type=Path, default=None, metavar="WORK",
                     help="measure session 15's fresh jobs into WORK (resumable) and judge its candidates on them")
+    ap.add_argument("--ceiling", action="store_true",
+                    help="per stored job: the current transfer, and the current columns fitted in-sample on all its "
+                         "students (what these columns can reach at all)")
     args = ap.parse_args()
     if args.fresh is not None:
         names = args.candidate or ["stage", "log2res2"]
@@ -218,6 +237,24 @@ def main() -> None:
         return
     if not args.pairs:
         ap.error("give SOURCE:TABLE pairs, or --fresh WORK")
+    if args.ceiling:
+        from dass_edge.latency import LatencyTable
+
+        lines = ["| job | transfer (N fit students): within ±10% / Spearman | in-sample ceiling (fit on all): within "
+                 "±10% / Spearman |", "|---|---|---|"]
+        for src_path, table_path in (tuple(Path(p) for p in x.split(":", 1)) for x in args.pairs):
+            source, table = LatencyTable.load(src_path), json.loads(table_path.read_text())
+            now, top = score(source, table), ceiling(source, table)
+            lines.append(f"| {table_path.parent.name}/{table_path.name} | {100 * now['within_10pct']:.0f}% / "
+                         f"{now['spearman']:.3f} | {100 * top['within_10pct']:.0f}% / {top['spearman']:.3f} |")
+        body = "\n".join(lines) + (
+            "\n\nWhere the ceiling is itself below Spearman 0.95, no refit of the transfer's columns reaches the "
+            "target on that job's students: the columns (or the job's measurements) are the limit, not the number of "
+            "fit students.")
+        print(body)
+        write_fragment("fewshot_ceiling", "Few-shot transfer: what its columns can reach on a job's own students",
+                       "python benchmarks/bench_fewshot_worksplit.py --ceiling " + " ".join(args.pairs), body)
+        return
     names = args.candidate or ["worksplit"]
     text, means = report(rescore([tuple(Path(p) for p in x.split(":", 1)) for x in args.pairs], names), names)
     if names == ["worksplit"]:
