@@ -14,7 +14,8 @@ Recipes (``NAME`` or ``NAME:JSON``):
 * ``ridge`` — the ridge baseline (size and shape features); ``metad2a``, ``arch_only`` — the learned baselines of
   ``meta eval``;
 * ``linear`` / ``hybrid`` — :class:`HybridPredictor` on the ridge features plus extra features, linear
-  part only / with its residual MLP (JSON: its constructor settings, and ``features``: a list of
+  part only / with its residual MLP (JSON: its constructor settings, ``task_kernel``: h for the task-weighted fit of
+  :func:`task_kernel_hybrid`, and ``features``: a list of
   ``synflow`` (log synflow over the teacher's, the default), ``kl``, ``agreement``, ``cka``
   (:mod:`dass_edge.predictor.distill_signals` of the remapped student on the task's context batch));
 * ``dass`` — the DaSS predictor meta-trained with the JSON's changes to :class:`TrainConfig`; it
@@ -212,8 +213,8 @@ def task_kernel_hybrid(h: float, **settings):
     """Session 15's candidate (``results/predictor_refit_rule.txt``): the hybrid whose ridge fit for a task weights
     each meta-training task's rows by exp(-d^2 / (2 h^2)), d the distance of the two tasks' modulators (clipped and
     centered as the hybrid does) in units of each modulator's standard deviation over the training tasks; the weights
-    sum to the number of rows, so the penalty keeps its strength. h -> infinity is the plain hybrid. A bench-only
-    subclass: it ships only if the rule adopts it."""
+    sum to the number of rows, so the penalty keeps its strength. h -> infinity is the plain hybrid. Bench-only:
+    neither of session 15's two ruled looks adopted it (BENCHMARKS.md), so the product has no such option."""
     from dass_edge.predictor.hybrid import HybridPredictor, standardized
 
     class TaskKernelHybrid(HybridPredictor):
@@ -797,6 +798,8 @@ def main() -> None:
     parser.add_argument("--scorer-speed", nargs="+", metavar="KEY",
                         help="only measure search-path scoring speed of these keys (dass = shipped), side by side")
     args = parser.parse_args()
+    if args.new_tasks and not args.heldout:
+        parser.error("--new-tasks needs --heldout (it says which tasks that look scores)")
     if args.distinct_picks:
         torch.set_num_threads(1)
         out = distinct_picks(args.distinct_picks)
