@@ -18,7 +18,7 @@ from benchmarks.common import RESULTS  # noqa: E402
 
 ORDER = ["teacher", "latency", "fewshot", "fewshot_one_job", "fewshot_one_job_random", "fewshot_transfer_ab",
          "fewshot_rounds_ab", "fewshot_resolution_term", "fewshot_one_job_amd", "fewshot_spin",
-         "fewshot_normalize", "fewshot_worksplit", "fewshot_stage", "fewshot_ceiling",
+         "fewshot_normalize", "fewshot_worksplit", "fewshot_stage", "fewshot_ceiling", "threads2_full",
          "latency_stability", "latency_reassemble", "latency_stability_ab", "timing",
          "distill", "threads",
          "metadb", "predictor", "predictor_cv", "predictor_bands", "predictor_v2_cv", "predictor_v2_cv_multi",
