@@ -202,6 +202,11 @@ def fresh(work: Path) -> list[tuple[Path, Path]]:
     return pairs
 
 
+def _pairs(texts: list[str]) -> list[tuple[Path, Path]]:
+    """``SOURCE:TABLE`` arguments as path pairs."""
+    return [tuple(Path(p) for p in x.split(":", 1)) for x in texts]
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("pairs", nargs="*", help="SOURCE:TABLE, a few-shot table and the source it was transferred from")
@@ -227,7 +232,7 @@ def main() -> None:
                 + " The jobs' records are kept in `results/fewshot_jobs/s15_*.json` (pass them as SOURCE:TABLE pairs "
                 "with the same `--candidate`s to rescore without measuring).")
         if args.pairs:  # information only: the stored jobs the candidates came from
-            stored, _ = report(rescore([tuple(Path(p) for p in x.split(":", 1)) for x in args.pairs], names), names)
+            stored, _ = report(rescore(_pairs(args.pairs), names), names)
             body += "\n\nInformation only (the stored jobs of sessions 13-14, where the pattern was seen):\n\n" + stored
         print(body)
         write_fragment("fewshot_stage", "Few-shot transfer: a per-stage block scale, current vs candidates on "
@@ -242,7 +247,7 @@ def main() -> None:
 
         lines = ["| job | transfer (N fit students): within ±10% / Spearman | in-sample ceiling (fit on all): within "
                  "±10% / Spearman |", "|---|---|---|"]
-        for src_path, table_path in (tuple(Path(p) for p in x.split(":", 1)) for x in args.pairs):
+        for src_path, table_path in _pairs(args.pairs):
             source, table = LatencyTable.load(src_path), json.loads(table_path.read_text())
             now, top = score(source, table), ceiling(source, table)
             lines.append(f"| {table_path.parent.name}/{table_path.name} | {100 * now['within_10pct']:.0f}% / "
@@ -256,7 +261,7 @@ def main() -> None:
                        "python benchmarks/bench_fewshot_worksplit.py --ceiling " + " ".join(args.pairs), body)
         return
     names = args.candidate or ["worksplit"]
-    text, means = report(rescore([tuple(Path(p) for p in x.split(":", 1)) for x in args.pairs], names), names)
+    text, means = report(rescore(_pairs(args.pairs), names), names)
     if names == ["worksplit"]:
         verdict = "go on to a check on fresh jobs" if passes(means, "worksplit", 0.01) else "stop here: nothing changes"
         text += ("\n\nThe choice on stored jobs (the rule: the 2-thread mean Spearman must rise by 0.01): "
