@@ -37,7 +37,7 @@ TARGETS = {"int8": "onnxruntime INT8 Q/DQ (1 thread)", "torch": "torch CPU eager
            "threads2": "onnxruntime FP32, 2 threads"}
 
 
-def _target_profile(name: str, rounds: int | None = None):
+def target_profile(name: str, rounds: int | None = None):
     """The target's profile (``rounds``: its fidelity rounds per student instead of the profile's)."""
     from dass_edge.latency import load_profile
 
@@ -193,7 +193,7 @@ def main() -> None:
         k: src.fidelity.get(k) for k in ("students", "within_10pct", "rmspe", "spearman")}}, "targets": {},
         "load_start": list(load0)}
     for name in args.targets.split(","):
-        profile = _target_profile(name)
+        profile = target_profile(name)
         full = _full(profile, teacher, tmp / f"{name}-full.json", args.students)
         samples = full.fidelity["samples"]
         row: dict = {"label": TARGETS[name], "full_s": full.provenance["elapsed_s"], "full_fidelity": {
@@ -225,7 +225,7 @@ def _one_job(src, teacher, ns: list[int], targets: list[str], heldout: int, work
 
     rows = []
     for name in targets:
-        profile = _target_profile(name)
+        profile = target_profile(name)
         for n in ns:
             res = profile_fewshot(profile, teacher, n, 32, source=src, out=work / f"{name}-onejob{n}-{selection}.json",
                                   heldout=heldout)
@@ -266,7 +266,7 @@ def _rounds_ab(src, teacher, targets: list[str], rounds: list[int], heldout: int
         got: dict[int, list] = {r: [] for r in rounds}
         for job in (1, 2):
             for r in rounds:
-                res = profile_fewshot(_target_profile(name, r), teacher, 20, 32, source=src, heldout=heldout,
+                res = profile_fewshot(target_profile(name, r), teacher, 20, 32, source=src, heldout=heldout,
                                       out=work / f"{name}-r{r}-job{job}.json")
                 got[r].append(res)
                 f = res.table.fidelity

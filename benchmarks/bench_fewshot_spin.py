@@ -17,7 +17,6 @@ with ``allow_spinning = 0`` and otherwise the runner's own options: the only dif
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import itertools
 import json
 import sys
@@ -68,15 +67,15 @@ def _spin_switch():
 def two_thread_setup(work: Path):
     """``(teacher spec, source table, 2-thread target profile)``: the source (the ``cpu`` profile's full table,
     30 fidelity students) measured into ``work`` first, or the one an interrupted run left there."""
+    from benchmarks.bench_fewshot import target_profile
     from dass_edge.latency import LatencyTable, default_teacher_spec, load_profile, profile_device
 
     work.mkdir(parents=True, exist_ok=True)
     teacher = default_teacher_spec()
-    cpu = load_profile("cpu")
     src_path = work / "source.json"
     src = LatencyTable.load(src_path) if src_path.is_file() else \
-        profile_device(cpu, teacher, 32, out=src_path, students=30).table
-    return teacher, src, dataclasses.replace(cpu, name="cpu-t2", threads=2, description="onnxruntime FP32, 2 threads")
+        profile_device(load_profile("cpu"), teacher, 32, out=src_path, students=30).table
+    return teacher, src, target_profile("threads2")
 
 
 def header(work: Path, log: str) -> tuple[str, float | None]:

@@ -82,22 +82,28 @@ def candidate_columns(name: str, source):
         fs.COLUMNS, fs.entry_columns = columns, entry_columns
 
 
+def _specs(source, table: dict, samples: list[dict]) -> list:
+    """The stored samples' students as specs of the job's search space."""
+    from dass_edge.space import Arch, SearchSpace
+
+    space = SearchSpace(source.teacher, fixed_last_stage=table["space"]["fixed_last_stage"])
+    return [space.to_spec(Arch.from_dict(s["arch"])) for s in samples]
+
+
 def score(source, table: dict) -> dict:
     """Refit a stored few-shot table's fit students and score its held-out students (the table's own code path)."""
     from dass_edge.latency import LatencyTable
     from dass_edge.latency.fewshot import fit_transfer, transfer_table
     from dass_edge.latency.stats import fidelity_metrics
-    from dass_edge.space import Arch, SearchSpace
 
-    space = SearchSpace(source.teacher, fixed_last_stage=table["space"]["fixed_last_stage"])
     fit_s = table["transferred"]["fit_samples"]
     held = table["fidelity"]["samples"]
-    fit = fit_transfer(source, [space.to_spec(Arch.from_dict(s["arch"])) for s in fit_s], [s["p50_ms"] for s in fit_s])
+    fit = fit_transfer(source, _specs(source, table, fit_s), [s["p50_ms"] for s in fit_s])
     mapped = transfer_table(source, fit)
     t = LatencyTable({**source.data, "entries": mapped["entries"], "overhead": mapped["overhead"],
                       "correction": {"features": ["lut_ms", "const"], "p50": [1.0, mapped["const_ms"]],
                                      "p90_ratio": 1.0}})
-    pred = [t.predict(space.to_spec(Arch.from_dict(s["arch"])))["p50_ms"] for s in held]
+    pred = [t.predict(spec)["p50_ms"] for spec in _specs(source, table, held)]
     return fidelity_metrics(pred, [s["p50_ms"] for s in held])
 
 
@@ -107,13 +113,11 @@ def ceiling(source, table: dict) -> dict:
     figure; it only says whether the columns or the number of students limit a job)."""
     from dass_edge.latency.fewshot import fit_transfer
     from dass_edge.latency.stats import fidelity_metrics
-    from dass_edge.space import Arch, SearchSpace
 
-    space = SearchSpace(source.teacher, fixed_last_stage=table["space"]["fixed_last_stage"])
     held = table["fidelity"]["samples"]
     every = table["transferred"]["fit_samples"] + held
-    fit = fit_transfer(source, [space.to_spec(Arch.from_dict(s["arch"])) for s in every], [s["p50_ms"] for s in every])
-    pred = [fit.predict_ms(source, space.to_spec(Arch.from_dict(s["arch"]))) for s in held]
+    fit = fit_transfer(source, _specs(source, table, every), [s["p50_ms"] for s in every])
+    pred = [fit.predict_ms(source, spec) for spec in _specs(source, table, held)]
     return fidelity_metrics(pred, [s["p50_ms"] for s in held])
 
 
@@ -184,7 +188,7 @@ FRESH_JOBS = (("threads2", 6), ("int8", 2), ("torch", 2))
 def fresh(work: Path) -> list[tuple[Path, Path]]:
     """Session 15's fresh jobs (N = 20, 30 held-out students; resumable: a job whose table exists is not run
     again): the source table, then the 2-thread, INT8 and torch jobs interleaved. Returns the SOURCE:TABLE pairs."""
-    from benchmarks.bench_fewshot import _target_profile
+    from benchmarks.bench_fewshot import target_profile
     from benchmarks.bench_fewshot_spin import two_thread_setup
     from dass_edge.latency.fewshot import profile_fewshot
 
@@ -194,7 +198,7 @@ def fresh(work: Path) -> list[tuple[Path, Path]]:
     for target, j in order:
         out = work / f"{target}-{j}.json"
         if not out.is_file():
-            res = profile_fewshot(_target_profile(target), teacher, 20, 32, source=src, out=out, heldout=30)
+            res = profile_fewshot(target_profile(target), teacher, 20, 32, source=src, out=out, heldout=30)
             f = res.table.fidelity
             print(f"{target} job {j}: {100 * f['within_10pct']:.0f}% within 10%, Spearman {f['spearman']:.3f} "
                   f"({res.elapsed_s:.0f} s)", flush=True)

@@ -218,11 +218,6 @@ def task_kernel_hybrid(h: float, **settings):
     from dass_edge.predictor.hybrid import HybridPredictor, standardized
 
     class TaskKernelHybrid(HybridPredictor):
-        def _modulators_of(self, task) -> np.ndarray:
-            r = self._ratios(task)
-            r = np.where(np.isfinite(r), r, self.probe_center)
-            return np.clip(r, self.probe_range[0], self.probe_range[1]) - self.probe_center
-
         def fit(self, tasks, extra=None):
             super().fit(tasks, extra)
             tasks = [t for t in tasks if len(t) >= 2]
@@ -230,14 +225,14 @@ def task_kernel_hybrid(h: float, **settings):
             for t in tasks:
                 z = (self._features(t, (extra or {}).get(t.name)) - self.mean) / self.scale
                 y = standardized(t.labels.numpy().astype(float))
-                self.stats.append((z.T @ z, z.T @ y, len(t), self._modulators_of(t)))
+                self.stats.append((z.T @ z, z.T @ y, len(t), self._modulator_values(t)))
             mods = np.array([m for *_, m in self.stats])
             self.mod_sd = np.where(mods.std(0) > 1e-9, mods.std(0), 1.0)
             return self
 
         def score(self, task, extra=None):
             z = (self._features(task, extra) - self.mean) / self.scale
-            m = self._modulators_of(task)
+            m = self._modulator_values(task)
             d2 = np.array([np.sum(((m - mi) / self.mod_sd) ** 2) for *_, mi in self.stats])
             w = np.exp(-d2 / (2 * h * h))
             n = np.array([ni for _, _, ni, _ in self.stats], dtype=float)

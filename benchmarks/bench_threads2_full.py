@@ -23,10 +23,12 @@ from benchmarks.common import write_fragment  # noqa: E402
 
 def run(work: Path, profiles: int) -> list[dict]:
     """Each profile's fidelity (resumable: a table already in ``work`` is read, not measured again)."""
-    from benchmarks.bench_fewshot_spin import met, two_thread_setup
-    from dass_edge.latency import LatencyTable, profile_device
+    from benchmarks.bench_fewshot import target_profile
+    from benchmarks.bench_fewshot_spin import met
+    from dass_edge.latency import LatencyTable, default_teacher_spec, profile_device
 
-    teacher, _, target = two_thread_setup(work)  # the source table first, as every few-shot bench measures it
+    work.mkdir(parents=True, exist_ok=True)
+    teacher, target = default_teacher_spec(), target_profile("threads2")
     rows = []
     for k in range(profiles):
         path = work / f"threads2-full-{k}.json"

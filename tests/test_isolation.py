@@ -63,7 +63,7 @@ def test_the_hostile_store_would_change_what_tests_see(tmp_path, monkeypatch):
         load_table("cpu", 32, default_teacher_spec(), this_machine=False)
     (Path(env["DASS_EDGE_TABLES"]) / "cpu_broken.json").unlink()
     hostile = load_table("cpu", 32, default_teacher_spec(), this_machine=False)
-    shipped = json.loads(next(p for p in sorted(tables_dir().glob("cpu_*.json"))).read_text())
+    shipped = json.loads(sorted(tables_dir().glob("cpu_*.json"))[0].read_text())
     some = next(iter(shipped["entries"]))
     assert hostile.path is not None and "hostile" in str(hostile.path)
     assert hostile.entries[some]["p50_ms"] == pytest.approx(3 * shipped["entries"][some]["p50_ms"])

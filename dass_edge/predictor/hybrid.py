@@ -187,18 +187,23 @@ class HybridPredictor:
             parts.append(np.array([TEACHER_DESCRIPTORS[d](task) for d in self.descriptors]))
         return np.concatenate(parts)
 
+    def _modulator_values(self, task: MetaTask) -> np.ndarray:
+        """The task's modulators as the fitted design uses them: an unknown ratio (no validation images) reads as
+        the average task, clipped to the meta-training range, centered."""
+        r = self._ratios(task)
+        if self.probe_center is not None:
+            r = np.where(np.isfinite(r), r, self.probe_center)
+        if self.probe_clip and self.probe_range is not None:
+            r = np.clip(r, self.probe_range[0], self.probe_range[1])
+        return r - self.probe_center
+
     def _features(self, task: MetaTask, extra: np.ndarray | None) -> np.ndarray:
         x = ridge_features(task)
         if extra is not None:
             extra = np.asarray(extra, dtype=float).reshape(len(task), -1)
             x = np.column_stack([x, extra])
         if self._modulated:
-            r = self._ratios(task)
-            if self.probe_center is not None:  # an unknown ratio (no validation images) reads as the average task
-                r = np.where(np.isfinite(r), r, self.probe_center)
-            if self.probe_clip and self.probe_range is not None:
-                r = np.clip(r, self.probe_range[0], self.probe_range[1])
-            r = r - self.probe_center
+            r = self._modulator_values(task)
             mod = x if self.probe_size else x[:, _SIZE_COLUMNS:]
             x = np.column_stack([x] + [mod * v for v in r])
         return x
