@@ -90,6 +90,10 @@ _glyph_task("glyph-georgian", "".join(chr(c) for c in range(0x10D0, 0x10F1)), ("
 _glyph_task("glyph-hebrew", "אבגדהוזחטיכלמנסעפצקרשת", ("dejavu",), "Hebrew letters")
 _glyph_task("glyph-math", "∀∂∃∅∇∈∉∏∑∓√∝∞∠∧∨∩∪∫≈≠≡≤≥⊂⊃⊆⊇⊕⊗", _UNICODE_FONTS, "Mathematical operators")
 _glyph_task("glyph-arrows", "".join(chr(c) for c in range(0x2190, 0x21A0)), _UNICODE_FONTS, "Arrows")
+# Session 16: two glyph families unlike letters, for meta-database v2 phase 7: Braille cells (dot layouts,
+# the letters a-p) and Canadian syllabics (4 shapes in 4 orientations each: rotation and mirror tell them apart).
+_glyph_task("glyph-braille", "⠁⠃⠉⠙⠑⠋⠛⠓⠊⠚⠅⠇⠍⠝⠕⠏", _UNICODE_FONTS, "Braille letters a-p")
+_glyph_task("glyph-syllabics", "ᐁᐃᐅᐊᐯᐱᐳᐸᑌᑎᑐᑕᑫᑭᑯᑲ", ("dejavu",), "Canadian syllabics: 4 shapes x 4 orientations")
 register_task(BuiltinTask("shapes", SHAPES, lambda n, r, g: render_shapes(n, r, g),
                           "12 geometric shapes, rotated and scaled, among distractor strokes", flip_ok=True))
 register_task(BuiltinTask("textures", TEXTURES, lambda n, r, g: render_textures(n, r, g),
