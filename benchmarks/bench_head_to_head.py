@@ -28,6 +28,7 @@ from __future__ import annotations
 import argparse
 import json
 import random
+import shutil
 import statistics
 import sys
 import tempfile
@@ -49,8 +50,12 @@ PROXIES = ("flops", "synflow", "ridge", "diswot")  # zero-cost and size proxies,
 #: Picked by default: the shipped search, DaSS zero-shot (``--refine 0``), the proxies, and FLOPs given the same
 #: refinement (so the refinement's share of the gain is visible).
 METHODS = (SHIPPED, "dass", *PROXIES, "flops+refine")
-PLAN = RESULTS / "head_to_head_plan.json"
-ROWS = RESULTS / "head_to_head.jsonl"
+DEFAULT_PLAN = "head_to_head_plan.json"
+PLAN = RESULTS / DEFAULT_PLAN  # --plan NAME picks another plan under results/ (e.g. a v3 on another CPU)
+ROWS = RESULTS / "head_to_head.jsonl"  # students trained, keyed by (task, arch, seed): shared by every plan
+#: Copies of the latency tables plans were made with: a plan's budgets are milliseconds of one machine's tables, so
+#: picks made later (another session, another CPU) must read the same tables, not that machine's own.
+PLAN_TABLES = RESULTS / "head_to_head_tables"
 
 
 def _heldout_tasks(dbs: list[str] | None = None) -> dict[str, dict]:
@@ -81,6 +86,10 @@ def plan(args: argparse.Namespace) -> None:
             continue
         path = TEACHERS / f"{task}.safetensors"
         _, space, latency, table = teacher_space_latency(path)
+        PLAN_TABLES.mkdir(parents=True, exist_ok=True)
+        stored = PLAN_TABLES / table.path.name
+        if not stored.is_file():
+            shutil.copyfile(table.path, stored)
         fastest, slowest = latency(space.smallest_arch()), latency(space.teacher_arch())
         pool = space.sample_many(5000, seed=1)
         lat = {a: latency(a) for a in pool}
@@ -94,7 +103,8 @@ def plan(args: argparse.Namespace) -> None:
         out["tasks"][task] = {"teacher": str(path.relative_to(TEACHERS.parents[1])),
                               "teacher_sha256": file_sha256(path),
                               "fastest_ms": round(fastest, 4), "teacher_ms": round(slowest, 4), **info,
-                              "table": table.path.name if table.path else None, "budgets": budgets}
+                              "table": table.path.name, "table_file": str(stored.relative_to(RESULTS)),
+                              "budgets": budgets}
     atomic_write_json(PLAN, out)
     print(json.dumps({t: [b["budget_ms"] for b in v["budgets"]] for t, v in out["tasks"].items()}))
 
@@ -114,6 +124,7 @@ def picks(args: argparse.Namespace) -> None:
     from dass_edge.search.run import run_search
 
     data = json.loads(PLAN.read_text())
+    tables = {task: _plan_table(task, entry) for task, entry in data["tasks"].items()}
     files = dict(spec.split("=", 1) for spec in args.predictor_file)  # NAME=PATH: another predictor file
     methods = [m for m in args.methods.split(",") if m] + list(files)
     for task, entry, b in _settings(data):
@@ -125,7 +136,8 @@ def picks(args: argparse.Namespace) -> None:
             with tempfile.TemporaryDirectory() as tmp:
                 t0 = time.perf_counter()
                 sp = prepare_search(b["budget_ms"], teacher=entry["teacher"], task=task, out=Path(tmp) / "run",
-                                    seed=args.seed, budget_evals=args.evals, top_k=1, refine=refine)
+                                    seed=args.seed, budget_evals=args.evals, top_k=1, refine=refine,
+                                    table=tables[task])
                 key = files.get(base, None if base == "dass" else base)
                 scorer = load_search_scorer(key, sp.teacher, sp.data, teacher_meta=sp.teacher_meta)
                 record = run_search(sp, scorer)
@@ -136,6 +148,28 @@ def picks(args: argparse.Namespace) -> None:
                                   **({"refine": record["refine"]} if record.get("refine") else {})}
             print(task, b["budget_ms"], method, top["arch_key"], b["picks"][method]["seconds"], flush=True)
             _save_pick(task, entry["budgets"].index(b), method, b["picks"][method])
+
+
+def _plan_table(task: str, entry: dict) -> Path:
+    """The latency table ``task``'s budgets were set with: the plan's stored copy, else (plans made before copies
+    were kept) this machine's own table only if it is that same table; anything else would pick under other
+    latencies than the budgets and the methods already picked."""
+    if entry.get("table_file"):
+        return RESULTS / entry["table_file"]
+    from dass_edge.errors import DassEdgeError
+    from dass_edge.latency import load_table
+    from dass_edge.models.checkpoint import load_checkpoint
+
+    teacher, _ = load_checkpoint(TEACHERS.parents[1] / entry["teacher"])
+    try:
+        here = load_table("cpu", teacher.spec.resolution, teacher.spec).path
+    except DassEdgeError:
+        here = None
+    if here is None or here.name != entry["table"]:
+        raise SystemExit(f"error: {PLAN.name} set {task}'s budgets with {entry['table']} and stores no copy of "
+                         f"it; this machine has {here.name if here else 'no table for that teacher'}: picks made "
+                         "here would not be comparable (start a new plan with --plan NAME)")
+    return here
 
 
 def _save_pick(task: str, budget: int, method: str, pick: dict) -> None:
@@ -218,6 +252,12 @@ def train(args: argparse.Namespace) -> None:
                 print(row["task"], row["arch_key"], row["test_acc"], row["seconds"], flush=True)
 
 
+def _tables_text(data: dict) -> str:
+    """Which machines' tables the plan's budgets come from (the CPU part of the tables' names)."""
+    machines = sorted({e["table"].split("_onnxruntime")[0].removeprefix("cpu_") for e in data["tasks"].values()})
+    return "measured on " + ", ".join(machines)
+
+
 def report(_: argparse.Namespace) -> None:
     data = json.loads(PLAN.read_text())
     done = _done()
@@ -293,22 +333,29 @@ def report(_: argparse.Namespace) -> None:
     evals = sorted({p["evaluated"] for e in data["tasks"].values() for b in e["budgets"] for p in b["picks"].values()})
     evals_text = f"{evals[0]}-{evals[-1]}" if evals else "?"
     body += (f"\nEvery search: `dass-edge search --predictor KEY` as a library call (evolution, seed 0, "
-             f"{evals_text} students scored, top-1), this machine's CPU latency table for the "
-             "teacher, budgets at 35% and 65% of the way from the fastest student to the teacher. Students trained "
-             f"with the meta-database recipe (10 epochs, lr 0.01, KD alpha 0.5, T 6) on {', '.join(devices)}: "
+             f"{evals_text} students scored, top-1), the CPU latency table the plan was made with for the "
+             f"teacher ({_tables_text(data)}), budgets at 35% and 65% of the way from the fastest student to the "
+             f"teacher. Students trained with the meta-database recipe (10 epochs, lr 0.01, KD alpha 0.5, T 6) "
+             f"on {', '.join(devices)}: "
              f"picks with seed{'s' if len(seeds) > 1 else ''} {', '.join(map(str, seeds))} (their mean), the random "
              "students with seed 0; "
              "test accuracy of the best-on-validation epoch. The seed gap is the mean |seed 0 - seed 1| validation "
              "accuracy of the database's students of that task: single-seed differences smaller than about twice it "
              "are not evidence either way.\n")
-    write_fragment("head_to_head", "Head-to-head: the same search with DaSS and with proxies",
-                   "python benchmarks/bench_head_to_head.py (plan, picks --evals 300, train, report)", body)
+    name = "head_to_head" + PLAN.stem.removeprefix("head_to_head_plan")
+    plan_arg = "" if PLAN.name == DEFAULT_PLAN else f" --plan {PLAN.name}"
+    write_fragment(name, "Head-to-head: the same search with DaSS and with proxies" + (
+        f" ({PLAN.stem.removeprefix('head_to_head_plan_')})" if name != "head_to_head" else ""),
+                   f"python benchmarks/bench_head_to_head.py{plan_arg} (plan, picks --evals 300, train, report)", body)
     print(body)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("stage", nargs="?", default="all", choices=["all", "plan", "picks", "train", "report"])
+    parser.add_argument("--plan", default=DEFAULT_PLAN, metavar="NAME",
+                        help="plan file under benchmarks/results/ (a new name starts a new plan with this "
+                             "machine's tables; its report goes to head_to_head_SUFFIX.md)")
     parser.add_argument("--train-device", "--device", dest="train_device", default="cpu",
                         help="torch accelerator of the train stage: cpu or cuda[:N] (--device: its old spelling)")
     parser.add_argument("--workers", type=int, default=1)
@@ -325,6 +372,11 @@ def main() -> None:
     parser.add_argument("--shard", default="0/1", help="K/N: train only the K-th of N shares of the students "
                                                        "(run N train processes side by side)")
     args = parser.parse_args()
+    global PLAN
+    if Path(args.plan).name != args.plan or not args.plan.startswith("head_to_head_plan") or \
+            not args.plan.endswith(".json"):
+        raise SystemExit(f"error: --plan takes a file name head_to_head_plan*.json under {RESULTS}, got {args.plan!r}")
+    PLAN = RESULTS / args.plan
     k, _, n = args.shard.partition("/")
     args.shard = (int(k), int(n or 1))
     args.seeds = tuple(int(x) for x in args.seeds.split(",") if x.strip())
