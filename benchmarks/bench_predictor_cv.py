@@ -658,6 +658,40 @@ def scorer_speed(keys: list[str], students: int = 400) -> None:
         print(f"{key}: {n / (time.perf_counter() - t0):.1f} students/s (set-up {setup:.1f} s)", flush=True)
 
 
+def descriptor_check(tasks: list, recipe: str, target: str, descriptor: str, value: float,
+                     left_out: tuple[str, ...] = ()) -> dict:
+    """A linear hybrid recipe fitted once on the meta-training tasks other than ``target`` (and ``left_out``, e.g.
+    tasks that joined the database with it) scores ``target`` twice: as it is, and with teacher descriptor
+    ``descriptor`` read as ``value`` for ``target`` alone (session 16: does the ImageNet-stem glyph task rank better
+    read as a small-stem one, i.e. did the stem descriptor learn the emoji domain it was confounded with?).
+    Information only."""
+    from dass_edge.predictor import hybrid
+
+    name, _, text = recipe.partition(":")
+    opts = json.loads(text) if text else {}
+    if name != "linear" or descriptor not in opts.get("descriptors", ()) or {"task_kernel", "rank_modulators"} & set(
+            opts):
+        raise SystemExit(f"error: --descriptor-check needs a plain linear recipe with {descriptor!r} among its "
+                         "descriptors")
+    task = next((t for t in tasks if t.name == target and not t.heldout), None)
+    if task is None:
+        raise SystemExit(f"error: --descriptor-check: {target} is not a meta-training task of this database")
+    train = sorted((t for t in tasks if not t.heldout and t.name != target and t.name not in left_out),
+                   key=lambda t: t.name)
+    features = list(opts.pop("features", ["synflow"]))
+    model = hybrid.HybridPredictor(**{"residual_steps": 0, **opts}).fit(train, _extra(train, features))
+    extra = _extra_one(task, features)
+    out = {"recipe": recipe, "task": target, "train_tasks": len(train),
+           "as_is": task_metrics(model.score(task, extra), task)}
+    original = hybrid.TEACHER_DESCRIPTORS[descriptor]
+    hybrid.TEACHER_DESCRIPTORS[descriptor] = lambda _task: float(value)  # read at scoring time only
+    try:
+        out[f"{descriptor}={value:g}"] = task_metrics(model.score(task, extra), task)
+    finally:
+        hybrid.TEACHER_DESCRIPTORS[descriptor] = original
+    return out
+
+
 def latency_costs(task) -> np.ndarray | None:
     """Each student's p50 latency from this machine's CPU table for the task's teacher (None: no table here;
     build one with ``dass-edge profile --device cpu --resolution R --teacher T``)."""
@@ -792,7 +826,20 @@ def main() -> None:
                              "rho) to the I-th recipe given (0-based)")
     parser.add_argument("--scorer-speed", nargs="+", metavar="KEY",
                         help="only measure search-path scoring speed of these keys (dass = shipped), side by side")
+    parser.add_argument("--descriptor-check", nargs=3, metavar=("TASK", "DESCRIPTOR", "VALUE"),
+                        help="fit the first recipe on the other meta-training tasks, score TASK as it is and with "
+                             "teacher descriptor DESCRIPTOR read as VALUE (e.g. glyph-braille stem 0; --new-tasks: "
+                             "also leave these out of the fit); prints JSON")
     args = parser.parse_args()
+    if args.descriptor_check:
+        if len(args.recipes) != 1:
+            parser.error("--descriptor-check takes one recipe")
+        torch.set_num_threads(1)
+        target, descriptor, value = args.descriptor_check
+        left_out = tuple(args.new_tasks.split(",")) if args.new_tasks else ()
+        print(json.dumps(descriptor_check(load_cv_tasks(args.db), args.recipes[0], target, descriptor, float(value),
+                                          left_out), indent=1))
+        return
     if args.new_tasks and not args.heldout:
         parser.error("--new-tasks needs --heldout (it says which tasks that look scores)")
     if args.distinct_picks:
