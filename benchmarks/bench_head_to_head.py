@@ -19,8 +19,12 @@ short line each):
     python benchmarks/bench_head_to_head.py train [--train-device cuda --workers 8]
     python benchmarks/bench_head_to_head.py report
 
-Latency comes from this machine's CPU table for each teacher (``search`` profiles one first when
-there is none; set ``DASS_EDGE_TABLES`` to keep them apart from yours).
+Budgets are milliseconds of this machine's CPU table for each teacher, read by the ``plan`` stage (profile one
+first: ``dass-edge profile --device cpu --teacher metadb/teachers/TASK.safetensors``), which keeps a copy of each
+table under ``results/head_to_head_tables/``; ``picks`` reads those copies, so a plan's picks can be added on any
+machine, later. ``--plan NAME`` starts or continues another plan (``head_to_head_plan_v3.json``: session 16, AMD VM
+tables; its report goes to ``results/head_to_head_v3.md``); the default plan (session 9-12, Intel VM) kept no copies,
+and its picks refuse to run where that machine's tables are missing.
 """
 
 from __future__ import annotations
@@ -254,7 +258,8 @@ def train(args: argparse.Namespace) -> None:
 
 def _tables_text(data: dict) -> str:
     """Which machines' tables the plan's budgets come from (the CPU part of the tables' names)."""
-    machines = sorted({e["table"].split("_onnxruntime")[0].removeprefix("cpu_") for e in data["tasks"].values()})
+    machines = sorted({(e.get("table") or "an unrecorded machine").split("_onnxruntime")[0].removeprefix("cpu_")
+                       for e in data["tasks"].values()})
     return "measured on " + ", ".join(machines)
 
 
