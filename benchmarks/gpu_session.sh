@@ -6,9 +6,11 @@
 #
 # Steps run in priority order within DEADLINE_S (default 560 s; the device runner allows 600 s per command):
 # the ONNX Runtime CUDA table first, then the few-shot transfer scored against it, then torch CUDA, then
-# TensorRT. A step cut short by its timeout says so (rc=124) and the next one starts.
-# Everything it produces (tables, logs, a summary) goes under $OUT; nothing in the checkout changes, so a
-# table worth shipping is copied into latency_tables/ by hand afterwards, with its log.
+# TensorRT, then (time left) the head-to-head v3 picks' KD training. A step cut short by its timeout says so
+# (rc=124) and the next one starts.
+# Everything it produces (tables, logs, a summary) goes under $OUT (the head-to-head rows are also appended in
+# this copy of the checkout, then copied there), so a table worth shipping is copied into latency_tables/ by hand
+# afterwards, with its log.
 # UNTESTED ON A GPU: written in a session without a GPU machine. Each step logs and carries on when it fails,
 # so one run says what worked; $OUT/summary.txt lists every step's exit code.
 set -uo pipefail
@@ -114,6 +116,15 @@ YAML
     find "$OUT/demo_export" -name '*.engine' -size +50M -delete 2>/dev/null  # keep what comes back small
 else
     echo "tensorrt not importable: TensorRT steps skipped" | tee -a "$SUMMARY"
+fi
+# 5. With what time is left: KD-train the head-to-head v3 picks (session 16's plan, AMD VM tables kept with it)
+#    on the GPU, 2 seeds, 8 processes. Rows are appended one by one, so a step cut short still returns what it
+#    trained; copy $OUT/head_to_head.jsonl over benchmarks/results/head_to_head.jsonl afterwards (it holds the old
+#    rows too), then `python benchmarks/bench_head_to_head.py --plan head_to_head_plan_v3.json report`.
+if [ -f benchmarks/results/head_to_head_plan_v3.json ]; then
+    step h2h_v3_train 600 "$PY" benchmarks/bench_head_to_head.py --plan head_to_head_plan_v3.json train \
+        --train-device cuda --workers 8 --seeds 0,1
+    cp benchmarks/results/head_to_head.jsonl "$OUT/head_to_head.jsonl"
 fi
 rm -rf "$OUT/cache" "$OUT/tables/.work"
 echo "done; tables and logs in $OUT" | tee -a "$SUMMARY"
