@@ -128,7 +128,7 @@ def picks(args: argparse.Namespace) -> None:
     from dass_edge.search.run import run_search
 
     data = json.loads(PLAN.read_text())
-    tables = {task: _plan_table(task, entry) for task, entry in data["tasks"].items()}
+    tables: dict[str, Path] = {}  # resolved when a task first needs a pick (a complete plan needs no table)
     files = dict(spec.split("=", 1) for spec in args.predictor_file)  # NAME=PATH: another predictor file
     methods = [m for m in args.methods.split(",") if m] + list(files)
     for task, entry, b in _settings(data):
@@ -137,6 +137,8 @@ def picks(args: argparse.Namespace) -> None:
                 continue
             # NAME+refine: the same predictor, then search's short-KD refinement of its finalists
             base, refine = method.removesuffix("+refine"), REFINE_FINALISTS if method.endswith("+refine") else 0
+            if task not in tables:
+                tables[task] = _plan_table(task, entry)
             with tempfile.TemporaryDirectory() as tmp:
                 t0 = time.perf_counter()
                 sp = prepare_search(b["budget_ms"], teacher=entry["teacher"], task=task, out=Path(tmp) / "run",
