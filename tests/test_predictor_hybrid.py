@@ -1,5 +1,6 @@
 import numpy as np
 import pytest
+import torch
 
 from dass_edge.errors import DassEdgeError
 from dass_edge.predictor.hybrid import HybridPredictor, standardized
@@ -111,3 +112,19 @@ def test_partial_size_keeps_leftover_flops_spread_out_of_the_shape_weights():
     assert config["partial_size"] is True and HybridPredictor.from_state(tensors, config).partial_size
     with pytest.raises(DassEdgeError, match="partial_size needs within_band"):
         HybridPredictor(partial_size=True)
+
+
+def test_free_size_keeps_the_size_trend_out_of_the_penalty():
+    """With a penalty that crushes every weight, the plain fit scores every student nearly alike while ``free_size``
+    still carries the size trend (the first two columns), and nothing but those two columns escapes the penalty."""
+    train, _ = _tasks()
+    for t in train:  # labels that follow log FLOPs exactly, so the size trend is all there is to learn
+        t.labels = torch.as_tensor(np.log(np.asarray(t.flops, dtype=float)), dtype=t.labels.dtype)
+    crushed = HybridPredictor(residual_steps=0, alpha=1e9).fit(train)
+    free = HybridPredictor(residual_steps=0, alpha=1e9, free_size=True).fit(train)
+    assert np.abs(crushed.coef).max() < 1e-3
+    assert np.abs(free.coef[:2]).max() > 0.1 and np.abs(free.coef[2:]).max() < 1e-3
+    rho = rank_metrics(free.score(train[0]), train[0].labels.numpy())["spearman"]
+    assert rho > 0.99
+    with pytest.raises(DassEdgeError, match="within_band"):
+        HybridPredictor(free_size=True, within_band=8)

@@ -97,12 +97,16 @@ class HybridPredictor:
             (shape effects holding FLOPs fixed inside each band; only the shape weights are kept). Bands of an
             evenly sampled task still span a range of FLOPs, and without the size terms that spread is credited
             to params and depth.
+        free_size: leave the two unmodulated size columns (log FLOPs over the teacher's and its square) out of the
+            ridge penalty. The penalty then shrinks the shape and modulated terms toward the size trend rather than
+            toward no trend at all, so where they are noisy the model falls back on the input that picks well by
+            itself (issue 13, item 3: never worse than its best input, learn the residual).
     """
 
     def __init__(self, alpha: float = 1.0, residual_steps: int = 300, hidden: int = 32, lr: float = 3e-3,
                  weight_decay: float = 1e-2, seed: int = 0, probe: bool = False, probe_size: bool = False,
                  probe_clip: bool = True, descriptors: Sequence[str] = (), within_band: int = 0,
-                 partial_size: bool = False) -> None:
+                 partial_size: bool = False, free_size: bool = False) -> None:
         unknown = [d for d in descriptors if d not in TEACHER_DESCRIPTORS]
         if unknown:
             raise DassEdgeError(f"unknown teacher descriptor(s) {', '.join(unknown)}; known: "
@@ -117,6 +121,9 @@ class HybridPredictor:
         if partial_size and not self.within_band:
             raise DassEdgeError("partial_size needs within_band (a band size of 2 or more)")
         self.partial_size = bool(partial_size)
+        if free_size and self.within_band:
+            raise DassEdgeError("free_size fits the whole range; it cannot be combined with within_band")
+        self.free_size = bool(free_size)
         self.probe_range: np.ndarray | None = None  # (2, M): the meta-training tasks' min and max modulators
         self.mean: np.ndarray | None = None
         self.scale: np.ndarray | None = None
@@ -149,8 +156,11 @@ class HybridPredictor:
         """One name per modulator column group: the 3 probe ratios, then the descriptors (as :meth:`_ratios`)."""
         return (["probe"] * 3 if self.probe else []) + list(self.descriptors)
 
-    def _ridge(self, z: np.ndarray, y: np.ndarray) -> np.ndarray:
-        return np.linalg.solve(z.T @ z + self.alpha * np.eye(z.shape[1]), z.T @ y)
+    def _ridge(self, z: np.ndarray, y: np.ndarray, free: int = 0) -> np.ndarray:
+        """Ridge weights of ``z`` for ``y``; the first ``free`` columns carry no penalty."""
+        penalty = np.full(z.shape[1], self.alpha)
+        penalty[:free] = 0.0
+        return np.linalg.solve(z.T @ z + np.diag(penalty), z.T @ y)
 
     def _fit_within_band(self, tasks: Sequence[MetaTask], z: np.ndarray, y: np.ndarray) -> np.ndarray:
         """Shape weights from within-band contrasts, then size weights on the rest (see ``within_band``)."""
@@ -223,7 +233,7 @@ class HybridPredictor:
         if self.within_band:
             self.coef = self._fit_within_band(tasks, z, y)
         else:
-            self.coef = self._ridge(z, y - y.mean())
+            self.coef = self._ridge(z, y - y.mean(), free=_SIZE_COLUMNS if self.free_size else 0)
         if self.residual_steps > 0:
             codes = torch.cat([t.codes.float() for t in tasks])
             inp = torch.cat([codes, torch.as_tensor(z, dtype=torch.float32)], 1)
@@ -284,7 +294,7 @@ class HybridPredictor:
         config = {"kind": "hybrid", "alpha": self.alpha, "residual_steps": self.residual_steps, "hidden": self.hidden,
                   "lr": self.lr, "weight_decay": self.weight_decay, "seed": self.seed, "probe": self.probe,
                   "probe_size": self.probe_size, "probe_clip": self.probe_clip, "descriptors": list(self.descriptors),
-                  "within_band": self.within_band, "partial_size": self.partial_size,
+                  "within_band": self.within_band, "partial_size": self.partial_size, "free_size": self.free_size,
                   "residual": self.net is not None}
         return out, config
 
@@ -294,7 +304,8 @@ class HybridPredictor:
         model = cls(**{k: config[k] for k in ("alpha", "residual_steps", "hidden", "lr", "weight_decay", "seed",
                                               "probe", "probe_size", "probe_clip")},
                     descriptors=tuple(config.get("descriptors", ())), within_band=int(config.get("within_band", 0)),
-                    partial_size=bool(config.get("partial_size", False)))
+                    partial_size=bool(config.get("partial_size", False)),
+                    free_size=bool(config.get("free_size", False)))
         model.mean, model.scale, model.coef = (tensors[k].double().numpy() for k in ("mean", "scale", "coef"))
         width = model._width()
         if not len(model.mean) == len(model.scale) == len(model.coef) == width:
