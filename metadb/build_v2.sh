@@ -13,7 +13,7 @@ read -ra PY <<< "$PY"  # PY may be a command with arguments, e.g. PY="python -m 
 WORKERS=${WORKERS:-1}
 LANES=${LANES:-1}
 DEVICE=${DEVICE:-cpu}
-PHASES=${PHASES:-0 1 2 3 4 5 6 7}
+PHASES=${PHASES:-0 1 2 3 4 5 6 7 8}
 # Band sampling: 8 bands of near-equal FLOPs (+-5%), 8 students each, shapes as different as the band allows.
 COMMON=(--out metadb/metadb_v2.jsonl --teachers metadb/teachers --log metadb/build_v2.log
         --sampling bands --bands 8 --per-band 8 --band-tol 0.05
@@ -38,6 +38,9 @@ META_TRAIN_4=glyph-digits:resnet_edge_m@16,glyph-arrows:resnet34_edge@16
 # one with an ImageNet-stem teacher: until now every ImageNet-stem meta-training teacher was on emoji, so the stem
 # descriptor could not be told from the emoji domain.
 META_TRAIN_5=glyph-braille:resnet18_in64@64,glyph-syllabics:resnet_edge_d3@16
+# Phase 8 (session 17): two more non-emoji pairs with ImageNet-stem teachers (chess pieces with the ResNet-34
+# shape, Tifinagh with the ResNet-18 shape), so that stem and emoji domain part ways on three tasks, not one.
+META_TRAIN_6=glyph-chess:resnet34_in64@64,glyph-tifinagh:resnet18_in64@64
 names() { echo "$1" | sed -E 's/:[^,]*//g'; }
 
 # LANES=1: one build-db per phase over all its pairs (WORKERS processes share the machine, e.g. 14 on a GPU).
@@ -49,12 +52,12 @@ heldout_args() { [ "$1" = 1 ] && echo "--heldout $(names "$2")"; }
 for phase in $PHASES; do
   if [ "$phase" = 0 ]; then  # freeze the task images once (uint8 .npz + SHA256SUMS in metadb/tasks)
     echo "phase 0 started $(date -Is)"
-    "${PY[@]}" meta freeze "$(names "$HELDOUT"),$(names "$META_TRAIN"),$(names "$META_TRAIN_2"),$(names "$META_TRAIN_3"),$(names "$META_TRAIN_4"),$(names "$META_TRAIN_5")" \
+    "${PY[@]}" meta freeze "$(names "$HELDOUT"),$(names "$META_TRAIN"),$(names "$META_TRAIN_2"),$(names "$META_TRAIN_3"),$(names "$META_TRAIN_4"),$(names "$META_TRAIN_5"),$(names "$META_TRAIN_6")" \
       --dir metadb/tasks
   fi
 done
 # Phases 1 and 3 - held-out pairs (small stem, then ImageNet stem), every student with 2 seeds (within-band label
-# quality); phases 2, 4, 5, 6 and 7 - meta-training pairs, one seed. Each entry: "PAIRS SEEDS HELD".
+# quality); phases 2 and 4-8 - meta-training pairs, one seed. Each entry: "PAIRS SEEDS HELD".
 queue=()
 for phase in $PHASES; do
   case $phase in
@@ -65,6 +68,7 @@ for phase in $PHASES; do
     5) queue+=("$META_TRAIN_3 0 0") ;;
     6) queue+=("$META_TRAIN_4 0 0") ;;
     7) queue+=("$META_TRAIN_5 0 0") ;;
+    8) queue+=("$META_TRAIN_6 0 0") ;;
   esac
 done
 if [ "$LANES" -le 1 ]; then
