@@ -160,7 +160,8 @@ def test_ray_rows_equal_local_rows(teachers, tmp_path):
     assert comparable(read_rows(local)) == comparable(read_rows(on_ray))
 
 
-def test_trains_a_missing_teacher(tmp_path):
+def test_trains_a_missing_teacher(tmp_path, monkeypatch):
+    monkeypatch.setattr("dass_edge.metadb.jobs.MIN_TEACHER_SKILL", 0.0)  # one epoch at 8 px learns little
     p = BuildPlan(tasks=[TaskPlan(TASK, "resnet_edge_s", False, 1, (0,))], teachers_dir=tmp_path / "teachers",
                   resolution=RES, config=CONFIG, teacher_recipe=Recipe(epochs=1, lr=0.05), cache_dir=tmp_path / "c")
     summary = build_db(p, tmp_path / "db.jsonl", LocalEngine(0))
@@ -171,6 +172,25 @@ def test_trains_a_missing_teacher(tmp_path):
     assert meta["model"] == "resnet_edge_s" and meta["precision"] == "float16" and 0 <= meta["val_acc"] <= 100
     assert read_rows(tmp_path / "db.jsonl")[0]["teacher_model"] == "resnet_edge_s"
     assert not list((tmp_path / "c" / "teacher_work").iterdir())  # no work files left behind
+
+
+def test_a_teacher_that_did_not_learn_is_refused_and_nothing_is_written(tmp_path):
+    """One epoch at 8 px leaves the count-dots teacher near chance (1/8): the build stops with the figures, keeps
+    no teacher and writes no row, rather than distilling students from noise."""
+    from dass_edge.errors import DassEdgeError
+    from dass_edge.metadb.jobs import teacher_learned
+
+    assert teacher_learned(35.0, 8) and not teacher_learned(30.0, 8)  # chance 12.5%; a quarter of the way: 34.4%
+    p = BuildPlan(tasks=[TaskPlan(TASK, "resnet_edge_s", False, 1, (0,))], teachers_dir=tmp_path / "teachers",
+                  resolution=RES, config=CONFIG, teacher_recipe=Recipe(epochs=1, lr=0.05), cache_dir=tmp_path / "c")
+    events = []
+    with pytest.raises(DassEdgeError, match="teacher training failed for count-dots"):
+        build_db(p, tmp_path / "db.jsonl", LocalEngine(0), log=lambda event, info: events.append((event, info)))
+    failed = [info["error"] for event, info in events if event == "teacher_failed"]
+    assert len(failed) == 1 and "did not learn" in failed[0] and "chance 12.5%" in failed[0]
+    assert not (tmp_path / "teachers" / f"{TASK}.safetensors").exists()
+    assert not (tmp_path / "db.jsonl").exists() or not read_rows(tmp_path / "db.jsonl")
+    assert not list((tmp_path / "c" / "teacher_work").iterdir())
 
 
 # --- CLI ---------------------------------------------------------------------------------------
