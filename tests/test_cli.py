@@ -54,6 +54,10 @@ def test_teacher_train_one_epoch_and_reload(tmp_path, capsys):
     assert saved["test_acc"] == meta["test_acc"] and 0 <= meta["test_acc"] <= 100
     assert saved["task"] == "count-dots" and model.spec.class_names[0] == "1"
     assert not list(tmp_path.glob("*.partial.pt"))
+    from dass_edge.training.teacher import teacher_learned
+
+    # one epoch rarely gets far from chance (1/8): the warning is on stderr exactly when the teacher did not learn
+    assert ("warning: this teacher did not learn" in err) == (not teacher_learned(meta["val_acc"], 8))
 
 
 def test_bad_inputs_one_line_exit_2(tmp_path, capsys):

@@ -161,7 +161,7 @@ def test_ray_rows_equal_local_rows(teachers, tmp_path):
 
 
 def test_trains_a_missing_teacher(tmp_path, monkeypatch):
-    monkeypatch.setattr("dass_edge.metadb.jobs.MIN_TEACHER_SKILL", 0.0)  # one epoch at 8 px learns little
+    monkeypatch.setattr("dass_edge.training.teacher.MIN_TEACHER_SKILL", 0.0)  # one epoch at 8 px learns little
     p = BuildPlan(tasks=[TaskPlan(TASK, "resnet_edge_s", False, 1, (0,))], teachers_dir=tmp_path / "teachers",
                   resolution=RES, config=CONFIG, teacher_recipe=Recipe(epochs=1, lr=0.05), cache_dir=tmp_path / "c")
     summary = build_db(p, tmp_path / "db.jsonl", LocalEngine(0))
@@ -178,7 +178,7 @@ def test_a_teacher_that_did_not_learn_is_refused_and_nothing_is_written(tmp_path
     """One epoch at 8 px leaves the count-dots teacher near chance (1/8): the build stops with the figures, keeps
     no teacher and writes no row, rather than distilling students from noise."""
     from dass_edge.errors import DassEdgeError
-    from dass_edge.metadb.jobs import teacher_learned
+    from dass_edge.training.teacher import teacher_learned
 
     assert teacher_learned(35.0, 8) and not teacher_learned(30.0, 8)  # chance 12.5%; a quarter of the way: 34.4%
     p = BuildPlan(tasks=[TaskPlan(TASK, "resnet_edge_s", False, 1, (0,))], teachers_dir=tmp_path / "teachers",

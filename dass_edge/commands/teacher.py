@@ -7,7 +7,15 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
-from dass_edge.commands._common import console, finite_option, print_json, progress_bar, set_threads, threads_option
+from dass_edge.commands._common import (
+    console,
+    err_console,
+    finite_option,
+    print_json,
+    progress_bar,
+    set_threads,
+    threads_option,
+)
 from dass_edge.errors import DassEdgeError
 from dass_edge.space import SearchSpace, spec_flops, spec_params
 
@@ -61,7 +69,13 @@ def train_cmd(
         raise DassEdgeError("give --task NAME (see 'dass-edge data list') or --data DIR")
     from dass_edge.data import load_task
     from dass_edge.training.loop import Recipe
-    from dass_edge.training.teacher import DEMO_TEACHER_DEPTHS, DEMO_TEACHER_WIDTHS, teacher_spec_for, train_teacher
+    from dass_edge.training.teacher import (
+        DEMO_TEACHER_DEPTHS,
+        DEMO_TEACHER_WIDTHS,
+        teacher_learned,
+        teacher_spec_for,
+        train_teacher,
+    )
 
     recipe = Recipe(epochs=epochs, lr=lr, batch_size=batch_size, label_smoothing=label_smoothing, seed=seed)
     recipe.validate()
@@ -72,6 +86,10 @@ def train_cmd(
     spec = teacher_spec_for(task_data, w, d, stem)
     with progress_bar() as progress:
         meta = train_teacher(task_data, out, recipe, spec, progress=rich_training_progress(progress, "teacher"))
+    if not teacher_learned(meta["val_acc"], task_data.num_classes):  # stderr, so --json stays clean
+        err_console.print(f"warning: this teacher did not learn (validation {meta['val_acc']:.1f}%, chance "
+                          f"{100.0 / task_data.num_classes:.1f}%): students distilled from it learn noise; try a "
+                          "lower --lr, more --epochs or a shallower model")
     if json_out:
         print_json({k: v for k, v in meta.items() if k != "history"} | {"path": str(out)})
         return

@@ -19,12 +19,7 @@ from dass_edge.errors import DassEdgeError
 from dass_edge.io import file_sha256
 from dass_edge.validate import finite_or_none
 
-__all__ = ["MIN_TEACHER_SKILL", "teacher_job", "kd_job", "pin_threads", "device_label", "teacher_learned"]
-
-#: A database teacher must get at least this share of the way from chance to 100% validation accuracy. A teacher
-#: that did not learn (a ResNet-34 shape on 1,800 chess-glyph images at 64 px stayed at 11%, chance 8.3%) would give
-#: rows of students distilled from noise, all near chance: labels with no order to learn from.
-MIN_TEACHER_SKILL = 0.25
+__all__ = ["teacher_job", "kd_job", "pin_threads", "device_label"]
 
 
 def pin_threads(threads: int, seed: int = 0) -> None:
@@ -49,7 +44,7 @@ def teacher_job(job: dict) -> dict:
     from dass_edge.models.checkpoint import load_checkpoint, save_checkpoint
     from dass_edge.models.resnet import model_spec
     from dass_edge.training.loop import Recipe, evaluate
-    from dass_edge.training.teacher import train_teacher
+    from dass_edge.training.teacher import teacher_learned, train_teacher
 
     pin_threads(job["threads"], job["recipe"]["seed"])
     data = load_task(job["task"], resolution=job["resolution"])
@@ -64,7 +59,7 @@ def teacher_job(job: dict) -> dict:
     meta.update(model=job["model"], val_acc=round(evaluate(half, data.val, mean, std), 3),
                 test_acc=round(evaluate(half, data.test, mean, std), 3), precision="float16",
                 wall_seconds=round(time.perf_counter() - t0, 1), device=device_label(job.get("device", "cpu")))
-    if not teacher_learned(meta["val_acc"], data.num_classes):
+    if not teacher_learned(meta["val_acc"], data.num_classes):  # its rows would be students distilled from noise
         work.unlink(missing_ok=True)  # a rerun with another model or recipe starts afresh
         raise DassEdgeError(f"the {job['model']} teacher of {job['task']} did not learn: {meta['val_acc']:.1f}% "
                             f"validation accuracy, chance {100.0 / data.num_classes:.1f}%; no teacher saved, no rows "
@@ -72,12 +67,6 @@ def teacher_job(job: dict) -> dict:
     save_checkpoint(job["out"], model.half(), meta)
     work.unlink(missing_ok=True)
     return {"task": job["task"], "path": job["out"], "val_acc": meta["val_acc"], "test_acc": meta["test_acc"]}
-
-
-def teacher_learned(val_acc: float, num_classes: int) -> bool:
-    """Whether a teacher's validation accuracy (percent) is at least :data:`MIN_TEACHER_SKILL` above chance."""
-    chance = 100.0 / num_classes
-    return val_acc >= chance + MIN_TEACHER_SKILL * (100.0 - chance)
 
 
 def kd_job(job: dict) -> dict:
