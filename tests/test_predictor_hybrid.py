@@ -126,5 +126,7 @@ def test_free_size_keeps_the_size_trend_out_of_the_penalty():
     assert np.abs(free.coef[:2]).max() > 0.1 and np.abs(free.coef[2:]).max() < 1e-3
     rho = rank_metrics(free.score(train[0]), train[0].labels.numpy())["spearman"]
     assert rho > 0.99
+    tensors, config = free.to_state()  # a saved predictor remembers it (search rebuilds the same model)
+    assert config["free_size"] is True and HybridPredictor.from_state(tensors, config).free_size
     with pytest.raises(DassEdgeError, match="within_band"):
         HybridPredictor(free_size=True, within_band=8)
