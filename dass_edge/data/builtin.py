@@ -100,6 +100,10 @@ _glyph_task("glyph-syllabics", "ᐁᐃᐅᐊᐯᐱᐳᐸᑌᑎᑐᑕᑫᑭᑯᑲ
 # 16 px image and no 64 px ImageNet-stem teacher rose above chance on them.
 _glyph_task("glyph-arabic", "ابتثجحخدذرزسشصضطظعغفقكلمنهوي", ("dejavu",), "Arabic letters (isolated forms)")
 _glyph_task("glyph-tifinagh", "".join(chr(c) for c in range(0x2D30, 0x2D48)), ("dejavu",), "Tifinagh letters")
+# Session 18: meta-database v2 phase 9, more ImageNet-stem teachers off emoji: N'Ko (strokes, loops and bars) and Lao
+# consonants (rounded letters told apart by small loops and tails: at 16 px some are close, a harder task).
+_glyph_task("glyph-nko", "".join(chr(c) for c in range(0x7CA, 0x7E8)), ("dejavu",), "N'Ko letters")
+_glyph_task("glyph-lao", "ກຂຄງຈຊຍດຕຖທນບປຜຝພຟມຢຣລວສຫອຮ", ("dejavu",), "Lao consonants")
 register_task(BuiltinTask("shapes", SHAPES, lambda n, r, g: render_shapes(n, r, g),
                           "12 geometric shapes, rotated and scaled, among distractor strokes", flip_ok=True))
 register_task(BuiltinTask("textures", TEXTURES, lambda n, r, g: render_textures(n, r, g),
