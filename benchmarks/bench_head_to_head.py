@@ -335,7 +335,10 @@ def report(_: argparse.Namespace) -> None:
               "dass_set3": "the predictor fitted on set 3 (shipped before session 10's refit)",
               "dass_set7": "the predictor fitted on set 7 (18 meta-training tasks; shipped in sessions 12-16), "
                            "zero-shot",
-              "dass_set7+refine": "the set-7 predictor with the shipped refinement"}
+              "dass_set7+refine": "the set-7 predictor with the shipped refinement",
+              "dass_set9": "the predictor fitted on set 9 (22 meta-training tasks; shipped in session 17), "
+                           "zero-shot",
+              "dass_set9+refine": "the set-9 predictor with the shipped refinement"}
     known = [m for m in [*METHODS, *extra] if m in legend]
     if known:
         body += "\nColumns beside the proxies: " + "; ".join(f"`{m}`: {legend[m]}" for m in known) + ".\n"
