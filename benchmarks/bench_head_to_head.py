@@ -265,6 +265,13 @@ def _tables_text(data: dict) -> str:
     return "measured on " + ", ".join(machines)
 
 
+def _refit_legend(n: int, tasks: int, shipped: str) -> dict[str, str]:
+    """Legend of an earlier shipped fit's two columns (``dass_setN``, ``dass_setN+refine``)."""
+    return {f"dass_set{n}": f"the predictor fitted on set {n} ({tasks} meta-training tasks; shipped in {shipped}), "
+                            "zero-shot",
+            f"dass_set{n}+refine": f"the set-{n} predictor with the shipped refinement"}
+
+
 def report(_: argparse.Namespace) -> None:
     data = json.loads(PLAN.read_text())
     done = _done()
@@ -327,18 +334,11 @@ def report(_: argparse.Namespace) -> None:
                              "KD of 4 finalists (2 depth patterns by the predictor, 2 by FLOPs; 3 of 10 epochs each)",
               "dass": "the predictor alone, zero-shot (`--refine 0`)",
               "flops+refine": "FLOPs' 4 best depth patterns as finalists, refined the same way",
-              "dass_set5": "the predictor fitted on set 5 (16 meta-training tasks; shipped in sessions 10-11), "
-                           "zero-shot",
-              "dass_set5+refine": "the set-5 predictor with the shipped refinement",
+              **_refit_legend(5, 16, "sessions 10-11"),
               "dass_set5+refine4": "the set-5 predictor's 4 best depth patterns as finalists (session 11's first "
                                    "rule)",
               "dass_set3": "the predictor fitted on set 3 (shipped before session 10's refit)",
-              "dass_set7": "the predictor fitted on set 7 (18 meta-training tasks; shipped in sessions 12-16), "
-                           "zero-shot",
-              "dass_set7+refine": "the set-7 predictor with the shipped refinement",
-              "dass_set9": "the predictor fitted on set 9 (22 meta-training tasks; shipped in session 17), "
-                           "zero-shot",
-              "dass_set9+refine": "the set-9 predictor with the shipped refinement"}
+              **_refit_legend(7, 18, "sessions 12-16"), **_refit_legend(9, 22, "session 17")}
     known = [m for m in [*METHODS, *extra] if m in legend]
     if known:
         body += "\nColumns beside the proxies: " + "; ".join(f"`{m}`: {legend[m]}" for m in known) + ".\n"
