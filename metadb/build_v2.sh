@@ -13,7 +13,7 @@ read -ra PY <<< "$PY"  # PY may be a command with arguments, e.g. PY="python -m 
 WORKERS=${WORKERS:-1}
 LANES=${LANES:-1}
 DEVICE=${DEVICE:-cpu}
-PHASES=${PHASES:-0 1 2 3 4 5 6 7 8 9}
+PHASES=${PHASES:-0 1 2 3 4 5 6 7 8 9 10}
 # Band sampling: 8 bands of near-equal FLOPs (+-5%), 8 students each, shapes as different as the band allows.
 COMMON=(--out metadb/metadb_v2.jsonl --teachers metadb/teachers --log metadb/build_v2.log
         --sampling bands --bands 8 --per-band 8 --band-tol 0.05
@@ -44,6 +44,8 @@ META_TRAIN_5=glyph-braille:resnet18_in64@64,glyph-syllabics:resnet_edge_d3@16
 META_TRAIN_6=glyph-arabic:resnet18_in64@64,glyph-tifinagh:resnet18_in64@64
 # Phase 9 (session 18): two more ImageNet-stem pairs off emoji (N'Ko letters, Lao consonants), for set 11.
 META_TRAIN_7=glyph-nko:resnet18_in64@64,glyph-lao:resnet18_in64@64
+# Phase 10 (session 19): Lisu letters and monochrome symbols, ImageNet-stem teachers, for set 12.
+META_TRAIN_8=glyph-lisu:resnet18_in64@64,glyph-misc-symbols:resnet18_in64@64
 names() { echo "$1" | sed -E 's/:[^,]*//g'; }
 
 # LANES=1: one build-db per phase over all its pairs (WORKERS processes share the machine, e.g. 14 on a GPU).
@@ -55,12 +57,12 @@ heldout_args() { [ "$1" = 1 ] && echo "--heldout $(names "$2")"; }
 for phase in $PHASES; do
   if [ "$phase" = 0 ]; then  # freeze the task images once (uint8 .npz + SHA256SUMS in metadb/tasks)
     echo "phase 0 started $(date -Is)"
-    "${PY[@]}" meta freeze "$(names "$HELDOUT"),$(names "$META_TRAIN"),$(names "$META_TRAIN_2"),$(names "$META_TRAIN_3"),$(names "$META_TRAIN_4"),$(names "$META_TRAIN_5"),$(names "$META_TRAIN_6"),$(names "$META_TRAIN_7")" \
+    "${PY[@]}" meta freeze "$(names "$HELDOUT"),$(names "$META_TRAIN"),$(names "$META_TRAIN_2"),$(names "$META_TRAIN_3"),$(names "$META_TRAIN_4"),$(names "$META_TRAIN_5"),$(names "$META_TRAIN_6"),$(names "$META_TRAIN_7"),$(names "$META_TRAIN_8")" \
       --dir metadb/tasks
   fi
 done
 # Phases 1 and 3 - held-out pairs (small stem, then ImageNet stem), every student with 2 seeds (within-band label
-# quality); phases 2 and 4-9 - meta-training pairs, one seed. Each entry: "PAIRS SEEDS HELD".
+# quality); phases 2 and 4-10 - meta-training pairs, one seed. Each entry: "PAIRS SEEDS HELD".
 queue=()
 for phase in $PHASES; do
   case $phase in
@@ -73,6 +75,7 @@ for phase in $PHASES; do
     7) queue+=("$META_TRAIN_5 0 0") ;;
     8) queue+=("$META_TRAIN_6 0 0") ;;
     9) queue+=("$META_TRAIN_7 0 0") ;;
+    10) queue+=("$META_TRAIN_8 0 0") ;;
   esac
 done
 if [ "$LANES" -le 1 ]; then

@@ -104,6 +104,10 @@ _glyph_task("glyph-tifinagh", "".join(chr(c) for c in range(0x2D30, 0x2D48)), ("
 # consonants (rounded letters told apart by small loops and tails: at 16 px some are close, a harder task).
 _glyph_task("glyph-nko", "".join(chr(c) for c in range(0x7CA, 0x7E8)), ("dejavu",), "N'Ko letters")
 _glyph_task("glyph-lao", "ກຂຄງຈຊຍດຕຖທນບປຜຝພຟມຢຣລວສຫອຮ", ("dejavu",), "Lao consonants")
+# Session 19: phase 10, two more ImageNet-stem tasks off emoji and off every script used so far: Lisu (Latin-like
+# capitals, many rotated or mirrored) and monochrome pictographic symbols (weather, hands, crosses, signs).
+_glyph_task("glyph-lisu", "".join(chr(c) for c in range(0xA4D0, 0xA4F8)), ("dejavu",), "Lisu letters")
+_glyph_task("glyph-misc-symbols", "".join(chr(c) for c in range(0x2600, 0x2640)), ("dejavu",), "Miscellaneous symbols")
 register_task(BuiltinTask("shapes", SHAPES, lambda n, r, g: render_shapes(n, r, g),
                           "12 geometric shapes, rotated and scaled, among distractor strokes", flip_ok=True))
 register_task(BuiltinTask("textures", TEXTURES, lambda n, r, g: render_textures(n, r, g),
