@@ -72,6 +72,7 @@ def train_cmd(
     from dass_edge.training.teacher import (
         DEMO_TEACHER_DEPTHS,
         DEMO_TEACHER_WIDTHS,
+        chance_accuracy,
         teacher_learned,
         teacher_spec_for,
         train_teacher,
@@ -88,8 +89,8 @@ def train_cmd(
         meta = train_teacher(task_data, out, recipe, spec, progress=rich_training_progress(progress, "teacher"))
     if not teacher_learned(meta["val_acc"], task_data.num_classes):  # stderr, so --json stays clean
         err_console.print(f"warning: this teacher did not learn (validation {meta['val_acc']:.1f}%, chance "
-                          f"{100.0 / task_data.num_classes:.1f}%): students distilled from it learn noise; try a "
-                          "lower --lr, more --epochs or a shallower model")
+                          f"{chance_accuracy(task_data.num_classes):.1f}%): students distilled from it learn noise; "
+                          "try a lower --lr, more --epochs or a shallower model")
     if json_out:
         print_json({k: v for k, v in meta.items() if k != "history"} | {"path": str(out)})
         return

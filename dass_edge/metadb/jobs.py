@@ -44,7 +44,7 @@ def teacher_job(job: dict) -> dict:
     from dass_edge.models.checkpoint import load_checkpoint, save_checkpoint
     from dass_edge.models.resnet import model_spec
     from dass_edge.training.loop import Recipe, evaluate
-    from dass_edge.training.teacher import teacher_learned, train_teacher
+    from dass_edge.training.teacher import chance_accuracy, teacher_learned, train_teacher
 
     pin_threads(job["threads"], job["recipe"]["seed"])
     data = load_task(job["task"], resolution=job["resolution"])
@@ -62,8 +62,8 @@ def teacher_job(job: dict) -> dict:
     if not teacher_learned(meta["val_acc"], data.num_classes):  # its rows would be students distilled from noise
         work.unlink(missing_ok=True)  # a rerun with another model or recipe starts afresh
         raise DassEdgeError(f"the {job['model']} teacher of {job['task']} did not learn: {meta['val_acc']:.1f}% "
-                            f"validation accuracy, chance {100.0 / data.num_classes:.1f}%; no teacher saved, no rows "
-                            "built (try another teacher model or more --teacher-epochs)")
+                            f"validation accuracy, chance {chance_accuracy(data.num_classes):.1f}%; no teacher saved, "
+                            "no rows built (try another teacher model or more --teacher-epochs)")
     save_checkpoint(job["out"], model.half(), meta)
     work.unlink(missing_ok=True)
     return {"task": job["task"], "path": job["out"], "val_acc": meta["val_acc"], "test_acc": meta["test_acc"]}

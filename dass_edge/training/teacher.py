@@ -14,7 +14,8 @@ from dass_edge.spec import ModelSpec
 from dass_edge.training.loop import ProgressFn, Recipe, evaluate, train
 from dass_edge.validate import check_output_file, finite_or_none
 
-__all__ = ["DEMO_TEACHER_WIDTHS", "DEMO_TEACHER_DEPTHS", "MIN_TEACHER_SKILL", "teacher_spec_for", "teacher_learned",
+__all__ = ["DEMO_TEACHER_WIDTHS", "DEMO_TEACHER_DEPTHS", "MIN_TEACHER_SKILL", "chance_accuracy", "teacher_spec_for",
+           "teacher_learned",
            "train_teacher", "load_teacher", "load_teacher_and_sha256", "demo_teacher_path"]
 
 DEMO_TEACHER_WIDTHS = (16, 32, 64, 128)
@@ -25,9 +26,14 @@ DEMO_TEACHER_DEPTHS = (2, 2, 2, 2)
 MIN_TEACHER_SKILL = 0.25
 
 
+def chance_accuracy(num_classes: int) -> float:
+    """Accuracy (percent) of guessing uniformly: the floor a teacher's skill is measured from."""
+    return 100.0 / num_classes
+
+
 def teacher_learned(val_acc: float, num_classes: int) -> bool:
     """Whether a teacher's validation accuracy (percent) is at least :data:`MIN_TEACHER_SKILL` above chance."""
-    chance = 100.0 / num_classes
+    chance = chance_accuracy(num_classes)
     return val_acc >= chance + MIN_TEACHER_SKILL * (100.0 - chance)
 
 
