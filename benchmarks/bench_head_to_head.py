@@ -338,7 +338,8 @@ def report(_: argparse.Namespace) -> None:
               "dass_set5+refine4": "the set-5 predictor's 4 best depth patterns as finalists (session 11's first "
                                    "rule)",
               "dass_set3": "the predictor fitted on set 3 (shipped before session 10's refit)",
-              **_refit_legend(7, 18, "sessions 12-16"), **_refit_legend(9, 22, "session 17")}
+              **_refit_legend(7, 18, "sessions 12-16"), **_refit_legend(9, 22, "session 17"),
+              **_refit_legend(10, 24, "session 18")}
     known = [m for m in [*METHODS, *extra] if m in legend]
     if known:
         body += "\nColumns beside the proxies: " + "; ".join(f"`{m}`: {legend[m]}" for m in known) + ".\n"
