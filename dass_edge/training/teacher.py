@@ -15,8 +15,7 @@ from dass_edge.training.loop import ProgressFn, Recipe, evaluate, train
 from dass_edge.validate import check_output_file, finite_or_none
 
 __all__ = ["DEMO_TEACHER_WIDTHS", "DEMO_TEACHER_DEPTHS", "MIN_TEACHER_SKILL", "chance_accuracy", "teacher_spec_for",
-           "teacher_learned",
-           "train_teacher", "load_teacher", "load_teacher_and_sha256", "demo_teacher_path"]
+           "teacher_learned", "train_teacher", "load_teacher", "load_teacher_and_sha256", "demo_teacher_path"]
 
 DEMO_TEACHER_WIDTHS = (16, 32, 64, 128)
 DEMO_TEACHER_DEPTHS = (2, 2, 2, 2)
