@@ -6,7 +6,7 @@
 #
 # Steps run in priority order within DEADLINE_S (default 560 s; the device runner allows 600 s per command):
 # the ONNX Runtime CUDA table first, then the few-shot transfer scored against it, then torch CUDA, then
-# TensorRT, then (time left) the rest of meta-database v2 phase 9. A step cut short by its timeout says so
+# TensorRT, then (time left) the rest of meta-database v2 phase 10. A step cut short by its timeout says so
 # (rc=124) and the next one starts.
 # Everything it produces (tables, logs, a summary) goes under $OUT (the database rows are also appended in this copy
 # of the checkout, then copied there), so a table worth shipping is copied into latency_tables/ by hand afterwards,
@@ -117,11 +117,11 @@ YAML
 else
     echo "tensorrt not importable: TensorRT steps skipped" | tee -a "$SUMMARY"
 fi
-# 5. With what time is left: the rest of meta-database v2 phase 9 (session 18: glyph-nko, glyph-lao; their
+# 5. With what time is left: the rest of meta-database v2 phase 10 (session 19: glyph-lisu, glyph-misc-symbols; their
 #    teachers are in metadb/teachers) on the GPU, 14 processes. Rows are appended one by one under a lock, so a step
 #    cut short still returns what it trained; copy $OUT/metadb_v2.jsonl over metadb/metadb_v2.jsonl afterwards (it
-#    holds every earlier row too) and rerun `PHASES=9 LANES=2 metadb/build_v2.sh` on a CPU for whatever is left.
-step metadb_phase9 600 env PHASES=9 LANES=1 DEVICE=cuda WORKERS=14 PY="$PY -m dass_edge.cli" bash metadb/build_v2.sh
+#    holds every earlier row too) and rerun `PHASES=10 LANES=2 metadb/build_v2.sh` on a CPU for whatever is left.
+step metadb_phase10 600 env PHASES=10 LANES=1 DEVICE=cuda WORKERS=14 PY="$PY -m dass_edge.cli" bash metadb/build_v2.sh
 pkill -f "dass_edge.cli meta build-db" && sleep 3  # timeout stops the script, not its build-db: stop it before copying
 cp metadb/metadb_v2.jsonl metadb/build_v2.log "$OUT/"
 rm -rf "$OUT/cache" "$OUT/tables/.work"
