@@ -13,39 +13,45 @@ read -ra PY <<< "$PY"  # PY may be a command with arguments, e.g. PY="python -m 
 WORKERS=${WORKERS:-1}
 LANES=${LANES:-1}
 DEVICE=${DEVICE:-cpu}
-PHASES=${PHASES:-0 1 2 3 4 5 6 7 8 9 10}
+PHASES=${PHASES:-0 1 2 3 4 5 6 7 8 9 10}  # 0 freezes the task images
 # Band sampling: 8 bands of near-equal FLOPs (+-5%), 8 students each, shapes as different as the band allows.
 COMMON=(--out metadb/metadb_v2.jsonl --teachers metadb/teachers --log metadb/build_v2.log
         --sampling bands --bands 8 --per-band 8 --band-tol 0.05
         --epochs 10 --lr 0.01 --teacher-epochs 40
         --workers "$WORKERS" --threads 1 --train-device "$DEVICE")
-# Held out: 2 real-image families, deeper teachers (3-3-3-3, ResNet-34's 3-4-6-3) and two 64 px ImageNet-stem
-# teachers (ResNet-18 and -34 shapes). The small-stem held-out pairs come first, then the meta-training pairs (the predictor cannot be rebuilt on v2
-# without them), then the ImageNet-stem held-out pairs.
-HELDOUT_16=emoji-faces:resnet_edge_d3@16,photo-crops:resnet34_edge@16
-HELDOUT_64=emoji-animals:resnet18_in64@64,emoji-objects:resnet34_in64@64
-HELDOUT=$HELDOUT_16,$HELDOUT_64
-META_TRAIN=emoji-food:resnet18_in64@64,emoji-transport:resnet34_in64@64,emoji-people:resnet_edge_d3@16,emoji-activities:resnet34_edge@16
-# Phase 4 (session 9): two more band-sampled meta-training pairs, a wider teacher and a third ImageNet-stem
-# one: 4 emoji pairs were too few for the shared weights to learn the emoji order inside equal-cost bands.
-META_TRAIN_2=emoji-snacks:resnet_edge_m@16,emoji-assorted:resnet18_in64@64
-# Phase 5 (session 10): two more, a ResNet-34-shaped teacher of each stem (the shape users bring).
-META_TRAIN_3=emoji-sports:resnet34_edge@16,emoji-symbols:resnet34_in64@64
-# Phase 6 (session 15): two glyph pairs the v1 build left out (their images rendered differently on another
-# machine; frozen now, so every machine trains on the same pixels), a wider and a ResNet-34-shaped small-stem teacher.
-META_TRAIN_4=glyph-digits:resnet_edge_m@16,glyph-arrows:resnet34_edge@16
-# Phase 7 (session 16): two glyph families unlike letters (Braille cells; syllabics told apart by orientation),
-# one with an ImageNet-stem teacher: until now every ImageNet-stem meta-training teacher was on emoji, so the stem
-# descriptor could not be told from the emoji domain.
-META_TRAIN_5=glyph-braille:resnet18_in64@64,glyph-syllabics:resnet_edge_d3@16
-# Phase 8 (session 17): two more non-emoji pairs with ImageNet-stem teachers, so that stem and emoji domain part
-# ways on three tasks, not one. Both teachers have the ResNet-18 shape: the ResNet-34 one stayed at chance on glyphs
-# (chess pieces: 11% after 40 epochs, chance 8%; Arabic: 3.9% after 5, chance 3.6%).
-META_TRAIN_6=glyph-arabic:resnet18_in64@64,glyph-tifinagh:resnet18_in64@64
-# Phase 9 (session 18): two more ImageNet-stem pairs off emoji (N'Ko letters, Lao consonants), for set 11.
-META_TRAIN_7=glyph-nko:resnet18_in64@64,glyph-lao:resnet18_in64@64
-# Phase 10 (session 19): Lisu letters and monochrome symbols, ImageNet-stem teachers, for set 12.
-META_TRAIN_8=glyph-lisu:resnet18_in64@64,glyph-misc-symbols:resnet18_in64@64
+# Every phase's pairs, in one table read by both the phase-0 freeze and the build queue, so a new phase is one
+# entry here (and its number in PHASES). Each entry: "PAIRS SEEDS HELD". Held-out phases (1 and 3) train every
+# student with 2 seeds (within-band label quality); meta-training phases one seed.
+phase_entry() {
+  case $1 in
+    # Held out: 2 real-image families, deeper teachers (3-3-3-3, ResNet-34's 3-4-6-3), small stem first ...
+    1) echo "emoji-faces:resnet_edge_d3@16,photo-crops:resnet34_edge@16 0,1 1" ;;
+    # ... then the meta-training pairs (the predictor cannot be rebuilt on v2 without them) ...
+    2) echo "emoji-food:resnet18_in64@64,emoji-transport:resnet34_in64@64,emoji-people:resnet_edge_d3@16,emoji-activities:resnet34_edge@16 0 0" ;;
+    # ... then two 64 px ImageNet-stem held-out teachers (ResNet-18 and -34 shapes).
+    3) echo "emoji-animals:resnet18_in64@64,emoji-objects:resnet34_in64@64 0,1 1" ;;
+    # Phase 4 (session 9): a wider teacher and a third ImageNet-stem one: 4 emoji pairs were too few for the
+    # shared weights to learn the emoji order inside equal-cost bands.
+    4) echo "emoji-snacks:resnet_edge_m@16,emoji-assorted:resnet18_in64@64 0 0" ;;
+    # Phase 5 (session 10): a ResNet-34-shaped teacher of each stem (the shape users bring).
+    5) echo "emoji-sports:resnet34_edge@16,emoji-symbols:resnet34_in64@64 0 0" ;;
+    # Phase 6 (session 15): two glyph pairs the v1 build left out (their images rendered differently on another
+    # machine; frozen now, so every machine trains on the same pixels).
+    6) echo "glyph-digits:resnet_edge_m@16,glyph-arrows:resnet34_edge@16 0 0" ;;
+    # Phase 7 (session 16): glyph families unlike letters (Braille cells; syllabics told apart by orientation), one
+    # with an ImageNet-stem teacher, so the stem descriptor can be told from the emoji domain.
+    7) echo "glyph-braille:resnet18_in64@64,glyph-syllabics:resnet_edge_d3@16 0 0" ;;
+    # Phase 8 (session 17): more ImageNet-stem teachers off emoji. ResNet-18 shape: the ResNet-34 one stayed at
+    # chance on glyphs (chess pieces: 11% after 40 epochs, chance 8%; Arabic: 3.9% after 5, chance 3.6%).
+    8) echo "glyph-arabic:resnet18_in64@64,glyph-tifinagh:resnet18_in64@64 0 0" ;;
+    # Phase 9 (session 18): N'Ko letters, Lao consonants, for set 11.
+    9) echo "glyph-nko:resnet18_in64@64,glyph-lao:resnet18_in64@64 0 0" ;;
+    # Phase 10 (session 19): Lisu letters and monochrome symbols, for set 12.
+    10) echo "glyph-lisu:resnet18_in64@64,glyph-misc-symbols:resnet18_in64@64 0 0" ;;
+    *) echo "build_v2.sh: no phase $1" >&2; return 1 ;;
+  esac
+}
+ALL_PHASES="1 2 3 4 5 6 7 8 9 10"
 names() { echo "$1" | sed -E 's/:[^,]*//g'; }
 
 # LANES=1: one build-db per phase over all its pairs (WORKERS processes share the machine, e.g. 14 on a GPU).
@@ -54,29 +60,16 @@ names() { echo "$1" | sed -E 's/:[^,]*//g'; }
 # the next phase's pairs. Rows are appended under a file lock, so lanes share the DB.
 heldout_args() { [ "$1" = 1 ] && echo "--heldout $(names "$2")"; }
 
-for phase in $PHASES; do
-  if [ "$phase" = 0 ]; then  # freeze the task images once (uint8 .npz + SHA256SUMS in metadb/tasks)
-    echo "phase 0 started $(date -Is)"
-    "${PY[@]}" meta freeze "$(names "$HELDOUT"),$(names "$META_TRAIN"),$(names "$META_TRAIN_2"),$(names "$META_TRAIN_3"),$(names "$META_TRAIN_4"),$(names "$META_TRAIN_5"),$(names "$META_TRAIN_6"),$(names "$META_TRAIN_7"),$(names "$META_TRAIN_8")" \
-      --dir metadb/tasks
-  fi
-done
-# Phases 1 and 3 - held-out pairs (small stem, then ImageNet stem), every student with 2 seeds (within-band label
-# quality); phases 2 and 4-10 - meta-training pairs, one seed. Each entry: "PAIRS SEEDS HELD".
 queue=()
 for phase in $PHASES; do
-  case $phase in
-    1) queue+=("$HELDOUT_16 0,1 1") ;;
-    2) queue+=("$META_TRAIN 0 0") ;;
-    3) queue+=("$HELDOUT_64 0,1 1") ;;
-    4) queue+=("$META_TRAIN_2 0 0") ;;
-    5) queue+=("$META_TRAIN_3 0 0") ;;
-    6) queue+=("$META_TRAIN_4 0 0") ;;
-    7) queue+=("$META_TRAIN_5 0 0") ;;
-    8) queue+=("$META_TRAIN_6 0 0") ;;
-    9) queue+=("$META_TRAIN_7 0 0") ;;
-    10) queue+=("$META_TRAIN_8 0 0") ;;
-  esac
+  if [ "$phase" = 0 ]; then  # freeze every phase's task images once (uint8 .npz + SHA256SUMS in metadb/tasks)
+    echo "phase 0 started $(date -Is)"
+    all=()
+    for p in $ALL_PHASES; do read -r pairs _ <<< "$(phase_entry "$p")"; all+=("$(names "$pairs")"); done
+    "${PY[@]}" meta freeze "$(IFS=,; echo "${all[*]}")" --dir metadb/tasks
+  else
+    queue+=("$(phase_entry "$phase")")
+  fi
 done
 if [ "$LANES" -le 1 ]; then
   for entry in "${queue[@]}"; do
