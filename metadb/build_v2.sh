@@ -13,7 +13,7 @@ read -ra PY <<< "$PY"  # PY may be a command with arguments, e.g. PY="python -m 
 WORKERS=${WORKERS:-1}
 LANES=${LANES:-1}
 DEVICE=${DEVICE:-cpu}
-PHASES=${PHASES:-0 1 2 3 4 5 6 7 8 9 10}  # 0 freezes the task images
+PHASES=${PHASES:-0 1 2 3 4 5 6 7 8 9 10 11}  # 0 freezes the task images
 # Band sampling: 8 bands of near-equal FLOPs (+-5%), 8 students each, shapes as different as the band allows.
 COMMON=(--out metadb/metadb_v2.jsonl --teachers metadb/teachers --log metadb/build_v2.log
         --sampling bands --bands 8 --per-band 8 --band-tol 0.05
@@ -48,10 +48,13 @@ phase_entry() {
     9) echo "glyph-nko:resnet18_in64@64,glyph-lao:resnet18_in64@64 0 0" ;;
     # Phase 10 (session 19): Lisu letters and monochrome symbols, for set 12.
     10) echo "glyph-lisu:resnet18_in64@64,glyph-misc-symbols:resnet18_in64@64 0 0" ;;
+    # Phase 11 (session 20): the first meta-training pairs at 32 px (the demo's resolution), small-stem teachers:
+    # the demo teacher's shape and ResNet-34's depths. For set 13.
+    11) echo "glyph-ipa:resnet_edge_s@32,glyph-currency:resnet34_edge@32 0 0" ;;
     *) echo "build_v2.sh: no phase $1" >&2; return 1 ;;
   esac
 }
-ALL_PHASES="1 2 3 4 5 6 7 8 9 10"
+ALL_PHASES="1 2 3 4 5 6 7 8 9 10 11"
 names() { echo "$1" | sed -E 's/:[^,]*//g'; }
 
 # LANES=1: one build-db per phase over all its pairs (WORKERS processes share the machine, e.g. 14 on a GPU).

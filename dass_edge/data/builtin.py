@@ -108,6 +108,11 @@ _glyph_task("glyph-lao", "ກຂຄງຈຊຍດຕຖທນບປຜຝພຟ
 # capitals, many rotated or mirrored) and monochrome pictographic symbols (weather, hands, crosses, signs).
 _glyph_task("glyph-lisu", "".join(chr(c) for c in range(0xA4D0, 0xA4F8)), ("dejavu",), "Lisu letters")
 _glyph_task("glyph-misc-symbols", "".join(chr(c) for c in range(0x2600, 0x2640)), ("dejavu",), "Miscellaneous symbols")
+# Session 20: phase 11, the first meta-training tasks at 32 px (small-stem teachers): IPA letters (turned and hooked
+# Latin letters, several mirror or rotate a Latin one) and currency signs (letters crossed by bars and strokes).
+# Only the code points DejaVu draws: U+0250-0277 all, and 26 of U+20A0-20BF.
+_glyph_task("glyph-ipa", "".join(chr(c) for c in range(0x250, 0x278)), ("dejavu",), "IPA letters")
+_glyph_task("glyph-currency", "₠₡₢₣₤₥₦₧₨₩₪₫€₭₮₯₰₱₲₳₴₵₸₹₺₽", ("dejavu",), "Currency signs")
 register_task(BuiltinTask("shapes", SHAPES, lambda n, r, g: render_shapes(n, r, g),
                           "12 geometric shapes, rotated and scaled, among distractor strokes", flip_ok=True))
 register_task(BuiltinTask("textures", TEXTURES, lambda n, r, g: render_textures(n, r, g),
