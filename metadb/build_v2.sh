@@ -13,14 +13,13 @@ read -ra PY <<< "$PY"  # PY may be a command with arguments, e.g. PY="python -m 
 WORKERS=${WORKERS:-1}
 LANES=${LANES:-1}
 DEVICE=${DEVICE:-cpu}
-PHASES=${PHASES:-0 1 2 3 4 5 6 7 8 9 10 11}  # 0 freezes the task images
 # Band sampling: 8 bands of near-equal FLOPs (+-5%), 8 students each, shapes as different as the band allows.
 COMMON=(--out metadb/metadb_v2.jsonl --teachers metadb/teachers --log metadb/build_v2.log
         --sampling bands --bands 8 --per-band 8 --band-tol 0.05
         --epochs 10 --lr 0.01 --teacher-epochs 40
         --workers "$WORKERS" --threads 1 --train-device "$DEVICE")
 # Every phase's pairs, in one table read by both the phase-0 freeze and the build queue, so a new phase is one
-# entry here (and its number in PHASES). Each entry: "PAIRS SEEDS HELD". Held-out phases (1 and 3) train every
+# entry here. Each entry: "PAIRS SEEDS HELD". Held-out phases (1 and 3) train every
 # student with 2 seeds (within-band label quality); meta-training phases one seed.
 phase_entry() {
   case $1 in
@@ -54,7 +53,8 @@ phase_entry() {
     *) echo "build_v2.sh: no phase $1" >&2; return 1 ;;
   esac
 }
-ALL_PHASES="1 2 3 4 5 6 7 8 9 10 11"
+ALL_PHASES=$(p=1; while phase_entry "$p" > /dev/null 2>&1; do echo -n "$p "; p=$((p + 1)); done)
+PHASES=${PHASES:-0 $ALL_PHASES}  # 0 freezes the task images
 names() { echo "$1" | sed -E 's/:[^,]*//g'; }
 
 # LANES=1: one build-db per phase over all its pairs (WORKERS processes share the machine, e.g. 14 on a GPU).
