@@ -8,14 +8,5 @@ if command -v ssh >/dev/null 2>&1 && { command -v sshd >/dev/null 2>&1 || [ -x /
     exit 0
 fi
 
-SUDO=""
-if [ "$(id -u)" -ne 0 ]; then
-    if command -v sudo >/dev/null 2>&1; then SUDO="sudo -n"; else
-        echo "install_sshd: need root or sudo to install openssh-server" >&2; exit 1
-    fi
-fi
-
-export DEBIAN_FRONTEND=noninteractive
-$SUDO apt-get update -qq
-$SUDO apt-get install -y -qq --no-install-recommends openssh-server openssh-client >/dev/null
+bash "$(dirname "$0")/apt_install.sh" install_sshd openssh-server openssh-client
 echo "install_sshd: installed $(/usr/sbin/sshd -V 2>&1 | head -1)"

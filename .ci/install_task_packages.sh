@@ -9,14 +9,5 @@ if [ -f /usr/share/fonts/truetype/noto/NotoColorEmoji.ttf ] && [ -f /usr/share/b
     exit 0
 fi
 
-SUDO=""
-if [ "$(id -u)" -ne 0 ]; then
-    if command -v sudo >/dev/null 2>&1; then SUDO="sudo -n"; else
-        echo "install_task_packages: need root or sudo to install the task packages" >&2; exit 1
-    fi
-fi
-
-export DEBIAN_FRONTEND=noninteractive
-$SUDO apt-get update -qq
-$SUDO apt-get install -y -qq --no-install-recommends fonts-noto-color-emoji mate-backgrounds >/dev/null
+bash "$(dirname "$0")/apt_install.sh" install_task_packages fonts-noto-color-emoji mate-backgrounds
 echo "install_task_packages: installed fonts-noto-color-emoji and mate-backgrounds"
