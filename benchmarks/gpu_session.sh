@@ -120,7 +120,8 @@ fi
 # 5. With what time is left: the rest of meta-database v2 phase 11 (session 20: glyph-ipa, glyph-currency at 32 px;
 #    teachers already trained are in metadb/teachers) on the GPU, 14 processes. Rows are appended one by one under a
 #    lock, so a step cut short still returns what it trained; copy $OUT/metadb_v2.jsonl over metadb/metadb_v2.jsonl
-#    afterwards (it holds every earlier row too) and rerun `PHASES=11 LANES=2 metadb/build_v2.sh` on a CPU for the rest.
+#    afterwards (it holds every earlier row too) and finish on a CPU with `PHASES=11 LANES=1 WORKERS=2
+#    metadb/build_v2.sh` (both teachers are trained, so two workers keep both cores on rows).
 step metadb_phase11 600 env PHASES=11 LANES=1 DEVICE=cuda WORKERS=14 PY="$PY -m dass_edge.cli" bash metadb/build_v2.sh
 pkill -f "dass_edge.cli meta build-db" && sleep 3  # timeout stops the script, not its build-db: stop it before copying
 cp metadb/metadb_v2.jsonl metadb/build_v2.log "$OUT/"
