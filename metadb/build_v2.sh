@@ -50,6 +50,8 @@ phase_entry() {
     # Phase 11 (session 20): the first meta-training pairs at 32 px (the demo's resolution), small-stem teachers:
     # the demo teacher's shape and ResNet-34's depths. For set 13.
     11) echo "glyph-ipa:resnet_edge_s@32,glyph-currency:resnet34_edge@32 0 0" ;;
+    # Phase 12 (session 21): two more 32 px pairs, the small-stem teacher shapes not yet seen at 32 px. For set 14.
+    12) echo "glyph-ogham:resnet_edge_m@32,glyph-dingbats:resnet_edge_d3@32 0 0" ;;
     *) echo "build_v2.sh: no phase $1" >&2; return 1 ;;
   esac
 }

@@ -113,6 +113,11 @@ _glyph_task("glyph-misc-symbols", "".join(chr(c) for c in range(0x2600, 0x2640))
 # Only the code points DejaVu draws: U+0250-0277 all, and 26 of U+20A0-20BF.
 _glyph_task("glyph-ipa", "".join(chr(c) for c in range(0x250, 0x278)), ("dejavu",), "IPA letters")
 _glyph_task("glyph-currency", "₠₡₢₣₤₥₦₧₨₩₪₫€₭₮₯₰₱₲₳₴₵₸₹₺₽", ("dejavu",), "Currency signs")
+# Session 21: phase 12, two more 32 px meta-training tasks (other small-stem teacher shapes): Ogham letters (1-5
+# strokes across or beside a stem line) and dingbats (scissors, pens, checks, crosses, stars). Only the code points
+# DejaVu draws: U+1681-169A all, and 36 of U+2701-2727.
+_glyph_task("glyph-ogham", "".join(chr(c) for c in range(0x1681, 0x169B)), ("dejavu",), "Ogham letters")
+_glyph_task("glyph-dingbats", "✁✂✃✄✆✇✈✉✌✍✎✏✐✑✒✓✔✕✖✗✘✙✚✛✜✝✞✟✠✡✢✣✤✥✦✧", ("dejavu",), "Dingbats")
 register_task(BuiltinTask("shapes", SHAPES, lambda n, r, g: render_shapes(n, r, g),
                           "12 geometric shapes, rotated and scaled, among distractor strokes", flip_ok=True))
 register_task(BuiltinTask("textures", TEXTURES, lambda n, r, g: render_textures(n, r, g),
