@@ -6,10 +6,11 @@
 #
 # Steps run in priority order within DEADLINE_S (default 560 s; the device runner allows 600 s per command):
 # the ONNX Runtime CUDA table first, then the few-shot transfer scored against it, then torch CUDA, then
-# TensorRT (and a meta-database phase when one is pending, step 5). A step cut short by its timeout says so
+# TensorRT, then (time left) meta-database v2 phase 12. A step cut short by its timeout says so
 # (rc=124) and the next one starts.
-# Everything it produces (tables, logs, a summary) goes under $OUT, so a table worth shipping is copied into
-# latency_tables/ by hand afterwards, with its log.
+# Everything it produces (tables, logs, a summary) goes under $OUT (the database rows are also appended in this copy
+# of the checkout, then copied there), so a table worth shipping is copied into latency_tables/ by hand afterwards,
+# with its log.
 # UNTESTED ON A GPU: written in a session without a GPU machine. Each step logs and carries on when it fails,
 # so one run says what worked; $OUT/summary.txt lists every step's exit code.
 set -uo pipefail
@@ -116,9 +117,15 @@ YAML
 else
     echo "tensorrt not importable: TensorRT steps skipped" | tee -a "$SUMMARY"
 fi
-# 5. No meta-database phase is pending: phase 11 (the last ruled one) finished on the CPU in session 21. A phase ruled
-#    later goes here as `step metadb_phaseN 600 env PHASES=N LANES=1 DEVICE=cuda WORKERS=14 PY="$PY -m dass_edge.cli"
-#    bash metadb/build_v2.sh`, then `pkill -f "dass_edge.cli meta build-db"` and a copy of metadb/metadb_v2.jsonl and
-#    metadb/build_v2.log to $OUT (rows are appended one by one under a lock, so a step cut short returns its rows).
+# 5. With what time is left: meta-database v2 phase 12 (session 21 rule: glyph-ogham, glyph-dingbats at 32 px) on
+#    the GPU, 14 processes (teachers first if the CPU has not trained them yet). Rows are appended one by one under a
+#    lock, so a step cut short still returns what it trained; copy $OUT/metadb_v2.jsonl over metadb/metadb_v2.jsonl
+#    afterwards (it holds every earlier row too), and $OUT/teachers/* into metadb/teachers/, then finish on a CPU
+#    with `PHASES=12 LANES=1 WORKERS=2 metadb/build_v2.sh`.
+step metadb_phase12 600 env PHASES=12 LANES=1 DEVICE=cuda WORKERS=14 PY="$PY -m dass_edge.cli" bash metadb/build_v2.sh
+pkill -f "dass_edge.cli meta build-db" && sleep 3  # timeout stops the script, not its build-db: stop it before copying
+cp metadb/metadb_v2.jsonl metadb/build_v2.log "$OUT/"
+mkdir -p "$OUT/teachers" && cp metadb/teachers/glyph-ogham*.safetensors metadb/teachers/glyph-dingbats*.safetensors \
+    "$OUT/teachers/" 2>/dev/null
 rm -rf "$OUT/cache" "$OUT/tables/.work"
 echo "done; tables and logs in $OUT" | tee -a "$SUMMARY"
