@@ -122,10 +122,11 @@ fi
 #    lock, so a step cut short still returns what it trained; copy $OUT/metadb_v2.jsonl over metadb/metadb_v2.jsonl
 #    afterwards (it holds every earlier row too), and $OUT/teachers/* into metadb/teachers/, then finish on a CPU
 #    with `PHASES=12 LANES=1 WORKERS=2 metadb/build_v2.sh`.
+touch "$OUT/.metadb_start"  # the teachers this step trains are the ones newer than this
 step metadb_phase12 600 env PHASES=12 LANES=1 DEVICE=cuda WORKERS=14 PY="$PY -m dass_edge.cli" bash metadb/build_v2.sh
 pkill -f "dass_edge.cli meta build-db" && sleep 3  # timeout stops the script, not its build-db: stop it before copying
 cp metadb/metadb_v2.jsonl metadb/build_v2.log "$OUT/"
-mkdir -p "$OUT/teachers" && cp metadb/teachers/glyph-ogham*.safetensors metadb/teachers/glyph-dingbats*.safetensors \
-    "$OUT/teachers/" 2>/dev/null
-rm -rf "$OUT/cache" "$OUT/tables/.work"
+mkdir -p "$OUT/teachers" && find metadb/teachers -name '*.safetensors' -newer "$OUT/.metadb_start" \
+    -exec cp {} "$OUT/teachers/" \;
+rm -rf "$OUT/cache" "$OUT/tables/.work" "$OUT/.metadb_start"
 echo "done; tables and logs in $OUT" | tee -a "$SUMMARY"
