@@ -206,3 +206,20 @@ def test_the_level_descriptor_separates_tasks_whose_probe_ratios_are_equal():
     train = [task(f"e{i}", i, -1.0, easy) for i in range(3)] + [task(f"h{i}", 10 + i, 1.0, hard) for i in range(3)]
     tests = [task("easy", 50, -1.0, easy), task("hard", 51, 1.0, hard)]
     _assert_descriptor_separates(train, tests, "level")
+
+
+def test_the_map_descriptor_reads_the_last_stage_map_side_and_separates_16_from_32_px():
+    """16 px small stem and 64 px ImageNet stem end on 2x2 maps (0), 32 px small stem on 4x4 (1), whatever the
+    last stage's depth; small-stem tasks at 16 and 32 px with opposite within-size orders are told apart."""
+    from types import SimpleNamespace
+
+    from dass_edge.predictor.hybrid import TEACHER_DESCRIPTORS
+
+    at32 = model_spec("resnet_edge_s", num_classes=10, resolution=32)
+    shallow = SearchSpace(at32, fixed_last_stage=False).to_spec(SearchSpace(at32).smallest_arch())
+    values = {name: TEACHER_DESCRIPTORS["map"](SimpleNamespace(spec=spec))
+              for name, spec in [("16", SPEC), ("32", at32), ("32 one block", shallow),
+                                 ("64 imagenet", model_spec("resnet18_in64", num_classes=10, resolution=64))]}
+    assert values == {"16": 0.0, "32": 1.0, "32 one block": 1.0, "64 imagenet": 0.0}
+    train = [_task_of(SPEC, f"a{i}", i, -1.0) for i in range(3)] + [_task_of(at32, f"b{i}", i, 1.0) for i in range(3)]
+    _assert_descriptor_separates(train, [_task_of(SPEC, "16", 50, -1.0), _task_of(at32, "32", 51, 1.0)], "map")

@@ -399,7 +399,7 @@ def train_cmd(
     probe: bool = typer.Option(True, "--probe/--no-probe", help="hybrid: let the task's probe profile modulate the "
                                                                 "feature weights (--no-probe: an ablation)."),
     descriptors: str = typer.Option(None, "--descriptors", help="hybrid: teacher descriptors that modulate the "
-                                    "weights too, comma-separated from stem, depth, width, classes, level (the "
+                                    "weights too, comma-separated from stem, depth, width, classes, map, level (the "
                                     "teacher's stage-4 probe accuracy), or 'none' (default: the shipped stem)."),
     members: int = typer.Option(3, "--members", help="dass: ensemble members (seeds seed..seed+members-1)."),
     steps: int = typer.Option(None, "--steps", help="Meta-training steps per member (default: the shipped "

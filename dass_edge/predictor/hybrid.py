@@ -14,11 +14,12 @@ is what flips the within-band order between glyph and texture tasks. This is the
 ("dass-hybrid"), chosen over the neural DaSS network by cross-validation (BENCHMARKS.md).
 
 ``descriptors`` add named teacher descriptors (:data:`TEACHER_DESCRIPTORS`: its stem, depth, width, level,
-classes) to the probe ratios as modulators. The shipped predictor uses the stem: an ImageNet-stem teacher's
-students order unlike a small-stem one's with the same probe profile, and one predictor has to serve both
-families (BENCHMARKS.md, session 7: not worse on any cross-validated metric). Depth, width and classes are
-under-determined with a dozen meta-training tasks and five teacher shapes (depth helped in cross-validation
-and hurt a held-out task); they are here so a larger database can test them with a rule fixed in advance.
+classes, last-stage map side) to the probe ratios as modulators. The shipped predictor uses the stem: an
+ImageNet-stem teacher's students order unlike a small-stem one's with the same probe profile, and one predictor
+has to serve both families (BENCHMARKS.md, session 7: not worse on any cross-validated metric). Depth, width and
+classes are under-determined with a dozen meta-training tasks and five teacher shapes (depth helped in
+cross-validation and hurt a held-out task); they are here so a larger database can test them with a rule fixed
+in advance.
 
 Extra per-student features (e.g. log synflow of the remapped student over the teacher's) are passed in
 by the caller as ``(N, k)`` arrays, so this module does no network evaluation itself.
@@ -38,6 +39,7 @@ from dass_edge.predictor.band_metrics import cost_bands
 from dass_edge.predictor.meta_tasks import MetaTask
 from dass_edge.predictor.strong_baselines import ridge_features
 from dass_edge.predictor.task_probe import probe_ratios
+from dass_edge.spec import block_layout, conv_out
 
 __all__ = ["TEACHER_DESCRIPTORS", "HybridPredictor", "standardized"]
 
@@ -54,6 +56,14 @@ def _probe_level(task: MetaTask) -> float:
     return float(task.probe_profile[3])
 
 
+def _map_side(task: MetaTask) -> float:
+    """log2 of the teacher's last-stage feature-map side over 2: 0 for a 16 px small-stem or a 64 px ImageNet-stem
+    teacher (2x2 maps), 1 for a 32 px small-stem one (4x4). The probe ratios do not see resolution, and at 4x4 a
+    one-block last stage distills far worse than at 2x2 (BENCHMARKS.md, session 21)."""
+    _in_ch, _out_ch, stride, side, _proj = block_layout(task.spec)[-1]
+    return float(np.log2(conv_out(side, stride) / 2.0))
+
+
 #: Descriptors of the teacher on its task that a hybrid may add to its modulators (``descriptors=``): one
 #: number per task. All but ``level`` read the teacher's spec only; ``level`` reads the probe profile the
 #: search computes anyway (the ratios divide it out).
@@ -63,6 +73,7 @@ TEACHER_DESCRIPTORS = {
     "width": lambda task: float(np.log(task.spec.stages[-1][0] / 128.0)),  # last-stage width
     "classes": lambda task: float(np.log(task.spec.num_classes / 26.0)),
     "level": _probe_level,
+    "map": _map_side,
 }
 
 
