@@ -55,6 +55,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks.common import RESULTS, write_fragment  # noqa: E402
 from dass_edge.predictor.band_metrics import budgeted_metrics  # noqa: E402
+from dass_edge.predictor.hybrid import single_block_indicators  # noqa: E402
 from dass_edge.predictor.metrics import rank_metrics  # noqa: E402
 
 LOG = RESULTS / "predictor_v2_cv.jsonl"
@@ -187,8 +188,15 @@ def _bottleneck(t) -> np.ndarray:
     return np.array([math.log(min(min(w) / tw for w, tw in zip(a.widths, t.spec.widths))) for a in t.archs])
 
 
+def _single_last(t) -> np.ndarray:
+    """``(N,)`` 1 where the student's last stage has one block (session 21: at 32 px such students distill far worse
+    than ones with two, a step a linear depth term fits badly)."""
+    return np.array([float(a.depths[-1] == 1) for a in t.archs])
+
+
 #: Extra features computed from the architecture alone (no network evaluation), by name.
-ARCH_FEATURES = {"bottleneck": _bottleneck}
+#: ``single_stages`` is the product's ``single_blocks`` setting as an extra feature (session 22's exploration).
+ARCH_FEATURES = {"bottleneck": _bottleneck, "single_last": _single_last, "single_stages": single_block_indicators}
 
 
 def _extra_one(t, features: list[str]) -> np.ndarray:

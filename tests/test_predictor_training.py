@@ -237,7 +237,8 @@ def test_meta_train_default_is_the_hybrid_and_eval_adapts_it_k_shot(synthetic_db
                           (["--model", "dass", "--alpha", "3"], "--model hybrid"), (["--alpha", "-1"], "--alpha"),
                           (["--model", "ridge"], "--model"), (["--descriptors", "colour"], "--descriptors"),
                           (["--descriptors", ","], "--descriptors"),
-                          (["--model", "dass", "--descriptors", "stem"], "--model hybrid")):
+                          (["--model", "dass", "--descriptors", "stem"], "--model hybrid"),
+                          (["--model", "dass", "--single-blocks"], "--model hybrid")):
         code, _, err = run_cli(["meta", "train", "--db", str(db), "--teachers", str(teachers), "--out",
                                 str(tmp_path / "x.safetensors"), *args], capsys)
         assert code == 2 and err.startswith("error:") and message in err and err.count("\n") == 1, (args, err)

@@ -401,6 +401,9 @@ def train_cmd(
     descriptors: str = typer.Option(None, "--descriptors", help="hybrid: teacher descriptors that modulate the "
                                     "weights too, comma-separated from stem, depth, width, classes, map, level (the "
                                     "teacher's stage-4 probe accuracy), or 'none' (default: the shipped stem)."),
+    single_blocks: bool = typer.Option(None, "--single-blocks/--no-single-blocks", help="hybrid: also fit a 0/1 "
+                                       "term per stage for students with one block there (default: the shipped "
+                                       "recipe's)."),
     members: int = typer.Option(3, "--members", help="dass: ensemble members (seeds seed..seed+members-1)."),
     steps: int = typer.Option(None, "--steps", help="Meta-training steps per member (default: the shipped "
                                                     "recipe's)."),
@@ -452,6 +455,8 @@ def train_cmd(
             raise DassEdgeError(f"--descriptors takes a comma-separated subset of {', '.join(TEACHER_DESCRIPTORS)} "
                                 f"or 'none' (got {descriptors!r})")
         hybrid["descriptors"] = names
+    if single_blocks is not None:
+        hybrid["single_blocks"] = single_blocks
     if model == "hybrid":  # the network's options would be silently ignored: say so instead
         network_only = [flag for flag, given in (("--steps", steps is not None), ("--no-adapt", no_adapt),
                                                  ("--target", target != "absolute"),
@@ -461,9 +466,9 @@ def train_cmd(
         if network_only:
             raise DassEdgeError(f"{', '.join(network_only)} configure{'s' if len(network_only) == 1 else ''} the "
                                 "DaSS network; add --model dass (the hybrid is closed form, one member)")
-    elif alpha is not None or not probe or descriptors is not None:
-        raise DassEdgeError("--alpha, --no-probe and --descriptors configure the hybrid; drop them or use --model "
-                            "hybrid")
+    elif alpha is not None or not probe or descriptors is not None or single_blocks is not None:
+        raise DassEdgeError("--alpha, --no-probe, --descriptors and --single-blocks configure the hybrid; drop them "
+                            "or use --model hybrid")
     combined, teachers_dir = _dbs_and_teachers(db, teachers)
     rows = combined.rows
     task_data = resolve_task_data(rows)

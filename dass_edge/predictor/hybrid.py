@@ -41,10 +41,11 @@ from dass_edge.predictor.strong_baselines import ridge_features
 from dass_edge.predictor.task_probe import probe_ratios
 from dass_edge.spec import block_layout, conv_out
 
-__all__ = ["TEACHER_DESCRIPTORS", "HybridPredictor", "standardized"]
+__all__ = ["TEACHER_DESCRIPTORS", "HybridPredictor", "single_block_indicators", "standardized"]
 
 _SIZE_COLUMNS = 2  # ridge_features starts with log(FLOPs / teacher's) and its square
 _RIDGE_WIDTH = 11  # columns of ridge_features
+_STAGES = 4  # single_block_indicators: one column per stage
 #: Prior strength of K-shot adaptation (:meth:`HybridPredictor.adapted`).
 KSHOT_STRENGTH = 10.0
 
@@ -75,6 +76,13 @@ TEACHER_DESCRIPTORS = {
     "level": _probe_level,
     "map": _map_side,
 }
+
+
+def single_block_indicators(task: MetaTask) -> np.ndarray:
+    """``(N, 4)``: 1 where a student's stage has a single block. Going from one block to two costs far more
+    accuracy than from two to three (at 32 px a one-block last stage keeps a median 0.64 of the teacher's accuracy
+    against 0.98; BENCHMARKS.md, session 21), a step the linear depth terms of :func:`ridge_features` fit badly."""
+    return np.array([[float(d == 1) for d in a.depths] for a in task.archs]).reshape(len(task), _STAGES)
 
 
 def standardized(y: np.ndarray) -> np.ndarray:
@@ -108,6 +116,7 @@ class HybridPredictor:
             (shape effects holding FLOPs fixed inside each band; only the shape weights are kept). Bands of an
             evenly sampled task still span a range of FLOPs, and without the size terms that spread is credited
             to params and depth.
+        single_blocks: add :func:`single_block_indicators` (one 0/1 column per stage) to the shape terms.
         free_size: leave the two unmodulated size columns (log FLOPs over the teacher's and its square) out of the
             ridge penalty. The penalty then shrinks the shape and modulated terms toward the size trend rather than
             toward no trend at all, so where they are noisy the model falls back on the input that picks well by
@@ -118,7 +127,7 @@ class HybridPredictor:
     def __init__(self, alpha: float = 1.0, residual_steps: int = 300, hidden: int = 32, lr: float = 3e-3,
                  weight_decay: float = 1e-2, seed: int = 0, probe: bool = False, probe_size: bool = False,
                  probe_clip: bool = True, descriptors: Sequence[str] = (), within_band: int = 0,
-                 partial_size: bool = False, free_size: bool = False) -> None:
+                 partial_size: bool = False, free_size: bool = False, single_blocks: bool = False) -> None:
         unknown = [d for d in descriptors if d not in TEACHER_DESCRIPTORS]
         if unknown:
             raise DassEdgeError(f"unknown teacher descriptor(s) {', '.join(unknown)}; known: "
@@ -136,6 +145,7 @@ class HybridPredictor:
         if free_size and self.within_band:
             raise DassEdgeError("free_size fits the whole range; it cannot be combined with within_band")
         self.free_size = bool(free_size)
+        self.single_blocks = bool(single_blocks)
         self.probe_range: np.ndarray | None = None  # (2, M): the meta-training tasks' min and max modulators
         self.mean: np.ndarray | None = None
         self.scale: np.ndarray | None = None
@@ -150,8 +160,9 @@ class HybridPredictor:
     def _width(self) -> int:
         """Columns of the fitted design without extra features: the ridge features, plus each modulator (3 probe
         ratios, the descriptors) times the terms they modulate."""
-        modulated = _RIDGE_WIDTH - (0 if self.probe_size else _SIZE_COLUMNS)
-        return _RIDGE_WIDTH + len(self._modulators()) * modulated
+        base = _RIDGE_WIDTH + (_STAGES if self.single_blocks else 0)
+        modulated = base - (0 if self.probe_size else _SIZE_COLUMNS)
+        return base + len(self._modulators()) * modulated
 
     def _size_columns(self, width: int) -> np.ndarray:
         """Which of ``width`` design columns are size terms: log FLOPs and its square, and their modulations."""
@@ -221,6 +232,8 @@ class HybridPredictor:
 
     def _features(self, task: MetaTask, extra: np.ndarray | None) -> np.ndarray:
         x = ridge_features(task)
+        if self.single_blocks:
+            x = np.column_stack([x, single_block_indicators(task)])
         if extra is not None:
             extra = np.asarray(extra, dtype=float).reshape(len(task), -1)
             x = np.column_stack([x, extra])
@@ -307,7 +320,7 @@ class HybridPredictor:
                   "lr": self.lr, "weight_decay": self.weight_decay, "seed": self.seed, "probe": self.probe,
                   "probe_size": self.probe_size, "probe_clip": self.probe_clip, "descriptors": list(self.descriptors),
                   "within_band": self.within_band, "partial_size": self.partial_size, "free_size": self.free_size,
-                  "residual": self.net is not None}
+                  "single_blocks": self.single_blocks, "residual": self.net is not None}
         return out, config
 
     @classmethod
@@ -317,7 +330,8 @@ class HybridPredictor:
                                               "probe", "probe_size", "probe_clip")},
                     descriptors=tuple(config.get("descriptors", ())), within_band=int(config.get("within_band", 0)),
                     partial_size=bool(config.get("partial_size", False)),
-                    free_size=bool(config.get("free_size", False)))
+                    free_size=bool(config.get("free_size", False)),
+                    single_blocks=bool(config.get("single_blocks", False)))
         model.mean, model.scale, model.coef = (tensors[k].double().numpy() for k in ("mean", "scale", "coef"))
         width = model._width()
         if not len(model.mean) == len(model.scale) == len(model.coef) == width:
