@@ -188,15 +188,10 @@ def _bottleneck(t) -> np.ndarray:
     return np.array([math.log(min(min(w) / tw for w, tw in zip(a.widths, t.spec.widths))) for a in t.archs])
 
 
-def _single_last(t) -> np.ndarray:
-    """``(N,)`` 1 where the student's last stage has one block (session 21: at 32 px such students distill far worse
-    than ones with two, a step a linear depth term fits badly)."""
-    return np.array([float(a.depths[-1] == 1) for a in t.archs])
-
-
-#: Extra features computed from the architecture alone (no network evaluation), by name.
-#: ``single_stages`` is the product's ``single_blocks`` setting as an extra feature (session 22's exploration).
-ARCH_FEATURES = {"bottleneck": _bottleneck, "single_last": _single_last, "single_stages": single_block_indicators}
+#: Extra features computed from the architecture alone (no network evaluation), by name. ``single_stages`` is the
+#: product's ``single_blocks`` setting as an extra feature, ``single_last`` its last column (session 22's exploration).
+ARCH_FEATURES = {"bottleneck": _bottleneck, "single_stages": single_block_indicators,
+                 "single_last": lambda t: single_block_indicators(t)[:, 3]}
 
 
 def _extra_one(t, features: list[str]) -> np.ndarray:
