@@ -233,6 +233,12 @@ def test_meta_train_default_is_the_hybrid_and_eval_adapts_it_k_shot(synthetic_db
     again = json.loads(stdout)
     assert again["tasks"]["textures"]["dass"] == report["tasks"]["textures"]["dass"]
     assert "dass_5shot" in again["mean"]
+    code, _, err = run_cli(["meta", "train", "--db", str(db), "--teachers", str(teachers), "--out", str(out),
+                            "--descriptors", "stem,map", "--single-blocks"], capsys)
+    assert code == 0, err
+    meta = read_predictor_meta(out)
+    assert meta["train"]["descriptors"] == ["stem", "map"] and meta["train"]["single_blocks"] is True
+    assert meta["model"]["single_blocks"] is True and meta["model"]["descriptors"] == ["stem", "map"]
     for args, message in ((["--steps", "5"], "--model dass"), (["--use", "student,arch,teacher"], "--model dass"),
                           (["--model", "dass", "--alpha", "3"], "--model hybrid"), (["--alpha", "-1"], "--alpha"),
                           (["--model", "ridge"], "--model"), (["--descriptors", "colour"], "--descriptors"),
