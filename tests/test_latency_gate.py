@@ -173,41 +173,57 @@ def test_profile_target_field(tmp_path):
 
 # -- the gate on a real, disturbed measurement -----------------------------------------------------
 
-def skip_if_machine_misses_target_undisturbed(tmp_path: Path, cot: Cotenant) -> None:
-    """Skip when this machine's own noise keeps even an undisturbed table below ``TARGET``.
+def skip_if_machine_is_noisy_now(tmp_path: Path, cot: Cotenant) -> None:
+    """Skip when this machine's own noise is what keeps tables below ``TARGET`` right now.
 
     CI's shared 2-core VM once reached 50% within ±10% (2 students off beside the 3 slowed ones) and missed the
-    target after 4 re-measurements; no re-measurement fixes a machine whose every session is noisy, and that
-    says nothing about the gate. The same profile measured again with the co-tenant gone, gate included, tells
-    the two cases apart.
+    target after 4 re-measurements, and another time 20% within ±10% on the first pass (7 students off). No
+    re-measurement fixes a machine whose every session is noisy, and that says nothing about the gate. The same
+    profile measured again with the co-tenant gone, gate included, tells the two cases apart. (Its first pass is no
+    guide: at load 2 on 2 cores an undisturbed first pass here is often 30% within ±10%, and its gate recovers it.)
     """
     cot.prefixes = set()  # the co-tenant leaves
     clean = profile_device(str(gate_profile(tmp_path / "clean", remeasure_s=30)), TEACHER, students=N_STUDENTS,
                            out=tmp_path / "clean.json")
     if not clean.gate.ok:
         pytest.skip("undisturbed, this machine's table reaches "
-                    f"{FidelityTarget(**TARGET).describe(clean.table.fidelity)}: it is too noisy to tell "
+                    f"{FidelityTarget(**TARGET).describe(clean.table.fidelity)}: it is too noisy now to tell "
                     "whether the gate recovered a disturbed one")
+
+
+def measure_with_burst(folder: Path, monkeypatch) -> tuple:
+    """Profile with three of ten students slowed for their first 5 sessions (all of the first pass)."""
+    monkeypatch.setenv("DASS_EDGE_TABLES", str(folder / "tables"))  # a fresh store: nothing to resume from
+    cot = Cotenant(student_prefixes([0, 3, 6]), sleep_s=0.0004, sessions=5)
+    cot.install(monkeypatch)
+    result = profile_device(str(gate_profile(folder / "profiles", remeasure_s=30)), TEACHER, students=N_STUDENTS)
+    assert cot.slowed == 15  # the burst happened: 3 students x 5 sessions
+    assert result.gate.first["within_10pct"] <= 0.7  # the three slowed students are far off
+    assert result.gate.attempts >= 1 and result.gate.remeasured >= 15
+    return result, cot
 
 
 @pytest.mark.slow
 def test_a_passing_burst_is_remeasured_and_the_table_recovers(tmp_path, monkeypatch):
     """Three of ten students run with a co-tenant for their first 5 sessions (all of the first pass):
-    the first table misses the target; the gate re-measures them, after the burst, and the table meets it."""
+    the first table misses the target; the gate re-measures them, after the burst, and the table meets it.
+
+    Timing on a shared VM is physical: a trial the gate could not recover is tried once more (a fresh profile),
+    and a second miss fails unless the machine itself is too noisy now (see ``skip_if_machine_is_noisy_now``).
+    A gate that does not re-measure the slowed students misses in every trial on any machine.
+    """
     load, cores = os.getloadavg()[0], os.cpu_count() or 1
     if load > 1.5 * cores:
         pytest.skip(f"1-minute load {load:.1f} on {cores} cores: other jobs disturb every student, so no "
                     "re-measurement can recover a table here (the gate's marking is tested above)")
-    cot = Cotenant(student_prefixes([0, 3, 6]), sleep_s=0.0004, sessions=5)
-    cot.install(monkeypatch)
-    result = profile_device(str(gate_profile(tmp_path / "profiles", remeasure_s=30)), TEACHER,
-                            students=N_STUDENTS)
+    result, cot = measure_with_burst(tmp_path / "trial1", monkeypatch)
+    if not result.gate.ok:
+        monkeypatch.undo()  # the first co-tenant leaves (and the environment with it: set again below)
+        monkeypatch.setenv("DASS_EDGE_PROFILES", str(tmp_path / "profiles"))
+        result, cot = measure_with_burst(tmp_path / "trial2", monkeypatch)
     gate = result.gate
-    assert cot.slowed == 15  # the burst happened: 3 students x 5 sessions
-    assert gate.first["within_10pct"] <= 0.7  # the three slowed students are far off
-    assert gate.attempts >= 1 and gate.remeasured >= 15
     if not gate.ok:
-        skip_if_machine_misses_target_undisturbed(tmp_path, cot)
+        skip_if_machine_is_noisy_now(tmp_path, cot)
     assert gate.ok is True and result.table.fidelity["fidelity_ok"] is True
     saved = json.loads(result.path.read_text())
     assert saved["fidelity"]["fidelity_ok"] is True and saved["fidelity"]["gate"]["attempts"] == gate.attempts
