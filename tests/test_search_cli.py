@@ -13,6 +13,7 @@ import json
 import pytest
 from conftest import run_cli
 
+from dass_edge.commands._common import LOG_WIDTH, console
 from dass_edge.errors import DassEdgeError
 from dass_edge.latency import default_teacher_spec, load_table
 from dass_edge.space import Arch
@@ -104,3 +105,6 @@ def test_search_json_and_table(isolated, capsys):
     assert len(runs) == 2 and runs[0] == "a" and runs[1].startswith("search-")
     assert f"dass-edge distill runs/{runs[1]} --rank 1" in out and "does not bind" in out
     assert "rank" in out and "teacher" in out
+    key = json.loads((isolated / "runs" / runs[1] / "search.json").read_text())["top"][0]["arch_key"]
+    if console.width >= LOG_WIDTH:  # piped (not run with -s in a narrow terminal): logs keep the key whole
+        assert any(key in line for line in out.splitlines()), out

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import re
 import sys
 from collections.abc import Iterator
@@ -23,7 +24,11 @@ __all__ = ["console", "err_console", "print_json", "finite_option", "progress_ba
 #: BENCHMARKS.md ("threads").
 DEFAULT_THREADS = 1
 
-console = Console()
+#: Piped or logged output is not cut to rich's 80-column default: result tables carry architecture keys users
+#: copy from logs (a terminal, or ``COLUMNS``, still sets the width).
+LOG_WIDTH = 200
+
+console = Console(width=None if sys.stdout.isatty() or os.environ.get("COLUMNS") else LOG_WIDTH)
 err_console = Console(stderr=True)
 
 
