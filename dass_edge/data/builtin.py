@@ -118,6 +118,12 @@ _glyph_task("glyph-currency", "₠₡₢₣₤₥₦₧₨₩₪₫€₭₮₯�
 # DejaVu draws: U+1681-169A all, and 36 of U+2701-2727.
 _glyph_task("glyph-ogham", "".join(chr(c) for c in range(0x1681, 0x169B)), ("dejavu",), "Ogham letters")
 _glyph_task("glyph-dingbats", "✁✂✃✄✆✇✈✉✌✍✎✏✐✑✒✓✔✕✖✗✘✙✚✛✜✝✞✟✠✡✢✣✤✥✦✧", ("dejavu",), "Dingbats")
+# Session 23: phase 13, the first held-out tasks at 32 px (the demo's resolution; every other held-out task is at 16
+# or 64 px): miscellaneous technical symbols (brackets, corners, keyboard and APL signs) and letterlike symbols
+# (double-struck, script and black-letter capitals, unit signs). Only the code points DejaVu draws: 38 of
+# U+2300-237F, and the first 40 of U+2100-214F.
+_glyph_task("glyph-technical", "⌀⌁⌂⌃⌄⌅⌆⌇⌈⌉⌊⌋⌌⌍⌎⌏⌐⌑⌘⌙⌜⌝⌞⌟⌠⌡⌤⌥⌦⌧⌨⌫⌬⍳⍴⍵⍺⍽", ("dejavu",), "Technical symbols")
+_glyph_task("glyph-letterlike", "℀℁ℂ℃℄℅℆ℇ℈℉ℋℌℍℎℏℐℑℒℓ℔ℕ№℗℘ℙℚℛℜℝ℞℟℠℡™℣ℤ℥Ω℧ℨ", ("dejavu",), "Letterlike symbols")
 register_task(BuiltinTask("shapes", SHAPES, lambda n, r, g: render_shapes(n, r, g),
                           "12 geometric shapes, rotated and scaled, among distractor strokes", flip_ok=True))
 register_task(BuiltinTask("textures", TEXTURES, lambda n, r, g: render_textures(n, r, g),
