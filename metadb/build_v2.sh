@@ -19,7 +19,7 @@ COMMON=(--out metadb/metadb_v2.jsonl --teachers metadb/teachers --log metadb/bui
         --epochs 10 --lr 0.01 --teacher-epochs 40
         --workers "$WORKERS" --threads 1 --train-device "$DEVICE")
 # Every phase's pairs, in one table read by both the phase-0 freeze and the build queue, so a new phase is one
-# entry here. Each entry: "PAIRS SEEDS HELD". Held-out phases (1 and 3) train every
+# entry here. Each entry: "PAIRS SEEDS HELD". Held-out phases (1, 3 and 13) train every
 # student with 2 seeds (within-band label quality); meta-training phases one seed.
 phase_entry() {
   case $1 in
@@ -52,6 +52,9 @@ phase_entry() {
     11) echo "glyph-ipa:resnet_edge_s@32,glyph-currency:resnet34_edge@32 0 0" ;;
     # Phase 12 (session 21): two more 32 px pairs, the small-stem teacher shapes not yet seen at 32 px. For set 14.
     12) echo "glyph-ogham:resnet_edge_m@32,glyph-dingbats:resnet_edge_d3@32 0 0" ;;
+    # Phase 13 (session 23): the first held-out pairs at 32 px, the demo teacher's shape and ResNet-34's depths, on
+    # two glyph families no meta-training task uses; 2 seeds per student like phases 1 and 3.
+    13) echo "glyph-technical:resnet_edge_s@32,glyph-letterlike:resnet34_edge@32 0,1 1" ;;
     *) echo "build_v2.sh: no phase $1" >&2; return 1 ;;
   esac
 }
