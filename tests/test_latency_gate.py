@@ -177,7 +177,7 @@ def skip_if_machine_is_noisy_now(tmp_path: Path, cot: Cotenant) -> None:
     """Skip when this machine's own noise is what keeps tables below ``TARGET`` right now.
 
     CI's shared 2-core VM once reached 50% within ±10% (2 students off beside the 3 slowed ones) and missed the
-    target after 4 re-measurements, and another time 20% within ±10% on the first pass (7 students off). No
+    target after 4 re-measurements, and another time 20% within ±10% on the first pass (5 off beside them). No
     re-measurement fixes a machine whose every session is noisy, and that says nothing about the gate. The same
     profile measured again with the co-tenant gone, gate included, tells the two cases apart. (Its first pass is no
     guide: at load 2 on 2 cores an undisturbed first pass here is often 30% within ±10%, and its gate recovers it.)
