@@ -55,6 +55,9 @@ phase_entry() {
     # Phase 13 (session 23): the first held-out pairs at 32 px, the demo teacher's shape and ResNet-34's depths, on
     # two glyph families no meta-training task uses; 2 seeds per student like phases 1 and 3.
     13) echo "glyph-technical:resnet_edge_s@32,glyph-letterlike:resnet34_edge@32 0,1 1" ;;
+    # Phase 14 (session 24): two more 32 px meta-training pairs (domino tiles, number forms), for set 15 and a second
+    # look at candidate M2 (benchmarks/results/predictor_refit_rule.txt).
+    14) echo "glyph-domino:resnet34_edge@32,glyph-number-forms:resnet_edge_s@32 0 0" ;;
     *) echo "build_v2.sh: no phase $1" >&2; return 1 ;;
   esac
 }

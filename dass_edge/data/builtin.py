@@ -124,6 +124,11 @@ _glyph_task("glyph-dingbats", "✁✂✃✄✆✇✈✉✌✍✎✏✐✑✒✓�
 # U+2300-237F, and the first 40 of U+2100-214F.
 _glyph_task("glyph-technical", "⌀⌁⌂⌃⌄⌅⌆⌇⌈⌉⌊⌋⌌⌍⌎⌏⌐⌑⌘⌙⌜⌝⌞⌟⌠⌡⌤⌥⌦⌧⌨⌫⌬⍳⍴⍵⍺⍽", ("dejavu",), "Technical symbols")
 _glyph_task("glyph-letterlike", "℀℁ℂ℃℄℅℆ℇ℈℉ℋℌℍℎℏℐℑℒℓ℔ℕ№℗℘ℙℚℛℜℝ℞℟℠℡™℣ℤ℥Ω℧ℨ", ("dejavu",), "Letterlike symbols")
+# Session 24: phase 14, two more meta-training tasks at 32 px, families no task uses: domino tiles (pip pairs, the
+# first 40 horizontal tiles, U+1F031-1F058) and number forms (the first 40 DejaVu draws in U+2150-218F: vulgar
+# fractions, Roman numerals).
+_glyph_task("glyph-domino", "".join(chr(c) for c in range(0x1F031, 0x1F059)), ("dejavu",), "Domino tiles")
+_glyph_task("glyph-number-forms", "⅐⅑⅒⅓⅔⅕⅖⅗⅘⅙⅚⅛⅜⅝⅞⅟ⅠⅡⅢⅣⅤⅥⅦⅧⅨⅩⅪⅫⅬⅭⅮⅯⅰⅱⅲⅳⅴⅵⅶⅷ", ("dejavu",), "Number forms")
 register_task(BuiltinTask("shapes", SHAPES, lambda n, r, g: render_shapes(n, r, g),
                           "12 geometric shapes, rotated and scaled, among distractor strokes", flip_ok=True))
 register_task(BuiltinTask("textures", TEXTURES, lambda n, r, g: render_textures(n, r, g),
