@@ -96,7 +96,7 @@ def load_cv_tasks(dbs: list[str] | None = None) -> list:
     DB_TAG = combined.provenance()["sha256"][:12]
     cache = CACHE / f"cv_tasks_{DB_TAG}_probe.pt"  # _probe: tasks carry their probe profile
     if cache.is_file():
-        return torch.load(cache, weights_only=False)
+        return _with_colour_probe(torch.load(cache, weights_only=False))
     teachers = resolve_teachers_dir(combined.paths[-1], None)
     rows = combined.rows
     tasks = load_meta_tasks(rows, teachers)
@@ -106,6 +106,17 @@ def load_cv_tasks(dbs: list[str] | None = None) -> list:
         t.synflow = _log_synflow(t, teacher.eval())
     cache.parent.mkdir(parents=True, exist_ok=True)
     torch.save(tasks, cache)
+    return tasks
+
+
+def _with_colour_probe(tasks: list) -> list:
+    """Tasks cached before the colour probe existed get it here (a few seconds: no teacher involved)."""
+    from dass_edge.data import load_task
+    from dass_edge.predictor.task_probe import colour_probe_accuracy
+
+    for t in tasks:
+        if getattr(t, "colour_probe", None) is None:
+            t.colour_probe = colour_probe_accuracy(load_task(t.name, resolution=t.spec.resolution))
     return tasks
 
 

@@ -58,6 +58,9 @@ phase_entry() {
     # Phase 14 (session 24): two more 32 px meta-training pairs (domino tiles, number forms), for set 15 and a second
     # look at candidate M2 (benchmarks/results/predictor_refit_rule.txt).
     14) echo "glyph-domino:resnet34_edge@32,glyph-number-forms:resnet_edge_s@32 0 0" ;;
+    # Phase 15 (session 24): two colour-emoji meta-training pairs at 32 px (weather/sky/plants; Unicode 13-15 objects),
+    # for set 16 and a look at the colour descriptor (benchmarks/results/predictor_refit_rule.txt).
+    15) echo "emoji-nature:resnet_edge_s@32,emoji-gadgets:resnet34_edge@32 0 0" ;;
     *) echo "build_v2.sh: no phase $1" >&2; return 1 ;;
   esac
 }

@@ -13,7 +13,12 @@ from dass_edge.models.checkpoint import load_checkpoint
 from dass_edge.predictor.hybrid import HybridPredictor
 from dass_edge.predictor.meta_tasks import MetaTask, teacher_task, unlabelled_task
 from dass_edge.predictor.metrics import rank_metrics
-from dass_edge.predictor.task_probe import probe_ratios, stage_probe_accuracies
+from dass_edge.predictor.task_probe import (
+    colour_histograms,
+    colour_probe_accuracy,
+    probe_ratios,
+    stage_probe_accuracies,
+)
 from dass_edge.resources import asset_path
 from dass_edge.space import SearchSpace, spec_flops, spec_params
 
@@ -190,7 +195,7 @@ def test_a_teacher_descriptor_separates_tasks_the_probe_profile_cannot():
     tests = [_task_of(SPEC, "small", 50, -1.0), _task_of(imagenet, "stem", 51, 1.0)]
     _assert_descriptor_separates(train, tests, "stem")
     with pytest.raises(DassEdgeError, match="unknown teacher descriptor"):
-        HybridPredictor(descriptors=("colour",))
+        HybridPredictor(descriptors=("texture",))
 
 
 def test_the_level_descriptor_separates_tasks_whose_probe_ratios_are_equal():
@@ -223,3 +228,61 @@ def test_the_map_descriptor_reads_the_last_stage_map_side_and_separates_16_from_
     assert values == {"16": 0.0, "32": 1.0, "32 one block": 1.0, "64 imagenet": 0.0}
     train = [_task_of(SPEC, f"a{i}", i, -1.0) for i in range(3)] + [_task_of(at32, f"b{i}", i, 1.0) for i in range(3)]
     _assert_descriptor_separates(train, [_task_of(SPEC, "16", 50, -1.0), _task_of(at32, "32", 51, 1.0)], "map")
+
+
+def _colour_task(class_colours: bool, n: int = 30, classes: int = 4, resolution: int = 16):
+    """Images of ``classes`` classes whose class is drawn as a bar's position; with ``class_colours`` every class
+    also has a colour of its own, without it each image's colours are random (the glyph tasks' rendering)."""
+    from dass_edge.data.task import Split, TaskData
+
+    g = np.random.default_rng(0)
+    palette = g.integers(0, 256, (classes, 2, 3))
+
+    def split(count: int) -> Split:
+        y = np.repeat(np.arange(classes), count)
+        x = np.empty((len(y), 3, resolution, resolution), np.uint8)
+        for i, k in enumerate(y):
+            bg, fg = palette[k] if class_colours else g.integers(0, 256, (2, 3))
+            x[i] = bg[:, None, None]
+            x[i, :, 4 * k:4 * k + 3, :] = fg[:, None, None]
+        return Split(torch.from_numpy(x), torch.from_numpy(y))
+
+    names = tuple(str(k) for k in range(classes))
+    return TaskData("colours" if class_colours else "random", names, resolution, split(n), split(n // 2),
+                    split(n // 2))
+
+
+def test_the_colour_probe_reads_colours_that_belong_to_classes_and_ignores_layout():
+    own, random = _colour_task(True), _colour_task(False)
+    assert colour_probe_accuracy(own) == 1.0
+    assert colour_probe_accuracy(random) < 0.6  # chance 0.25; the bars' shapes are invisible to a histogram
+    assert colour_probe_accuracy(own) == colour_probe_accuracy(own)  # the same images every time
+    # Histograms are fractions of the pixels: repeating every pixel (the frozen tasks above 16 px) changes nothing.
+    x = own.train.images[:5]
+    doubled = x.repeat_interleave(2, 2).repeat_interleave(2, 3)
+    np.testing.assert_allclose(colour_histograms(x), colour_histograms(doubled))
+    assert np.isnan(colour_probe_accuracy(own, val_images=0))
+
+
+def test_the_colour_descriptor_is_log_accuracy_over_chance_and_separates_tasks():
+    from types import SimpleNamespace
+
+    from dass_edge.predictor.hybrid import TEACHER_DESCRIPTORS
+
+    colour = TEACHER_DESCRIPTORS["colour"]
+    spec = model_spec("resnet_edge_s", num_classes=40, resolution=16)
+    assert colour(SimpleNamespace(name="t", colour_probe=0.025, spec=spec)) == pytest.approx(0.0)
+    assert colour(SimpleNamespace(name="t", colour_probe=0.1, spec=spec)) == pytest.approx(np.log(4.0))
+    assert colour(SimpleNamespace(name="t", colour_probe=0.0, spec=spec)) == pytest.approx(np.log(0.5))  # floor
+    assert np.isnan(colour(SimpleNamespace(name="t", colour_probe=float("nan"), spec=spec)))
+    with pytest.raises(DassEdgeError, match="no colour probe"):
+        colour(SimpleNamespace(name="t", colour_probe=None, spec=spec))
+
+    def task(name, seed, sign, probe):
+        t = _task_of(SPEC, name, seed, sign)
+        t.colour_probe = probe
+        return t
+
+    train = [task(f"g{i}", i, -1.0, 0.1) for i in range(3)] + [task(f"e{i}", 10 + i, 1.0, 0.5) for i in range(3)]
+    _assert_descriptor_separates(train, [task("glyph", 50, -1.0, 0.1), task("emoji", 51, 1.0, 0.5)], "colour")
+    assert teacher_task(train[0]).colour_probe == 0.1  # the calibration anchor keeps it

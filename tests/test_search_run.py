@@ -359,3 +359,29 @@ def test_search_with_a_hybrid_predictor_file(table, tmp_path):
     archs = [Arch.from_dict(p["arch"]) for p in record["top"]]
     raw = model.score(unlabelled_task("x", archs, plan.teacher.spec, tuple(scorer.info["probe_profile"])))
     assert list(np.argsort(-raw)) == [0, 1, 2]
+
+
+def test_a_hybrid_with_the_colour_descriptor_probes_the_users_colours(table, tmp_path):
+    """A hybrid modulated by the colour descriptor: the scorer measures the colour probe on this task's images
+    (the demo's glyphs draw their colours at random: near chance), records it, and scores with it."""
+    from dass_edge.predictor.hybrid import HybridPredictor
+    from dass_edge.predictor.meta_tasks import unlabelled_task
+    from dass_edge.predictor.scoring import load_scorer
+    from dass_edge.predictor.store import save_predictor
+    from dass_edge.predictor.task_probe import colour_probe_accuracy
+    from tests.test_predictor_task_probe import _task
+
+    train = [_task(f"t{i}", i, early) for i, early in enumerate((0.5, 0.6, 0.85, 0.9))]
+    for t, probe in zip(train, (0.05, 0.1, 0.3, 0.5)):
+        t.colour_probe = probe
+    model = HybridPredictor(residual_steps=0, probe=True, alpha=10.0, descriptors=("colour",)).fit(train)
+    path = save_predictor(tmp_path / "colour.safetensors", [model],
+                          {"train": {"model": "hybrid"}, "calibration": {"slope": 0.03, "intercept": -0.01}})
+    plan = _plan(table, tmp_path / "run", budget_evals=100, top_k=3)
+    scorer = load_scorer(plan.teacher, plan.data, path, teacher_meta=plan.teacher_meta)
+    measured = colour_probe_accuracy(plan.data)
+    assert scorer.info["colour_probe"] == round(measured, 4) and measured < 3.0 / plan.data.num_classes
+    assert scorer.info["inputs"] == ["shape", "probe", "teacher:colour"]
+    archs = SearchSpace(plan.teacher.spec).sample_many(5, seed=0)
+    raw = model.score(unlabelled_task("x", archs, plan.teacher.spec, tuple(scorer.info["probe_profile"]), measured))
+    assert list(np.argsort(-raw)) == list(np.argsort(-np.asarray(scorer(archs))))

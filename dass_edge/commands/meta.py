@@ -400,7 +400,8 @@ def train_cmd(
                                                                 "feature weights (--no-probe: an ablation)."),
     descriptors: str = typer.Option(None, "--descriptors", help="hybrid: teacher descriptors that modulate the "
                                     "weights too, comma-separated from stem, depth, width, classes, map, level (the "
-                                    "teacher's stage-4 probe accuracy), or 'none' (default: the shipped stem)."),
+                                    "teacher's stage-4 probe accuracy), colour (a colour-histogram probe's accuracy "
+                                    "over chance), or 'none' (default: the shipped stem)."),
     single_blocks: bool = typer.Option(None, "--single-blocks/--no-single-blocks", help="hybrid: also fit a 0/1 "
                                        "term per stage for students with one block there (default: the shipped "
                                        "recipe's)."),

@@ -31,17 +31,22 @@ EMOJI_FONT = "/usr/share/fonts/truetype/noto/NotoColorEmoji.ttf"
 PHOTO_DIR = "/usr/share/backgrounds/mate"
 _EMOJI_SIZE = 109  # the only bitmap strike of NotoColorEmoji
 
-#: Per family, the first code point of 40 consecutive ones that NotoColorEmoji 2.042 draws in colour
-#: (classes are fixed here, not discovered, so a task never changes shape with the font version).
-EMOJI_FAMILIES: dict[str, int] = {"faces": 0x1F600, "animals": 0x1F400, "food": 0x1F345, "objects": 0x1F4A1,
-                                  "transport": 0x1F680, "people": 0x1F466, "activities": 0x1F3A0,
-                                  # Supplemental Symbols and Pictographs (Unicode 9-13): more meta-training
-                                  # families whose classes overlap no held-out family's.
-                                  "snacks": 0x1F950, "assorted": 0x1F9C0,
-                                  # Session 10: sports and buildings, and symbols (arrows, buttons, tools);
-                                  # the free colour runs next to faces, animals and objects were left alone
-                                  # (they would be near copies of held-out families).
-                                  "sports": 0x1F3C8, "symbols": 0x1F500}
+#: Per family, the first code point of 40 consecutive ones that NotoColorEmoji 2.042 draws in colour, or the 40
+#: code points themselves (classes are fixed here, not discovered, so a task never changes shape with the font
+#: version).
+EMOJI_FAMILIES: dict[str, int | tuple[int, ...]] = {
+    "faces": 0x1F600, "animals": 0x1F400, "food": 0x1F345, "objects": 0x1F4A1, "transport": 0x1F680,
+    "people": 0x1F466, "activities": 0x1F3A0,
+    # Supplemental Symbols and Pictographs (Unicode 9-13): more meta-training families whose classes overlap no
+    # held-out family's.
+    "snacks": 0x1F950, "assorted": 0x1F9C0,
+    # Session 10: sports and buildings, and symbols (arrows, buttons, tools); the free colour runs next to faces,
+    # animals and objects were left alone (they would be near copies of held-out families).
+    "sports": 0x1F3C8, "symbols": 0x1F500,
+    # Session 24 (meta-database v2 phase 15): weather, sky and plants (the 33 colour code points U+1F300-1F320, then
+    # U+1F330-1F336), and the objects, creatures and plants of Unicode 13-15 (U+1FA90-1FAB7).
+    "nature": tuple(range(0x1F300, 0x1F321)) + tuple(range(0x1F330, 0x1F337)), "gadgets": 0x1FA90,
+}
 EMOJI_CLASSES = 40
 #: The photographs of mate-backgrounds 1.26 used by photo-crops (the PNGs there are flat synthetic art).
 PHOTOS = ("abstract/Elephants.jpg", "desktop/GreenTraditional.jpg", "nature/Aqua.jpg", "nature/Blinds.jpg",
@@ -81,8 +86,8 @@ def _emoji_bitmap(cp: int) -> Image.Image | None:
 
 def emoji_classes(family: str) -> tuple[int, ...]:
     """The code points of ``family`` (its classes)."""
-    start = EMOJI_FAMILIES[family]
-    return tuple(range(start, start + EMOJI_CLASSES))
+    entry = EMOJI_FAMILIES[family]
+    return entry if isinstance(entry, tuple) else tuple(range(entry, entry + EMOJI_CLASSES))
 
 
 def photo_files() -> tuple[str, ...]:

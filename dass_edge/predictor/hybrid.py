@@ -14,10 +14,10 @@ is what flips the within-band order between glyph and texture tasks. This is the
 ("dass-hybrid"), chosen over the neural DaSS network by cross-validation (BENCHMARKS.md).
 
 ``descriptors`` add named teacher descriptors (:data:`TEACHER_DESCRIPTORS`: its stem, depth, width, level,
-classes, last-stage map side) to the probe ratios as modulators. The shipped predictor uses the stem: an
-ImageNet-stem teacher's students order unlike a small-stem one's with the same probe profile, and one predictor
-has to serve both families (BENCHMARKS.md, session 7: not worse on any cross-validated metric). Depth, width and
-classes are under-determined with a dozen meta-training tasks and five teacher shapes (depth helped in
+classes, last-stage map side, the task's colour probe) to the probe ratios as modulators. The shipped predictor
+uses the stem: an ImageNet-stem teacher's students order unlike a small-stem one's with the same probe profile, and
+one predictor has to serve both families (BENCHMARKS.md, session 7: not worse on any cross-validated metric). Depth,
+width and classes are under-determined with a dozen meta-training tasks and five teacher shapes (depth helped in
 cross-validation and hurt a held-out task); they are here so a larger database can test them with a rule fixed
 in advance.
 
@@ -65,9 +65,20 @@ def _map_side(task: MetaTask) -> float:
     return float(np.log2(conv_out(side, stride) / 2.0))
 
 
+def _colour(task: MetaTask) -> float:
+    """log of the colour-histogram probe's accuracy over chance: about 0 where the colours are drawn at random
+    (the glyphs), 0.5-1 on the colour emoji, above 2 on photographs. Floored at log 0.5 (a probe below half of chance
+    is noise, not a property of the task); NaN (no images) reads as the average task."""
+    if task.colour_probe is None:
+        raise DassEdgeError(f"task {task.name} has no colour probe for the 'colour' descriptor")
+    if task.spec is None:
+        raise DassEdgeError(f"task {task.name} carries no teacher spec (its class count) for the 'colour' descriptor")
+    return float(np.log(max(task.colour_probe * task.spec.num_classes, 0.5)))
+
+
 #: Descriptors of the teacher on its task that a hybrid may add to its modulators (``descriptors=``): one
-#: number per task. All but ``level`` read the teacher's spec only; ``level`` reads the probe profile the
-#: search computes anyway (the ratios divide it out).
+#: number per task. All but ``level`` and ``colour`` read the teacher's spec only; ``level`` reads the probe
+#: profile the search computes anyway (the ratios divide it out), ``colour`` the task's colour probe.
 TEACHER_DESCRIPTORS = {
     "stem": lambda task: 1.0 if task.spec.stem == "imagenet" else 0.0,  # early downsampling (7x7/2 + max-pool)
     "depth": lambda task: float(np.log(sum(len(s) for s in task.spec.stages) / 8.0)),  # blocks, vs ResNet-18's 8
@@ -75,6 +86,7 @@ TEACHER_DESCRIPTORS = {
     "classes": lambda task: float(np.log(task.spec.num_classes / 26.0)),
     "level": _probe_level,
     "map": _map_side,
+    "colour": _colour,
 }
 
 

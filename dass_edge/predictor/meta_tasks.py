@@ -21,7 +21,7 @@ from dass_edge.models.checkpoint import load_checkpoint
 from dass_edge.models.remap import remap
 from dass_edge.predictor.embeddings import embed, probe_batch
 from dass_edge.predictor.encoding import student_features
-from dass_edge.predictor.task_probe import stage_probe_accuracies
+from dass_edge.predictor.task_probe import colour_probe_accuracy, stage_probe_accuracies
 from dass_edge.space import Arch, SearchSpace, spec_flops, spec_params
 from dass_edge.spec import ModelSpec
 
@@ -47,6 +47,8 @@ class MetaTask:
     spec: ModelSpec | None = None  # the teacher's, for costs that need it (latency from a table)
     # The teacher's per-stage linear-probe accuracies on this data (task_probe.stage_probe_accuracies)
     probe_profile: tuple[float, ...] | None = None
+    # A linear probe's accuracy on the images' colour histograms (task_probe.colour_probe_accuracy)
+    colour_probe: float | None = None
 
     def __len__(self) -> int:
         return len(self.archs)
@@ -62,9 +64,9 @@ class MetaTask:
 
 
 def unlabelled_task(name: str, archs: list[Arch], spec: ModelSpec,
-                    probe_profile: tuple[float, ...] | None = None) -> MetaTask:
-    """Students of the teacher ``spec`` without labels or embeddings: codes, sizes, spec and the task's probe
-    profile, what the size-and-shape predictors and baselines read (search candidates, the teacher itself)."""
+                    probe_profile: tuple[float, ...] | None = None, colour_probe: float | None = None) -> MetaTask:
+    """Students of the teacher ``spec`` without labels or embeddings: codes, sizes, spec and the task's probes,
+    what the size-and-shape predictors and baselines read (search candidates, the teacher itself)."""
     import math
 
     space = SearchSpace(spec, fixed_last_stage=False)
@@ -75,7 +77,8 @@ def unlabelled_task(name: str, archs: list[Arch], spec: ModelSpec,
                     student_embeddings=torch.zeros(n, 0),
                     codes=torch.tensor([student_features(a, spec) for a in archs]).reshape(n, -1),
                     labels=torch.full((n,), math.nan), params=[spec_params(s) for s in specs],
-                    flops=[spec_flops(s) for s in specs], spec=spec, probe_profile=probe_profile)
+                    flops=[spec_flops(s) for s in specs], spec=spec, probe_profile=probe_profile,
+                    colour_probe=colour_probe)
 
 
 def teacher_task(task: MetaTask) -> MetaTask:
@@ -83,7 +86,7 @@ def teacher_task(task: MetaTask) -> MetaTask:
     if task.spec is None:
         raise DassEdgeError(f"task {task.name} carries no teacher spec; build it with load_meta_tasks()")
     arch = SearchSpace(task.spec, fixed_last_stage=False).teacher_arch()
-    return unlabelled_task(task.name, [arch], task.spec, task.probe_profile)
+    return unlabelled_task(task.name, [arch], task.spec, task.probe_profile, task.colour_probe)
 
 
 def load_meta_tasks(rows: list[dict], teachers_dir: str | Path, probe_seed: int = 0,
@@ -138,5 +141,5 @@ def _build(name: str, rows: list[dict], teachers_dir: Path, probe_seed: int, ver
         archs=archs, student_embeddings=students,
         codes=torch.tensor([student_features(a, spec) for a in archs]), labels=labels, seed_labels=seed_labels,
         params=[spec_params(space.to_spec(a)) for a in archs], flops=[spec_flops(space.to_spec(a)) for a in archs],
-        spec=spec, probe_profile=stage_probe_accuracies(teacher, data),
+        spec=spec, probe_profile=stage_probe_accuracies(teacher, data), colour_probe=colour_probe_accuracy(data),
     )

@@ -127,12 +127,14 @@ class HybridScorer(_CalibratedScorer):
     def __init__(self, models: list, meta: dict, teacher: ResNet, teacher_acc: float, data: TaskData,
                  support: Sequence[SupportStudent] = ()) -> None:
         from dass_edge.predictor.meta_tasks import unlabelled_task
-        from dass_edge.predictor.task_probe import stage_probe_accuracies
+        from dass_edge.predictor.task_probe import colour_probe_accuracy, stage_probe_accuracies
 
         self.teacher_spec, self.teacher_acc = teacher.spec, teacher_acc
         self.name = data.name
         self.profile = stage_probe_accuracies(teacher, data)
-        self._task = lambda archs: unlabelled_task(self.name, list(archs), self.teacher_spec, self.profile)
+        self.colour = colour_probe_accuracy(data) if "colour" in models[0].descriptors else None
+        self._task = lambda archs: unlabelled_task(self.name, list(archs), self.teacher_spec, self.profile,
+                                                   self.colour)
         self.models = [self._adapted(m, support) for m in models] if support else models
         self._raw_teacher = float(np.mean([m.score(self._task([teacher_arch(teacher)]))[0] for m in self.models]))
         self.calibration = meta.get("calibration")
@@ -143,6 +145,8 @@ class HybridScorer(_CalibratedScorer):
                        *([f"teacher:{d}" for d in models[0].descriptors])],
             # None: a split without images (the model then reads the profile as the average task's)
             "probe_profile": [round(a, 4) if math.isfinite(a) else None for a in self.profile],
+            **({"colour_probe": round(self.colour, 4) if math.isfinite(self.colour) else None}
+               if self.colour is not None else {}),
         }
         if support:
             self.info["support"] = {"students": len(support), "strength": KSHOT_STRENGTH,

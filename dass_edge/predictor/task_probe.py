@@ -19,12 +19,14 @@ import torch
 from dass_edge.data.task import Split, TaskData, normalize
 from dass_edge.models.resnet import ResNet
 
-__all__ = ["PROBE_TRAIN", "PROBE_VAL", "probe_ratios", "stage_features", "stage_probe_accuracies"]
+__all__ = ["PROBE_TRAIN", "PROBE_VAL", "colour_histograms", "colour_probe_accuracy", "probe_ratios", "stage_features",
+           "stage_probe_accuracies"]
 
 PROBE_TRAIN = 1000  # images the per-stage classifiers are fitted on (from the training split)
 PROBE_VAL = 600  # images they are scored on (from the validation split)
 _RIDGE = 10.0  # L2 penalty of the probe classifiers (features standardized)
 _BATCH = 256
+_COLOUR_BINS = 4  # levels per RGB channel of the colour histogram (4**3 = 64 bins)
 
 
 def _pick(split: Split, n: int, g: torch.Generator) -> tuple[torch.Tensor, np.ndarray]:
@@ -85,3 +87,30 @@ def probe_ratios(accuracies: tuple[float, ...] | list[float]) -> np.ndarray:
     a = np.asarray(accuracies, dtype=float)
     last = max(a[3], 1e-3)
     return np.clip(a[:3] / last, 0.0, 1.5)
+
+
+def colour_histograms(images: torch.Tensor, bins: int = _COLOUR_BINS) -> np.ndarray:
+    """``(N, bins**3)``: each uint8 ``(N, 3, R, R)`` image's joint RGB histogram, as fractions of its pixels.
+    Layout-free: repeating pixels (the frozen tasks above 16 px) leaves it unchanged."""
+    x = images.numpy().astype(np.int64) * bins // 256
+    code = (x[:, 0] * bins + x[:, 1]) * bins + x[:, 2]
+    h = np.stack([np.bincount(c.ravel(), minlength=bins**3) for c in code]).astype(float)
+    return h / np.maximum(h.sum(1, keepdims=True), 1.0)
+
+
+def colour_probe_accuracy(data: TaskData, seed: int = 0, train_images: int = PROBE_TRAIN,
+                          val_images: int = PROBE_VAL) -> float:
+    """Validation accuracy (fraction) of a linear probe on the images' colour histograms alone.
+
+    Tells tasks whose classes have colours of their own (colour emoji, photographs) from tasks whose colours
+    are drawn at random (the glyphs): inside equal-FLOPs bands the former favour wide early stages and the
+    latter deep late ones, and the teacher's pooled stage probes do not tell them apart (BENCHMARKS.md, session
+    24). No teacher involved; the same images as :func:`stage_probe_accuracies` with the same ``seed``. NaN with
+    an empty split.
+    """
+    g = torch.Generator().manual_seed(seed)
+    x_fit, y_fit = _pick(data.train, train_images, g)
+    x_val, y_val = _pick(data.val, val_images, g)
+    if len(y_fit) == 0 or len(y_val) == 0:
+        return float("nan")
+    return _probe_accuracy(colour_histograms(x_fit), y_fit, colour_histograms(x_val), y_val, data.num_classes)
