@@ -239,9 +239,20 @@ def test_meta_train_default_is_the_hybrid_and_eval_adapts_it_k_shot(synthetic_db
     meta = read_predictor_meta(out)
     assert meta["train"]["descriptors"] == ["stem", "map"] and meta["train"]["single_blocks"] is True
     assert meta["model"]["single_blocks"] is True and meta["model"]["descriptors"] == ["stem", "map"]
+    # The colour descriptor: every task's colour probe is measured while the tasks load (the two meta-training
+    # tasks' probes differ) and the fit keeps the range it saw.
+    code, _, err = run_cli(["meta", "train", "--db", str(db), "--teachers", str(teachers), "--out", str(out),
+                            "--descriptors", "stem,colour"], capsys)
+    assert code == 0, err
+    from dass_edge.predictor.store import load_predictor
+
+    (colour_model,), meta = load_predictor(out)
+    assert meta["model"]["descriptors"] == ["stem", "colour"]
+    low, high = colour_model.probe_range[:, -1]
+    assert np.isfinite([low, high]).all() and high > low
     for args, message in ((["--steps", "5"], "--model dass"), (["--use", "student,arch,teacher"], "--model dass"),
                           (["--model", "dass", "--alpha", "3"], "--model hybrid"), (["--alpha", "-1"], "--alpha"),
-                          (["--model", "ridge"], "--model"), (["--descriptors", "colour"], "--descriptors"),
+                          (["--model", "ridge"], "--model"), (["--descriptors", "texture"], "--descriptors"),
                           (["--descriptors", ","], "--descriptors"),
                           (["--model", "dass", "--descriptors", "stem"], "--model hybrid"),
                           (["--model", "dass", "--single-blocks"], "--model hybrid")):
