@@ -491,14 +491,17 @@ def _body(recs: list[dict]) -> str:
         for m, spec in (("band_spearman", "+.3f"), ("regret", "+.2f")):
             d = paired_delta(r, ref, m) if ref is not None and r is not ref else None
             deltas.append(f"{d[0]:{spec}} ({abs(d[1]):{spec[1:]}})" if d else "")
-        snap = f" (set {snapshots.index(r.get('db')) + 1})" if len(snapshots) > 1 else ""
+        snap = (f" (set {snapshots.index(r.get('db')) + 1}, db {str(r.get('db'))[:8]})" if len(snapshots) > 1
+                else "")
         lines.append(f"| {r['recipe']} | `{json.dumps(r['options'])}` | {r.get('tasks', 10)}{snap} "
                      f"| {r['folds']} × {r['members']}{q} "
                      f"| {r['band_spearman']:.3f} ({r['band_spearman_fold_sd']:.3f}) "
                      f"| {r['regret']:.2f} ({r['regret_fold_sd']:.2f}) "
                      f"| {r['spearman']:.3f} ({r['spearman_fold_sd']:.3f}) | {deltas[0]} | {deltas[1]} |")
-    sets = (" Rows of different task sets (database snapshots, `set N` in the tasks column) are not comparable "
-            "with each other; each Δ pairs a row with the DaSS network row of its own set."
+    sets = (" Rows of different task sets (database snapshots, `set N` in the tasks column, numbered in the order "
+            "this table met them, with the first characters of the snapshot's checksum: the notes' set numbers "
+            "count every snapshot, so they differ) are not comparable with each other; each Δ pairs a row with the "
+            "DaSS network row of its own set."
             if len(snapshots) > 1 else "")
     return ("Cross-validation over the meta-training tasks only (k folds of tasks, task i of the name-sorted "
             "list in fold i mod k; fit on the other folds, score the fold); the held-out tasks play no part. Means "
