@@ -71,8 +71,6 @@ def _colour(task: MetaTask) -> float:
     is noise, not a property of the task); NaN (no images) reads as the average task."""
     if task.colour_probe is None:
         raise DassEdgeError(f"task {task.name} has no colour probe for the 'colour' descriptor")
-    if task.spec is None:
-        raise DassEdgeError(f"task {task.name} carries no teacher spec (its class count) for the 'colour' descriptor")
     return float(np.log(max(task.colour_probe * task.spec.num_classes, 0.5)))
 
 
