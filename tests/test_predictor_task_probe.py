@@ -261,6 +261,10 @@ def test_the_colour_probe_reads_colours_that_belong_to_classes_and_ignores_layou
     x = own.train.images[:5]
     doubled = x.repeat_interleave(2, 2).repeat_interleave(2, 3)
     np.testing.assert_allclose(colour_histograms(x), colour_histograms(doubled))
+    # Each row is its own image's histogram, whatever else is in the batch; an empty batch is an empty table.
+    np.testing.assert_allclose(colour_histograms(x)[3], colour_histograms(x[3:4])[0])
+    assert colour_histograms(x).sum(1) == pytest.approx(np.ones(5))
+    assert colour_histograms(x[:0]).shape == (0, 64)
     assert np.isnan(colour_probe_accuracy(own, val_images=0))
 
 
