@@ -118,15 +118,16 @@ else
     echo "tensorrt not importable: TensorRT steps skipped" | tee -a "$SUMMARY"
 fi
 # 5. With what time is left: meta-database v2 phase 14 (session 24 rule: the meta-training glyph-domino and
-#    glyph-number-forms at 32 px), phase 15 (the meta-training emoji-nature and emoji-gadgets at 32 px), then phase 13
-#    (session 23 rule: the held-out glyph-technical and glyph-letterlike at 32 px, 2 seeds per student) on the GPU,
-#    14 processes (teachers first if the CPU has not trained them yet).
+#    glyph-number-forms at 32 px), phase 15 (the meta-training emoji-nature and emoji-gadgets at 32 px), phase 16
+#    (session 25 rule: the meta-training photo-plasma and photo-lomiri at 32 px), then phase 13 (session 23 rule: the
+#    held-out glyph-technical and glyph-letterlike at 32 px, 2 seeds per student) on the GPU, 14 processes (teachers
+#    first if the CPU has not trained them yet).
 #    Rows are appended one by one under a lock, so a step cut short still returns what it trained; copy
 #    $OUT/metadb_v2.jsonl over metadb/metadb_v2.jsonl afterwards (it holds every earlier row too), and
-#    $OUT/teachers/* into metadb/teachers/, then finish on a CPU with `PHASES="14 15 13" LANES=1 WORKERS=2
+#    $OUT/teachers/* into metadb/teachers/, then finish on a CPU with `PHASES="14 15 16 13" LANES=1 WORKERS=2
 #    metadb/build_v2.sh`.
 touch "$OUT/.metadb_start"  # the teachers this step trains are the ones newer than this
-step metadb_phases14_15_13 600 env PHASES="14 15 13" LANES=1 DEVICE=cuda WORKERS=14 PY="$PY -m dass_edge.cli" \
+step metadb_phases14_15_16_13 600 env PHASES="14 15 16 13" LANES=1 DEVICE=cuda WORKERS=14 PY="$PY -m dass_edge.cli" \
     bash metadb/build_v2.sh
 pkill -f "dass_edge.cli meta build-db" && sleep 3  # timeout stops the script, not its build-db: stop it before copying
 cp metadb/metadb_v2.jsonl metadb/build_v2.log "$OUT/"

@@ -61,6 +61,9 @@ phase_entry() {
     # Phase 15 (session 24): two colour-emoji meta-training pairs at 32 px (weather/sky/plants; Unicode 13-15 objects),
     # for set 16 and a look at the colour descriptor (benchmarks/results/predictor_refit_rule.txt).
     15) echo "emoji-nature:resnet_edge_s@32,emoji-gadgets:resnet34_edge@32 0 0" ;;
+    # Phase 16 (session 25): the first natural photographs in meta-training (two more desktop-background packages),
+    # for set 17 (benchmarks/results/predictor_refit_rule.txt).
+    16) echo "photo-plasma:resnet_edge_s@32,photo-lomiri:resnet34_edge@32 0 0" ;;
     *) echo "build_v2.sh: no phase $1" >&2; return 1 ;;
   esac
 }

@@ -159,12 +159,54 @@ def test_photo_crops_come_from_their_region():
     assert (g[:, 1] - g[:, 0]).mean() > (d[:, 1] - d[:, 0]).mean()
 
 
-def test_missing_package_is_a_clear_error(monkeypatch):
+def _photo_family_installed(family: str) -> bool:
+    from dass_edge.data.packaged import PHOTO_FAMILIES
+
+    fam = PHOTO_FAMILIES[family]
+    return all(_have(os.path.join(fam.directory, p)) for _, p in fam.photos)
+
+
+# Per family, a photograph whose crops are bluer than another's (blue minus red, mean over crops).
+_BLUER = {"plasma": ("Kite", "FallenLeaf"), "lomiri": ("Bridge_by_Sander_Klootwijk", "Picture_0B_by_freespace")}
+
+
+@pytest.mark.parametrize("family", sorted(_BLUER))
+def test_photo_families_are_forty_regions_of_their_own_photographs(family):
+    from dass_edge.data.builtin import builtin_tasks
+    from dass_edge.data.packaged import PHOTO_FAMILIES
+
+    fam = PHOTO_FAMILIES[family]
+    if not _photo_family_installed(family):
+        pytest.skip(f"needs the Debian package {fam.package} (.ci/run installs it)")
+    task = builtin_tasks()[f"photo-{family}"]
+    assert task.num_classes == 40 == len(set(task.class_names)) and task.description.endswith(f"({fam.package})")
+    x, y = task.render(2, 16, np.random.default_rng(0))
+    again, _ = task.render(2, 16, np.random.default_rng(0))
+    assert x.shape == (80, 3, 16, 16) and x.dtype == np.uint8 and np.array_equal(x, again)
+    assert sorted(np.bincount(y)) == [2] * 40
+    blue, other = _BLUER[family]
+    names = task.class_names
+
+    def blueness(photo: str) -> float:
+        rows = x[np.isin(y, [i for i, n in enumerate(names) if n.startswith(photo + "/")])].astype(float)
+        return float((rows[:, 2] - rows[:, 0]).mean())
+
+    assert blueness(blue) > blueness(other) + 20
+    # No photograph is shared with another family (each family is a dataset of its own).
+    others = {p for f, v in PHOTO_FAMILIES.items() if f != family for _, p in v.photos}
+    assert not {p for _, p in fam.photos} & others
+
+
+@pytest.mark.parametrize("family", ["crops", "plasma", "lomiri"])
+def test_missing_package_is_a_clear_error(monkeypatch, family):
+    import dataclasses
+
     from dass_edge.data import packaged
 
-    monkeypatch.setattr(packaged, "PHOTO_DIR", "/nonexistent/backgrounds")
-    with pytest.raises(DassEdgeError, match="apt-get install mate-backgrounds"):
-        packaged.photo_files()
+    fam = packaged.PHOTO_FAMILIES[family]
+    monkeypatch.setitem(packaged.PHOTO_FAMILIES, family, dataclasses.replace(fam, directory="/nonexistent/backgrounds"))
+    with pytest.raises(DassEdgeError, match=f"apt-get install {fam.package}"):
+        packaged.photo_files(family)
 
 
 # --- label quality inside bands ---------------------------------------------------------------------

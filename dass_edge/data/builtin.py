@@ -18,7 +18,14 @@ import numpy as np
 import torch
 
 from dass_edge.data.glyphs import render_glyphs
-from dass_edge.data.packaged import EMOJI_FAMILIES, emoji_classes, photo_region_names, render_emoji, render_photo_crops
+from dass_edge.data.packaged import (
+    EMOJI_FAMILIES,
+    PHOTO_FAMILIES,
+    emoji_classes,
+    photo_region_names,
+    render_emoji,
+    render_photo_crops,
+)
 from dass_edge.data.procedural import SHAPES, TEXTURES, render_counts, render_shapes, render_textures
 from dass_edge.data.task import Split, TaskData
 from dass_edge.errors import DassEdgeError
@@ -150,8 +157,18 @@ def _emoji_task(family: str) -> None:
 
 for _family in EMOJI_FAMILIES:
     _emoji_task(_family)
-register_task(BuiltinTask("photo-crops", photo_region_names(), lambda n, r, g: render_photo_crops(n, r, g),
-                          "photo regions (mate-backgrounds)"))
+
+
+def _photo_task(family: str) -> None:
+    def render(n: int, res: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+        return render_photo_crops(n, res, rng, family)
+
+    register_task(BuiltinTask(f"photo-{family}", photo_region_names(family), render,
+                              f"photo regions ({PHOTO_FAMILIES[family].package})"))
+
+
+for _family in PHOTO_FAMILIES:
+    _photo_task(_family)
 
 
 def cache_dir() -> Path:

@@ -5,9 +5,10 @@
   photograph (below) or a flat colour, half the time beside a smaller emoji of another class, with
   brightness/contrast jitter and pixel noise. Families split by Unicode block (faces, animals, food,
   objects, transport, people, activities), so they are different datasets of one kind.
-- **photo-crops**: the photographs of ``mate-backgrounds`` (``/usr/share/backgrounds/mate``). A class is
-  one photograph; a sample is a small random crop of it (scale, aspect, flip, colour jitter, noise), so
-  the model must recognise a scene from its texture and colours, not from a layout.
+- **photo-***: photographs of a desktop-background package (:data:`PHOTO_FAMILIES`: ``mate-backgrounds`` for
+  photo-crops, ``plasma-workspace-wallpapers`` for photo-plasma, ``lomiri-wallpapers-16.04`` for photo-lomiri).
+  A class is one region of one photograph; a sample is a small random crop of it (scale, aspect, flip, colour
+  jitter, noise), so the model must recognise a scene from its texture and colours, not from a layout.
 
 These renderings depend on Pillow/FreeType and on the package versions, so the meta-database stores
 them once as frozen files (:mod:`dass_edge.data.frozen`); rendering is only needed to create them.
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 import functools
 import os
+from dataclasses import dataclass
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
@@ -24,8 +26,8 @@ from PIL import Image, ImageDraw, ImageFont
 from dass_edge.data.render import finish
 from dass_edge.errors import DassEdgeError
 
-__all__ = ["EMOJI_FONT", "PHOTO_DIR", "EMOJI_FAMILIES", "EMOJI_CLASSES", "PHOTOS", "emoji_classes", "photo_files",
-           "render_emoji", "render_photo_crops", "photo_region_names"]
+__all__ = ["EMOJI_FONT", "PHOTO_DIR", "EMOJI_FAMILIES", "EMOJI_CLASSES", "PHOTOS", "PHOTO_FAMILIES", "PhotoFamily",
+           "emoji_classes", "photo_files", "render_emoji", "render_photo_crops", "photo_region_names"]
 
 EMOJI_FONT = "/usr/share/fonts/truetype/noto/NotoColorEmoji.ttf"
 PHOTO_DIR = "/usr/share/backgrounds/mate"
@@ -53,6 +55,36 @@ PHOTOS = ("abstract/Elephants.jpg", "desktop/GreenTraditional.jpg", "nature/Aqua
           "nature/Dune.jpg", "nature/FreshFlower.jpg", "nature/Garden.jpg", "nature/GreenMeadow.jpg",
           "nature/LadyBird.jpg", "nature/RainDrops.jpg", "nature/Storm.jpg", "nature/TwoWings.jpg",
           "nature/Wood.jpg", "nature/YellowFlower.jpg")
+
+
+@dataclass(frozen=True)
+class PhotoFamily:
+    """Photographs one Debian package ships, as ``(name, path under directory)``: one photo-* task."""
+
+    package: str
+    directory: str
+    photos: tuple[tuple[str, str], ...]
+
+
+def _by_file_name(paths: tuple[str, ...]) -> tuple[tuple[str, str], ...]:
+    return tuple((os.path.splitext(os.path.basename(p))[0], p) for p in paths)
+
+
+#: The photo-* tasks, one per family. Session 25 (meta-database v2 phase 16) added the first photographs in
+#: meta-training: ten of plasma-workspace-wallpapers 5.27 (its photographs; the rest are drawn art) and the first
+#: ten of lomiri-wallpapers-16.04 by file name (skipping the texture analogpattern).
+PHOTO_FAMILIES: dict[str, PhotoFamily] = {
+    "crops": PhotoFamily("mate-backgrounds", PHOTO_DIR, _by_file_name(PHOTOS)),
+    "plasma": PhotoFamily("plasma-workspace-wallpapers", "/usr/share/wallpapers", tuple(
+        (n, f"{n}/contents/images/2560x1600.jpg")
+        for n in ("BytheWater", "ColdRipple", "ColorfulCups", "DarkestHour", "EveningGlow", "FallenLeaf", "Grey",
+                  "Kite", "OneStandsOut", "Path"))),
+    "lomiri": PhotoFamily("lomiri-wallpapers-16.04", "/usr/share/backgrounds", _by_file_name(tuple(
+        f"{n}.jpg" for n in ("Bridge_by_Sander_Klootwijk", "Dragonfly_by_Bolly", "Picture_0B_by_freespace",
+                             "Picture_1A_by_freespace", "Wine_by_Jakkub_Mede", "aitzgorri_by_Aitzol_Berasategi",
+                             "free_by_Peter_Nerlich", "friends_by_Aitzol_Berasategi", "greentock_by_Peter_Nerlich",
+                             "life_by_Aitzol_Berasategi")))),
+}
 
 
 def _need(path: str, package: str) -> None:
@@ -90,11 +122,12 @@ def emoji_classes(family: str) -> tuple[int, ...]:
     return entry if isinstance(entry, tuple) else tuple(range(entry, entry + EMOJI_CLASSES))
 
 
-def photo_files() -> tuple[str, ...]:
-    """Absolute paths of :data:`PHOTOS` (a clear error when the package is missing)."""
-    files = tuple(os.path.join(PHOTO_DIR, p) for p in PHOTOS)
+def photo_files(family: str = "crops") -> tuple[str, ...]:
+    """Absolute paths of the photographs of ``family`` (a clear error when its package is missing)."""
+    fam = PHOTO_FAMILIES[family]
+    files = tuple(os.path.join(fam.directory, p) for _, p in fam.photos)
     for f in files:
-        _need(f, "mate-backgrounds")
+        _need(f, fam.package)
     return files
 
 
@@ -168,8 +201,8 @@ REGIONS = 2
 
 
 @functools.cache
-def _photo_region(index: int) -> Image.Image:
-    photos = photo_files()
+def _photo_region(family: str, index: int) -> Image.Image:
+    photos = photo_files(family)
     img = _photo(photos[index // REGIONS**2])
     r = index % REGIONS**2
     w, h = img.size[0] // REGIONS, img.size[1] // REGIONS
@@ -177,20 +210,21 @@ def _photo_region(index: int) -> Image.Image:
     return img.crop((x, y, x + w, y + h))
 
 
-def photo_region_names() -> tuple[str, ...]:
-    names = [os.path.splitext(os.path.basename(p))[0] for p in PHOTOS]
-    return tuple(f"{n}/{r}" for n in names for r in range(REGIONS**2))
+def photo_region_names(family: str = "crops") -> tuple[str, ...]:
+    """Class names of ``family``'s task, ``photo/region``; known without the package installed."""
+    return tuple(f"{n}/{r}" for n, _ in PHOTO_FAMILIES[family].photos for r in range(REGIONS**2))
 
 
-def render_photo_crops(n_per_class: int, resolution: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-    """``n_per_class`` small crops of each region of each photograph (the class is the region)."""
-    n_classes = len(photo_files()) * REGIONS**2
+def render_photo_crops(n_per_class: int, resolution: int, rng: np.random.Generator,
+                       family: str = "crops") -> tuple[np.ndarray, np.ndarray]:
+    """``n_per_class`` small crops of each region of each photograph of ``family`` (the class is the region)."""
+    n_classes = len(photo_files(family)) * REGIONS**2
     canvas = max(4 * resolution, 64)
     labels = np.repeat(np.arange(n_classes), n_per_class)
     images = np.empty((len(labels), 3, resolution, resolution), dtype=np.uint8)
     for i in rng.permutation(len(labels)):
         # Crop 1.5x larger, rotate, then keep the centre: no fill colour at the corners to learn from.
-        big = _random_crop(_photo_region(int(labels[i])), rng, (0.25, 0.6), canvas * 3 // 2)
+        big = _random_crop(_photo_region(family, int(labels[i])), rng, (0.25, 0.6), canvas * 3 // 2)
         if rng.random() < 0.5:
             big = big.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
         big = big.rotate(float(rng.uniform(-25, 25)), resample=Image.Resampling.BILINEAR)
