@@ -15,7 +15,8 @@ short line each):
 
     python benchmarks/bench_head_to_head.py            # plan (if none), picks, train, report
     python benchmarks/bench_head_to_head.py plan [--db shipped --db metadb/metadb_v2.jsonl]  # budgets, randoms
-    python benchmarks/bench_head_to_head.py picks [--evals 300]
+    python benchmarks/bench_head_to_head.py plan --from head_to_head_plan_v3.json  # another plan's settings
+    python benchmarks/bench_head_to_head.py picks [--evals N]
     python benchmarks/bench_head_to_head.py train [--train-device cuda --workers 8]
     python benchmarks/bench_head_to_head.py report
 
@@ -25,6 +26,11 @@ table under ``results/head_to_head_tables/``; ``picks`` reads those copies, so a
 machine, later. ``--plan NAME`` starts or continues another plan (``head_to_head_plan_v3.json``: session 16, AMD VM
 tables; its report goes to ``results/head_to_head_v3.md``); the default plan (session 9-12, Intel VM) kept no copies,
 and its picks refuse to run where that machine's tables are missing.
+
+Each plan records how many students every search scores (``evals``): new plans take the search's default
+(``dass-edge search --budget-evals``), the plans made before it was recorded (v1, v3) scored 300, which leaves most
+searches short of their own objective's optimum (session 25); ``head_to_head_plan_v4.json`` is v3's settings
+(``plan --from``) searched at the default.
 """
 
 from __future__ import annotations
@@ -81,10 +87,29 @@ def _heldout_tasks(dbs: list[str] | None = None) -> dict[str, dict]:
     return out
 
 
+#: Students each search of a plan that records no ``evals`` scored (v1, v3).
+LEGACY_EVALS = 300
+
+
+def _plan_evals(data: dict) -> int:
+    return int(data.get("evals", LEGACY_EVALS))
+
+
 def plan(args: argparse.Namespace) -> None:
     """Budgets and random students of every held-out task not yet in the plan (tasks already planned, with
-    their picks, are kept: adding a database adds settings)."""
-    out = json.loads(PLAN.read_text()) if PLAN.is_file() else {"tasks": {}}
+    their picks, are kept: adding a database adds settings), or with ``--from`` another plan's settings."""
+    from dass_edge.search.algorithms import DEFAULT_BUDGET_EVALS
+
+    if args.source:
+        if PLAN.is_file():
+            raise SystemExit(f"error: {PLAN.name} exists; --from starts a new plan")
+        source = json.loads((RESULTS / args.source).read_text())
+        tasks = {t: {**e, "budgets": [{**b, "picks": {}} for b in e["budgets"]]} for t, e in source["tasks"].items()}
+        atomic_write_json(PLAN, {"evals": args.evals or DEFAULT_BUDGET_EVALS, "from": args.source, "tasks": tasks})
+        print(f"{PLAN.name}: {sum(len(e['budgets']) for e in tasks.values())} settings of {args.source}, searches "
+              f"scoring {args.evals or DEFAULT_BUDGET_EVALS} students")
+        return
+    out = json.loads(PLAN.read_text()) if PLAN.is_file() else {"evals": args.evals or DEFAULT_BUDGET_EVALS, "tasks": {}}
     for task, info in _heldout_tasks(args.db).items():
         if task in out["tasks"]:
             continue
@@ -128,6 +153,7 @@ def picks(args: argparse.Namespace) -> None:
     from dass_edge.search.run import run_search
 
     data = json.loads(PLAN.read_text())
+    evals = args.evals or _plan_evals(data)
     tables: dict[str, Path] = {}  # resolved when a task first needs a pick (a complete plan needs no table)
     files = dict(spec.split("=", 1) for spec in args.predictor_file)  # NAME=PATH: another predictor file
     methods = [m for m in args.methods.split(",") if m] + list(files)
@@ -142,7 +168,7 @@ def picks(args: argparse.Namespace) -> None:
             with tempfile.TemporaryDirectory() as tmp:
                 t0 = time.perf_counter()
                 sp = prepare_search(b["budget_ms"], teacher=entry["teacher"], task=task, out=Path(tmp) / "run",
-                                    seed=args.seed, budget_evals=args.evals, top_k=1, refine=refine,
+                                    seed=args.seed, budget_evals=evals, top_k=1, refine=refine,
                                     table=tables[task])
                 key = files.get(base, None if base == "dass" else base)
                 scorer = load_search_scorer(key, sp.teacher, sp.data, teacher_meta=sp.teacher_meta)
@@ -361,7 +387,8 @@ def report(_: argparse.Namespace) -> None:
     plan_arg = "" if PLAN.name == DEFAULT_PLAN else f" --plan {PLAN.name}"
     write_fragment(name, "Head-to-head: the same search with DaSS and with proxies" + (
         f" ({PLAN.stem.removeprefix('head_to_head_plan_')})" if name != "head_to_head" else ""),
-                   f"python benchmarks/bench_head_to_head.py{plan_arg} (plan, picks --evals 300, train, report)", body)
+                   f"python benchmarks/bench_head_to_head.py{plan_arg} (plan, picks --evals {_plan_evals(data)}, "
+                   "train, report)", body)
     print(body)
 
 
@@ -380,7 +407,11 @@ def main() -> None:
     parser.add_argument("--db", action="append", metavar="DB",
                         help="plan stage: take held-out tasks from these databases (repeatable; 'shipped' is the "
                              "shipped one, the default), e.g. --db shipped --db metadb/metadb_v2.jsonl")
-    parser.add_argument("--evals", type=int, default=300, help="students each search scores")
+    parser.add_argument("--evals", type=int, default=None,
+                        help="students each search scores (default: the plan's; a new plan: the search's default)")
+    parser.add_argument("--from", dest="source", default=None, metavar="NAME",
+                        help="plan stage: start the plan from another plan's settings (budgets, random students, "
+                             "tables), no picks")
     parser.add_argument("--methods", default=",".join(METHODS), help="predictors to pick with")
     parser.add_argument("--predictor-file", action="append", default=[], metavar="NAME=PATH",
                         help="also pick with this predictor file, reported as column NAME (e.g. an earlier predictor)")

@@ -10,6 +10,7 @@ import typer
 from rich.table import Table
 
 from dass_edge.commands._common import console, err_console, print_json, progress_bar, set_threads, threads_option
+from dass_edge.search.algorithms import DEFAULT_BUDGET_EVALS
 from dass_edge.search.refine import REFINE_EPOCHS, REFINE_FINALISTS
 
 if TYPE_CHECKING:
@@ -35,7 +36,7 @@ def search_command(
     top_k: int = typer.Option(5, "--top-k", help="How many students to pick."),
     params_max: int = typer.Option(None, "--params-max", help="Keep only students with at most this many params."),
     algo: str = typer.Option("evolution", "--algo", help="evolution, random or exhaustive."),
-    budget_evals: int = typer.Option(2000, "--budget-evals", help="Distinct students to score."),
+    budget_evals: int = typer.Option(DEFAULT_BUDGET_EVALS, "--budget-evals", help="Distinct students to score."),
     seed: int = typer.Option(0, "--seed", help="Seed of the search."),
     out: Path = typer.Option(None, "--out", help="Run folder (default: runs/search-YYYYmmdd-HHMMSS)."),
     predictor: str = typer.Option(None, "--predictor", help="Accuracy predictor FILE (default: the shipped one), "

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from dass_edge.errors import DassEdgeError
 from dass_edge.space import Arch, SearchSpace
 
-__all__ = ["ALGORITHMS", "Candidate", "SearchLog", "run_algorithm", "shrink"]
+__all__ = ["ALGORITHMS", "DEFAULT_BUDGET_EVALS", "Candidate", "SearchLog", "run_algorithm", "shrink"]
 
 ScoreFn = Callable[[Sequence[Arch]], Sequence[float]]
 LatencyFn = Callable[[Arch], float]
@@ -183,13 +183,17 @@ def exhaustive(space: SearchSpace, score: ScoreFn, latency: LatencyFn, budget_ms
     return log
 
 
+#: Distinct students a search scores by default: enough for evolution to reach its objective's optimum in 11 of the
+#: 14 head-to-head settings (300 reached it in 1; BENCHMARKS.md, session 25), about a second with the hybrid predictor.
+DEFAULT_BUDGET_EVALS = 2000
+
 ALGORITHMS: dict[str, Callable[..., SearchLog]] = {
     "evolution": evolution, "random": random_search, "exhaustive": exhaustive,
 }
 
 
 def run_algorithm(name: str, space: SearchSpace, score: ScoreFn, latency: LatencyFn, budget_ms: float,
-                  evals: int = 2000, seed: int = 0) -> SearchLog:
+                  evals: int = DEFAULT_BUDGET_EVALS, seed: int = 0) -> SearchLog:
     if name not in ALGORITHMS:
         raise DassEdgeError(f"unknown search algorithm {name!r}; choose one of {', '.join(ALGORITHMS)}")
     if evals < 1:

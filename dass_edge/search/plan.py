@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 from dass_edge.errors import DassEdgeError
 from dass_edge.latency.gate import fidelity_warning
 from dass_edge.latency.table import LatencyTable
-from dass_edge.search.algorithms import ALGORITHMS
+from dass_edge.search.algorithms import ALGORITHMS, DEFAULT_BUDGET_EVALS
 from dass_edge.search.budget import Budget, parse_budget
 from dass_edge.search.costs import Costs
 from dass_edge.search.device_table import Progress, profile_command, resolve_table, table_info, table_notes
@@ -127,7 +127,7 @@ def prepare_search(
     top_k: int = 5,
     params_max: int | None = None,
     algo: str = "evolution",
-    budget_evals: int = 2000,
+    budget_evals: int = DEFAULT_BUDGET_EVALS,
     seed: int = 0,
     out: str | Path | None = None,
     runs_dir: str | Path = "runs",
@@ -157,7 +157,8 @@ def prepare_search(
         top_k: how many students to pick (>= 1).
         params_max: keep only students with at most this many parameters.
         algo: ``evolution`` (default), ``random`` or ``exhaustive``.
-        budget_evals: distinct students to score (default 2000; ``exhaustive`` scores all that fit).
+        budget_evals: distinct students to score (default :data:`DEFAULT_BUDGET_EVALS`; ``exhaustive`` scores all
+            that fit).
         seed: seed of the search and of the feasibility sample.
         out: the run folder; default ``runs_dir/<run_id>`` with ``run_id`` = ``search-YYYYmmdd-HHMMSS``.
         predictor: predictor checkpoint (recorded as given; the caller builds the scorer).
