@@ -153,7 +153,10 @@ def picks(args: argparse.Namespace) -> None:
     from dass_edge.search.run import run_search
 
     data = json.loads(PLAN.read_text())
-    evals = args.evals or _plan_evals(data)
+    evals = _plan_evals(data)
+    if args.evals is not None and args.evals != evals:
+        raise SystemExit(f"error: {PLAN.name}'s searches score {evals} students; --evals {args.evals} would mix "
+                         "efforts in one plan (start another with plan --from)")
     tables: dict[str, Path] = {}  # resolved when a task first needs a pick (a complete plan needs no table)
     files = dict(spec.split("=", 1) for spec in args.predictor_file)  # NAME=PATH: another predictor file
     methods = [m for m in args.methods.split(",") if m] + list(files)
@@ -417,7 +420,8 @@ def main() -> None:
                         help="plan stage: take held-out tasks from these databases (repeatable; 'shipped' is the "
                              "shipped one, the default), e.g. --db shipped --db metadb/metadb_v2.jsonl")
     parser.add_argument("--evals", type=int, default=None,
-                        help="students each search scores (default: the plan's; a new plan: the search's default)")
+                        help="plan stage: students each search of a new plan scores (default: the search's "
+                             "default); picks: must match the plan's")
     parser.add_argument("--from", dest="source", default=None, metavar="NAME",
                         help="plan stage: start the plan from another plan's settings (budgets, random students, "
                              "tables), no picks")

@@ -24,7 +24,7 @@ ORDER = ["teacher", "latency", "fewshot", "fewshot_one_job", "fewshot_one_job_ra
          "metadb", "predictor", "predictor_cv", "predictor_bands", "predictor_v2_cv", "predictor_v2_cv_multi",
          "predictor_latency_bands", "predictor_latency_bands_s9", "predictor_latency_bands_s8", "predictor_pertask",
          "predictor_kshot_latency", "refine", "refine_variants", "refine_cost", "refine_seeds", "refine_signals",
-         "search", "head_to_head_v4", "head_to_head_v3", "head_to_head", "head_to_head_v1", "export"]
+         "search", "search_effort", "head_to_head_v4", "head_to_head_v3", "head_to_head", "head_to_head_v1", "export"]
 
 
 def _as_section(text: str) -> str:
