@@ -100,16 +100,17 @@ def plan(args: argparse.Namespace) -> None:
     their picks, are kept: adding a database adds settings), or with ``--from`` another plan's settings."""
     from dass_edge.search.algorithms import DEFAULT_BUDGET_EVALS
 
+    evals = args.evals or DEFAULT_BUDGET_EVALS  # a new plan's effort
     if args.source:
         if PLAN.is_file():
             raise SystemExit(f"error: {PLAN.name} exists; --from starts a new plan")
         source = json.loads((RESULTS / args.source).read_text())
         tasks = {t: {**e, "budgets": [{**b, "picks": {}} for b in e["budgets"]]} for t, e in source["tasks"].items()}
-        atomic_write_json(PLAN, {"evals": args.evals or DEFAULT_BUDGET_EVALS, "from": args.source, "tasks": tasks})
+        atomic_write_json(PLAN, {"evals": evals, "from": args.source, "tasks": tasks})
         print(f"{PLAN.name}: {sum(len(e['budgets']) for e in tasks.values())} settings of {args.source}, searches "
-              f"scoring {args.evals or DEFAULT_BUDGET_EVALS} students")
+              f"scoring {evals} students")
         return
-    out = json.loads(PLAN.read_text()) if PLAN.is_file() else {"evals": args.evals or DEFAULT_BUDGET_EVALS, "tasks": {}}
+    out = json.loads(PLAN.read_text()) if PLAN.is_file() else {"evals": evals, "tasks": {}}
     for task, info in _heldout_tasks(args.db).items():
         if task in out["tasks"]:
             continue

@@ -40,12 +40,14 @@ def run(plan_name: str, evals: list[int], seeds: list[int]) -> list[dict]:
         table = _plan_table(task, entry)
         for method, key in METHODS.items():
             rec = {"task": task, "budget_ms": b["budget_ms"], "method": method, "runs": []}
+            scorer = None  # depends on the teacher and the data only: loaded once, for every effort and seed
             for n in evals:
                 for seed in seeds:
                     with tempfile.TemporaryDirectory() as tmp:
                         sp = prepare_search(b["budget_ms"], teacher=entry["teacher"], task=task,
                                             out=Path(tmp) / "run", seed=seed, budget_evals=n, top_k=1, table=table)
-                        scorer = load_search_scorer(key, sp.teacher, sp.data, teacher_meta=sp.teacher_meta)
+                        if scorer is None:
+                            scorer = load_search_scorer(key, sp.teacher, sp.data, teacher_meta=sp.teacher_meta)
                         t0 = time.perf_counter()
                         top = run_search(sp, scorer)["top"][0]
                     rec["runs"].append({"evals": n, "seed": seed, "objective": float(top["predicted_acc"]),
