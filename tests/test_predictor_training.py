@@ -223,7 +223,7 @@ def test_meta_train_default_is_the_hybrid_and_eval_adapts_it_k_shot(synthetic_db
     meta = read_predictor_meta(out)
     assert meta["model"]["kind"] == "hybrid" and meta["model"]["probe"] and meta["members"] == 1
     assert meta["train"] == {"model": "hybrid", "alpha": 100.0, "probe": True, "probe_size": True,
-                             "residual_steps": 0, "descriptors": ["stem"]}
+                             "residual_steps": 0, "descriptors": ["stem", "map"], "single_blocks": True}
     assert "dass" in report["mean"] and "dass_no_adapt" not in report["mean"]  # a hybrid does not adapt
     assert report["tasks"]["textures"]["dass"]["spearman"] > 0.8  # labels follow size: the linear part sees it
     code, stdout, err = run_cli(["meta", "eval", "--db", str(db), "--teachers", str(teachers), "--predictor",
@@ -234,11 +234,11 @@ def test_meta_train_default_is_the_hybrid_and_eval_adapts_it_k_shot(synthetic_db
     assert again["tasks"]["textures"]["dass"] == report["tasks"]["textures"]["dass"]
     assert "dass_5shot" in again["mean"]
     code, _, err = run_cli(["meta", "train", "--db", str(db), "--teachers", str(teachers), "--out", str(out),
-                            "--descriptors", "stem,map", "--single-blocks"], capsys)
+                            "--descriptors", "stem", "--no-single-blocks"], capsys)  # the session-21 recipe
     assert code == 0, err
     meta = read_predictor_meta(out)
-    assert meta["train"]["descriptors"] == ["stem", "map"] and meta["train"]["single_blocks"] is True
-    assert meta["model"]["single_blocks"] is True and meta["model"]["descriptors"] == ["stem", "map"]
+    assert meta["train"]["descriptors"] == ["stem"] and meta["train"]["single_blocks"] is False
+    assert meta["model"]["single_blocks"] is False and meta["model"]["descriptors"] == ["stem"]
     # The colour descriptor: every task's colour probe is measured while the tasks load (the two meta-training
     # tasks' probes differ) and the fit keeps the range it saw.
     code, _, err = run_cli(["meta", "train", "--db", str(db), "--teachers", str(teachers), "--out", str(out),

@@ -401,7 +401,7 @@ def train_cmd(
     descriptors: str = typer.Option(None, "--descriptors", help="hybrid: teacher descriptors that modulate the "
                                     "weights too, comma-separated from stem, depth, width, classes, map, level (the "
                                     "teacher's stage-4 probe accuracy), colour (a colour-histogram probe's accuracy "
-                                    "over chance), or 'none' (default: the shipped stem)."),
+                                    "over chance), or 'none' (default: the shipped stem,map)."),
     single_blocks: bool = typer.Option(None, "--single-blocks/--no-single-blocks", help="hybrid: also fit a 0/1 "
                                        "term per stage for students with one block there (default: the shipped "
                                        "recipe's)."),

@@ -22,8 +22,10 @@ from dass_edge.predictor.training import TrainConfig, meta_train
 __all__ = ["default_db_path", "resolve_teachers_dir", "load_db", "train_ensemble", "fit_hybrid", "predictor_metadata"]
 
 #: The shipped predictor v2's settings (``meta train --model hybrid``), chosen by 5-fold cross-validation over
-#: the meta-training tasks of v1 + v2 (BENCHMARKS.md, "cross-validation on the budgeted metrics").
-HYBRID_DEFAULTS = {"alpha": 100.0, "probe": True, "probe_size": True, "residual_steps": 0, "descriptors": ("stem",)}
+#: the meta-training tasks of v1 + v2 and, for the map and single-block terms, by a look at two meta-training tasks
+#: no fit had seen, ruled before their rows (BENCHMARKS.md, "cross-validation on the budgeted metrics", session 26).
+HYBRID_DEFAULTS = {"alpha": 100.0, "probe": True, "probe_size": True, "residual_steps": 0,
+                   "descriptors": ("stem", "map"), "single_blocks": True}
 
 #: ``progress(event, info)``: events ``loading``, ``member`` (index, total), ``step`` (step, steps, loss).
 ProgressFn = Callable[[str, dict], None]
