@@ -599,7 +599,8 @@ def kshot_curve(tasks: list, ks=(5, 10, 20), strengths=(3.0, 10.0, 30.0), seeds:
                 acc.setdefault((k, 0.0), []).append(task_metrics(model.score(t)[keep], sub))
                 for lam in strengths:
                     acc.setdefault((k, lam), []).append(task_metrics(model.adapted(t, idx, lam).score(t)[keep], sub))
-    return [{"k": k, "strength": lam, "tasks": len(v) // seeds, "seeds": seeds, "db": DB_TAG,
+    recipe = {k: list(v) if isinstance(v, tuple) else v for k, v in HYBRID_DEFAULTS.items()}
+    return [{"k": k, "strength": lam, "tasks": len(v) // seeds, "seeds": seeds, "db": DB_TAG, "recipe": recipe,
              **{m: round(float(np.mean([x[m] for x in v])), 4) for m in ("band_spearman", "regret", "spearman")}}
             for (k, lam), v in sorted(acc.items())]
 
@@ -608,7 +609,10 @@ def _kshot_body(recs: list[dict]) -> str:
     if not recs:
         return ""
     lines = ["", "### K-shot adaptation of the hybrid (leave-one-task-out; scored on the students not shown)", "",
-             "Tasks with fewer than K + 16 students sit out that K.", "",
+             "Tasks with fewer than K + 16 students sit out that K."
+             + (f" Recipe: the shipped hybrid at the time of the run, `{json.dumps(recs[0]['recipe'])}`; "
+                f"{recs[0]['seeds']} draws per task and K; db `{recs[0]['db'][:8]}`." if "recipe" in recs[0] else ""),
+             "",
              "| K | prior strength | tasks | band rho | budget regret (pts) | full rho |", "|---|---|---|---|---|---|"]
     for r in recs:
         lines.append(f"| {r['k']} | {'none (K = 0 on the same students)' if r['strength'] == 0 else r['strength']} | "
