@@ -234,7 +234,7 @@ def test_meta_train_default_is_the_hybrid_and_eval_adapts_it_k_shot(synthetic_db
     assert again["tasks"]["textures"]["dass"] == report["tasks"]["textures"]["dass"]
     assert "dass_5shot" in again["mean"]
     code, _, err = run_cli(["meta", "train", "--db", str(db), "--teachers", str(teachers), "--out", str(out),
-                            "--descriptors", "stem", "--no-single-blocks"], capsys)  # recipe S, shipped until session 26
+                            "--descriptors", "stem", "--no-single-blocks"], capsys)  # recipe S, the earlier default
     assert code == 0, err
     meta = read_predictor_meta(out)
     assert meta["train"]["descriptors"] == ["stem"] and meta["train"]["single_blocks"] is False
