@@ -29,7 +29,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks.bench_predictor_cv import _subset, latency_costs, load_cv_tasks  # noqa: E402
-from benchmarks.common import RESULTS, SET5, task_bootstrap, write_fragment  # noqa: E402
+from benchmarks.common import RESULTS, task_bootstrap, task_set_text, write_fragment  # noqa: E402
 
 KS = (5, 10, 20)
 MIN_LEFT = 24  # students a task must keep after showing K (3 latency bands of 8)
@@ -133,7 +133,7 @@ def main() -> None:
             "points of KD accuracy lost to the best student under latency budgets at the 20-80% quantiles, mean "
             "over tasks; the interval resamples tasks.\n\n" + summarize(recs))
     write_fragment("predictor_kshot_latency", "DaSS predictor: K-shot adaptation under latency budgets",
-                   command, SET5 + body)
+                   command, task_set_text(command) + body)
     print(body)
 
 

@@ -36,7 +36,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks.bench_predictor_cv import latency_costs, load_cv_tasks  # noqa: E402
-from benchmarks.common import RESULTS, SET5, SET6, task_bootstrap, write_fragment  # noqa: E402
+from benchmarks.common import RESULTS, SET6, task_bootstrap, task_set_text, write_fragment  # noqa: E402
 
 FINALISTS = (1, 2, 4, 8, 16)
 EPOCHS = (1, 2, 3)
@@ -346,7 +346,7 @@ def main() -> None:
             "students are mostly width variants of one shape, unlike the database's band-sampled students, where "
             "both ways of taking finalists score alike.\n\n" + RULE.read_text())
     write_fragment("refine", "Search with short-KD refinement of the finalists (simulated from stored curves)",
-                   command, SET5 + text)
+                   command, task_set_text(command) + text)
     print(text)
 
 
@@ -363,7 +363,7 @@ def main_variants(args: argparse.Namespace) -> None:
             "difference to V0 (the shipped refinement) with a 95% bootstrap interval over tasks (negative favours "
             "the row).\n\n" + body + "\n" + verdict + "\n")
     write_fragment("refine_variants", "Refinement variants: where finalists come from, and rungs (simulated)",
-                   lines[0]["command"], SET6 + text)
+                   lines[0]["command"], task_set_text(lines[0]["command"], SET6) + text)
     print(text)
 
 

@@ -87,3 +87,14 @@ SET5 = ("Task set: `set5.jsonl` = `head -892 metadb/metadb_v2.jsonl | grep -v '\
 #: Session 12's task set: set 5 plus emoji-sports (complete), without the unfinished emoji-symbols.
 SET6 = ("Task set: `set6.jsonl` = `head -967 metadb/metadb_v2.jsonl | grep -v '\"task\":\"emoji-symbols\"'` "
         "(950 rows, 17 meta-training tasks; read with `--db shipped`).\n\n")
+
+
+def task_set_text(command: str, default: str = SET5) -> str:
+    """The task-set line of a fragment: ``default`` (how set 5 or 6 was cut) only when the command read that file;
+    otherwise the databases the command names, so a rerun on another set is not labelled with an old one."""
+    for name, text in (("set5.jsonl", SET5), ("set6.jsonl", SET6)):
+        if name in command:
+            return text
+    dbs = [w for prev, w in zip(command.split(), command.split()[1:]) if prev == "--db"]
+    return (f"Task set: the meta-training tasks of {' + '.join(f'`{d}`' for d in dbs)}.\n\n" if dbs
+            else default)

@@ -176,3 +176,14 @@ def test_new_tasks_are_scored_by_a_fit_on_the_other_training_tasks_only(tasks):
     assert rec["per_task"]["t1"]["regret"] == pytest.approx(task_metrics(want, tasks[1])["regret"], abs=1e-4)
     with pytest.raises(SystemExit, match="t5: not meta-training tasks"):
         heldout(tasks, "flops", {}, 1, targets=["t5"])
+
+
+def test_fragment_task_set_line_follows_the_databases_the_command_read():
+    """A rerun on another set must not be labelled with how set 5 was cut."""
+    from benchmarks.common import SET5, SET6, task_set_text
+
+    assert task_set_text("python b.py --db shipped --db /work/s10/set5.jsonl --draws 20") == SET5
+    assert task_set_text("python b.py --db shipped --db /work/s12/set6.jsonl", SET6) == SET6
+    other = task_set_text("python b.py --db shipped --db /work/s24/set15.jsonl")
+    assert other == "Task set: the meta-training tasks of `shipped` + `/work/s24/set15.jsonl`.\n\n"
+    assert task_set_text("python b.py --report", SET6) == SET6  # no --db: the records' own set
