@@ -90,8 +90,8 @@ SET6 = ("Task set: `set6.jsonl` = `head -967 metadb/metadb_v2.jsonl | grep -v '\
 
 
 def task_set_text(command: str, default: str = SET5) -> str:
-    """The task-set line of a fragment: ``default`` (how set 5 or 6 was cut) only when the command read that file;
-    otherwise the databases the command names, so a rerun on another set is not labelled with an old one."""
+    """The task-set line of a fragment: how set 5 or 6 was cut when the command read that file, else the databases
+    the command names (``default`` if it names none), so a rerun on another set is not labelled with an old one."""
     for name, text in (("set5.jsonl", SET5), ("set6.jsonl", SET6)):
         if name in command:
             return text
