@@ -393,7 +393,7 @@ def report(_: argparse.Namespace) -> None:
     if _plan_evals(data) < DEFAULT_BUDGET_EVALS:
         body += (f"\n**Searches short of the product's.** This plan's searches scored {_plan_evals(data)} students; "
                  f"`dass-edge search` scores {DEFAULT_BUDGET_EVALS}. At {_plan_evals(data)} most picks are not their "
-                 "own objective's optimum (session 25, on v3's settings: the shipped predictor's pick in 13 of 14, "
+                 "own objective's optimum (session 25, on v3's settings: the set-14 predictor's pick in 13 of 14, "
                  "1.7 points of predicted accuracy below it on average; FLOPs' with 6.9% fewer FLOPs than the most "
                  "any search found under the budget; `BENCHMARKS.md`, search effort), so these columns compare "
                  "under-converged searches. Head-to-head v4 (`head_to_head_plan_v4.json`) repeats the settings at the "
