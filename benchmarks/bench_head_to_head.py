@@ -302,6 +302,61 @@ def _refit_legend(n: int, tasks: int, shipped: str) -> dict[str, str]:
             f"dass_set{n}+refine": f"the set-{n} predictor with the shipped refinement"}
 
 
+#: Methods the report's figure shows (the older fits' columns would crowd it; the table has them).
+PLOTTED = (SHIPPED, "dass", *PROXIES, "flops+refine")
+
+
+def plot_margins(path: Path, settings: list[tuple[str, dict[str, float]]]) -> Path:
+    """One row per setting, one marker per method: its pick's accuracy minus the median random student's
+    (points). The table says the same in numbers; the figure shows at a glance where the shipped search sits
+    among the proxies, setting by setting. Drawn on a bare Agg ``Figure``, written atomically.
+
+    Raises:
+        ValueError: no settings, or a setting without the shipped search's margin.
+    """
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    from dass_edge.io import atomic_write
+
+    if not settings:
+        raise ValueError("nothing to plot: no complete setting")
+    missing = [label for label, m in settings if SHIPPED not in m]
+    if missing:
+        raise ValueError(f"settings without the shipped search's margin: {', '.join(missing)}")
+    fig = Figure(figsize=(9.0, 1.2 + 0.5 * len(settings)), layout="constrained")
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot()
+    values = [v for _, m in settings for v in m.values()]
+    left = max(min(values), -15.0) - 1.0  # a collapsed pick (DisWOT: -40) would squash every other point
+    style = dict(zip(PLOTTED, zip(("D", "o", "s", "^", "v", "<", "P"),
+                                  ("tab:red", "tab:orange", "tab:blue", "tab:green", "tab:purple", "tab:brown",
+                                   "tab:gray"))))
+    rows = range(len(settings))[::-1]  # first setting on top
+    for k, method in enumerate(PLOTTED):
+        offset = 0.3 - 0.6 * k / (len(PLOTTED) - 1)  # each method its own line within the setting's row
+        pts = [(m[method], row + offset) for (_, m), row in zip(settings, rows) if method in m]
+        if not pts:
+            continue
+        marker, colour = style[method]
+        ax.scatter([max(x, left) for x, _ in pts], [y for _, y in pts], marker=marker, color=colour, label=method,
+                   s=60 if method == SHIPPED else 28, edgecolors="black" if method == SHIPPED else "none",
+                   zorder=3 if method == SHIPPED else 2)
+        for x, y in pts:
+            if x < left:
+                ax.annotate(f"{x:.0f}", (left, y), xytext=(4, -3), textcoords="offset points", fontsize=7)
+    ax.axvline(0.0, color="grey", lw=0.8)
+    ax.set_xlim(left=left - 0.5)
+    ax.set_yticks(list(rows), [label for label, _ in settings])
+    for row in rows[:-1]:
+        ax.axhline(row - 0.5, color="lightgrey", lw=0.5)
+    ax.set_xlabel("pick's test accuracy minus the median random student's (points); "
+                  f"points left of {left:.0f} drawn at the edge")
+    ax.grid(axis="x", alpha=0.3)
+    ax.legend(loc="center left", bbox_to_anchor=(1.01, 0.5), fontsize=8)
+    return atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=110))
+
+
 def report(_: argparse.Namespace) -> None:
     data = json.loads(PLAN.read_text())
     done = _done()
@@ -320,7 +375,7 @@ def report(_: argparse.Namespace) -> None:
     lines = ["### Top pick of each predictor, KD-trained (test accuracy %)", "",
              f"| task | budget ms | {head} | median of {N_RANDOM} random | shipped search - best proxy | shipped "
              "search - median random | seed gap |", "|---|---|" + "---|" * (len(METHODS) + len(extra) + 4)]
-    margins = []
+    margins, plotted = [], []
     for task, entry in data["tasks"].items():
         for b in entry["budgets"]:
             got = {m: acc(task, b["picks"][m]["arch"]) if m in b["picks"] else None for m in [*METHODS, *extra]}
@@ -338,6 +393,8 @@ def report(_: argparse.Namespace) -> None:
             margins.append((vs_proxy, vs_rand, {m: got[m] - med for m in [*METHODS, *extra] if got[m] is not None},
                             {m: got[m] - max(proxies) for m in others if got[m] is not None},
                             float(entry["seed_gap"])))
+            plotted.append((f"{task} {b['budget_ms']:.3f} ms",
+                            {m: v for m, v in margins[-1][2].items() if m in PLOTTED}))
             lines.append(f"| {task} | {b['budget_ms']:.3f} | {' | '.join(cells)} | {med:.2f} | {vs_proxy:+.2f} | "
                          f"{vs_rand:+.2f} | {entry['seed_gap']} |")
     body = "\n".join(lines) + "\n"
@@ -399,6 +456,10 @@ def report(_: argparse.Namespace) -> None:
                  "under-converged searches. Head-to-head v4 (`head_to_head_plan_v4.json`) repeats the settings at the "
                  "default.\n")
     name = "head_to_head" + PLAN.stem.removeprefix("head_to_head_plan")
+    if plotted:
+        figure = plot_margins(RESULTS / f"{name}.png", plotted)
+        body += (f"\n![Each method's pick against the median random student, setting by setting]"
+                 f"({figure.relative_to(RESULTS.parents[1]).as_posix()})\n")
     plan_arg = "" if PLAN.name == DEFAULT_PLAN else f" --plan {PLAN.name}"
     write_fragment(name, "Head-to-head: the same search with DaSS and with proxies" + (
         f" ({PLAN.stem.removeprefix('head_to_head_plan_')})" if name != "head_to_head" else ""),

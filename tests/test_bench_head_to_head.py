@@ -1,0 +1,28 @@
+"""benchmarks/bench_head_to_head.py: the report's figure of each method's margin over random students."""
+
+from __future__ import annotations
+
+import pytest
+
+from benchmarks.bench_head_to_head import SHIPPED, plot_margins
+
+
+def test_margins_figure_has_one_row_per_setting_and_is_written_whole(tmp_path):
+    from matplotlib.image import imread
+
+    settings = [("task-a 0.200 ms", {SHIPPED: 5.0, "dass": 4.5, "flops": 3.0, "diswot": -40.0}),
+                ("task-b 0.300 ms", {SHIPPED: 1.0, "flops": 2.0, "synflow": -3.0})]
+    path = plot_margins(tmp_path / "h2h.png", settings)
+    assert path == tmp_path / "h2h.png"
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    height, width = imread(path).shape[:2]
+    assert (width, height) == (990, round((1.2 + 0.5 * 2) * 110))  # 9 in wide, 1.2 + 0.5 in per setting, 110 dpi
+    assert [p.name for p in tmp_path.iterdir()] == ["h2h.png"]  # no temporary file left beside it
+
+
+def test_margins_figure_refuses_nothing_to_plot_and_settings_without_the_shipped_search(tmp_path):
+    with pytest.raises(ValueError, match="no complete setting"):
+        plot_margins(tmp_path / "h2h.png", [])
+    with pytest.raises(ValueError, match="task-b"):
+        plot_margins(tmp_path / "h2h.png", [("task-a", {SHIPPED: 1.0}), ("task-b", {"flops": 2.0})])
+    assert not any(tmp_path.iterdir())
