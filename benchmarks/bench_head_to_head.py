@@ -357,6 +357,28 @@ def plot_margins(path: Path, settings: list[tuple[str, dict[str, float]]]) -> Pa
     return atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=110))
 
 
+def _one_on_one(by_task: dict[str, list[dict[str, float | None]]], methods: list[str]) -> str:
+    """The shipped search against each method alone (the best-of-four above is an oracle no user has): mean
+    difference over complete settings, and a 95% interval resampling tasks (a task's budgets share its teacher
+    and data, so they are averaged first rather than counted as independent)."""
+    from benchmarks.common import task_bootstrap
+
+    parts = []
+    for m in methods:
+        per_task = [statistics.mean(g[SHIPPED] - g[m] for g in gots) for gots in by_task.values()
+                    if all(g.get(m) is not None for g in gots)]
+        if len(per_task) < 2:
+            continue
+        diffs = [g[SHIPPED] - g[m] for gots in by_task.values() for g in gots if g.get(m) is not None]
+        lo, hi = task_bootstrap(per_task)
+        parts.append(f"{m} {statistics.mean(diffs):+.2f} [{lo:+.2f}, {hi:+.2f}] (ahead in "
+                     f"{sum(d > 0 for d in diffs)} of {len(diffs)}, level in {sum(d == 0 for d in diffs)})")
+    if not parts:
+        return ""
+    return ("\nThe shipped search minus each method alone, points (mean over settings; 95% interval resampling "
+            f"the {len(by_task)} tasks, a task's budgets averaged): " + "; ".join(parts) + ".\n")
+
+
 def report(_: argparse.Namespace) -> None:
     data = json.loads(PLAN.read_text())
     done = _done()
@@ -375,7 +397,7 @@ def report(_: argparse.Namespace) -> None:
     lines = ["### Top pick of each predictor, KD-trained (test accuracy %)", "",
              f"| task | budget ms | {head} | median of {N_RANDOM} random | shipped search - best proxy | shipped "
              "search - median random | seed gap |", "|---|---|" + "---|" * (len(METHODS) + len(extra) + 4)]
-    margins, plotted = [], []
+    margins, plotted, by_task = [], [], {}
     for task, entry in data["tasks"].items():
         for b in entry["budgets"]:
             got = {m: acc(task, b["picks"][m]["arch"]) if m in b["picks"] else None for m in [*METHODS, *extra]}
@@ -393,6 +415,7 @@ def report(_: argparse.Namespace) -> None:
             margins.append((vs_proxy, vs_rand, {m: got[m] - med for m in [*METHODS, *extra] if got[m] is not None},
                             {m: got[m] - max(proxies) for m in others if got[m] is not None},
                             float(entry["seed_gap"])))
+            by_task.setdefault(task, []).append(got)
             plotted.append((f"{task} {b['budget_ms']:.3f} ms",
                             {m: v for m, v in margins[-1][2].items() if m in PLOTTED}))
             lines.append(f"| {task} | {b['budget_ms']:.3f} | {' | '.join(cells)} | {med:.2f} | {vs_proxy:+.2f} | "
@@ -417,6 +440,8 @@ def report(_: argparse.Namespace) -> None:
                 body += (f"{m} minus the best zero-shot proxy pick: mean {statistics.mean(got_m):+.2f} points over "
                          f"{len(got_m)} settings (ahead in {sum(v > 0 for v in got_m)}, level in "
                          f"{sum(v == 0 for v in got_m)}).\n")
+    if margins:
+        body += _one_on_one(by_task, [m for m in [*METHODS, *extra] if m != SHIPPED])
     legend = {"dass+refine": "the shipped search (`dass-edge search` defaults): the predictor's pick refined by short "
                              "KD of 4 finalists (2 depth patterns by the predictor, 2 by FLOPs; 3 of 10 epochs each)",
               "dass": "the predictor alone, zero-shot (`--refine 0`)",

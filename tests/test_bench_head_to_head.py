@@ -26,3 +26,16 @@ def test_margins_figure_refuses_nothing_to_plot_and_settings_without_the_shipped
     with pytest.raises(ValueError, match="task-b"):
         plot_margins(tmp_path / "h2h.png", [("task-a", {SHIPPED: 1.0}), ("task-b", {"flops": 2.0})])
     assert not any(tmp_path.iterdir())
+
+
+def test_one_on_one_averages_a_tasks_budgets_and_skips_methods_missing_somewhere():
+    from benchmarks.bench_head_to_head import _one_on_one
+
+    by_task = {"a": [{SHIPPED: 80.0, "flops": 78.0, "ridge": None}, {SHIPPED: 82.0, "flops": 82.0, "ridge": 81.0}],
+               "b": [{SHIPPED: 60.0, "flops": 61.0, "ridge": 59.0}]}
+    text = _one_on_one(by_task, ["flops", "ridge"])
+    # flops: differences +2, 0, -1 -> mean +0.33; per task a: +1, b: -1 -> the interval spans [-1, +1]
+    assert "flops +0.33 [-1.00, +1.00] (ahead in 1 of 3, level in 1)" in text
+    assert "ridge" not in text  # task a has a budget without ridge's pick: one task left is no interval
+    assert "resampling the 2 tasks" in text
+    assert _one_on_one(by_task, ["ridge"]) == ""
