@@ -8,7 +8,8 @@ search`` runs by default), DaSS alone (``dass``, ``--refine 0``), the zero-shot 
 KD-train (meta-database recipe; ``--seeds 0,1`` for two seeds) each method's top pick plus 6 random
 students (seed 0) that fit the same budget. Reported: each pick's test accuracy, the shipped search's
 margin over the best zero-shot proxy pick and over the median random student, every other method's margin
-over the same proxies, and the task's seed gap (mean |seed 0 - seed 1| of the database's students).
+over the same proxies, the task's seed gap (mean |seed 0 - seed 1| of the database's students), the shipped search
+against each method alone (a 95% interval resampling tasks), and a figure of every setting (``head_to_head*.png``).
 
 Stages (resumable; trained students are appended to ``benchmarks/results/head_to_head.jsonl``, one
 short line each):
