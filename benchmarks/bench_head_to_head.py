@@ -329,7 +329,7 @@ def plot_margins(path: Path, settings: list[tuple[str, dict[str, float]]]) -> Pa
     FigureCanvasAgg(fig)
     ax = fig.add_subplot()
     values = [v for _, m in settings for v in m.values()]
-    left = max(min(values), -15.0) - 1.0  # a collapsed pick (DisWOT: -40) would squash every other point
+    left = min(max(min(values), -15.0), 0.0) - 1.0  # a collapsed pick (DisWOT: -40) would squash every other point
     style = dict(zip(PLOTTED, zip(("D", "o", "s", "^", "v", "<", "P"),
                                   ("tab:red", "tab:orange", "tab:blue", "tab:green", "tab:purple", "tab:brown",
                                    "tab:gray"))))
@@ -351,8 +351,8 @@ def plot_margins(path: Path, settings: list[tuple[str, dict[str, float]]]) -> Pa
     ax.set_yticks(list(rows), [label for label, _ in settings])
     for row in rows[:-1]:
         ax.axhline(row - 0.5, color="lightgrey", lw=0.5)
-    ax.set_xlabel("pick's test accuracy minus the median random student's (points); "
-                  f"points left of {left:.0f} drawn at the edge")
+    ax.set_xlabel("pick's test accuracy minus the median random student's (points)"
+                  + (f"; points left of {left:.0f} drawn at the edge" if min(values) < left else ""))
     ax.grid(axis="x", alpha=0.3)
     ax.legend(loc="center left", bbox_to_anchor=(1.01, 0.5), fontsize=8)
     return atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=110))
@@ -366,18 +366,19 @@ def _one_on_one(by_task: dict[str, list[dict[str, float | None]]], methods: list
 
     parts = []
     for m in methods:
-        per_task = [statistics.mean(g[SHIPPED] - g[m] for g in gots) for gots in by_task.values()
-                    if all(g.get(m) is not None for g in gots)]
-        if len(per_task) < 2:
+        complete = [gots for gots in by_task.values() if all(g.get(m) is not None for g in gots)]
+        if len(complete) < 2:
             continue
-        diffs = [g[SHIPPED] - g[m] for gots in by_task.values() for g in gots if g.get(m) is not None]
+        per_task = [statistics.mean(g[SHIPPED] - g[m] for g in gots) for gots in complete]
+        diffs = [g[SHIPPED] - g[m] for gots in complete for g in gots]
         lo, hi = task_bootstrap(per_task)
         parts.append(f"{m} {statistics.mean(diffs):+.2f} [{lo:+.2f}, {hi:+.2f}] (ahead in "
                      f"{sum(d > 0 for d in diffs)} of {len(diffs)}, level in {sum(d == 0 for d in diffs)})")
     if not parts:
         return ""
     return ("\nThe shipped search minus each method alone, points (mean over settings; 95% interval resampling "
-            f"the {len(by_task)} tasks, a task's budgets averaged): " + "; ".join(parts) + ".\n")
+            "the tasks where the method picked at every budget, a task's budgets averaged): " + "; ".join(parts)
+            + ".\n")
 
 
 def report(_: argparse.Namespace) -> None:

@@ -37,5 +37,13 @@ def test_one_on_one_averages_a_tasks_budgets_and_skips_methods_missing_somewhere
     # flops: differences +2, 0, -1 -> mean +0.33; per task a: +1, b: -1 -> the interval spans [-1, +1]
     assert "flops +0.33 [-1.00, +1.00] (ahead in 1 of 3, level in 1)" in text
     assert "ridge" not in text  # task a has a budget without ridge's pick: one task left is no interval
-    assert "resampling the 2 tasks" in text
     assert _one_on_one(by_task, ["ridge"]) == ""
+
+
+def test_one_on_one_counts_only_the_tasks_where_the_method_picked_at_every_budget():
+    from benchmarks.bench_head_to_head import _one_on_one
+
+    by_task = {"a": [{SHIPPED: 80.0, "flops": 70.0}, {SHIPPED: 80.0, "flops": None}],
+               "b": [{SHIPPED: 60.0, "flops": 58.0}], "c": [{SHIPPED: 50.0, "flops": 50.0}]}
+    # task a is left out of the mean as well as the interval: b +2, c 0
+    assert "flops +1.00 [+0.00, +2.00] (ahead in 1 of 2, level in 1)" in _one_on_one(by_task, ["flops"])
