@@ -50,7 +50,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks.common import RESULTS, teacher_space_latency, write_fragment  # noqa: E402
-from dass_edge.io import atomic_write_json, file_sha256  # noqa: E402
+from dass_edge.io import atomic_write, atomic_write_json, file_sha256  # noqa: E402
 from dass_edge.space import Arch  # noqa: E402
 
 TEACHERS = Path(__file__).resolve().parents[1] / "metadb" / "teachers"
@@ -303,8 +303,11 @@ def _refit_legend(n: int, tasks: int, shipped: str) -> dict[str, str]:
             f"dass_set{n}+refine": f"the set-{n} predictor with the shipped refinement"}
 
 
-#: Methods the report's figure shows (the older fits' columns would crowd it; the table has them).
-PLOTTED = (SHIPPED, "dass", *PROXIES, "flops+refine")
+#: Methods the report's figure shows, with their marker and colour (the older fits' columns would crowd it; the
+#: table has them).
+PLOT_STYLE = {SHIPPED: ("D", "tab:red"), "dass": ("o", "tab:orange"), "flops": ("s", "tab:blue"),
+              "synflow": ("^", "tab:green"), "ridge": ("v", "tab:purple"), "diswot": ("<", "tab:brown"),
+              "flops+refine": ("P", "tab:gray")}
 
 
 def plot_margins(path: Path, settings: list[tuple[str, dict[str, float]]]) -> Path:
@@ -318,8 +321,6 @@ def plot_margins(path: Path, settings: list[tuple[str, dict[str, float]]]) -> Pa
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    from dass_edge.io import atomic_write
-
     if not settings:
         raise ValueError("nothing to plot: no complete setting")
     missing = [label for label, m in settings if SHIPPED not in m]
@@ -330,16 +331,12 @@ def plot_margins(path: Path, settings: list[tuple[str, dict[str, float]]]) -> Pa
     ax = fig.add_subplot()
     values = [v for _, m in settings for v in m.values()]
     left = min(max(min(values), -15.0), 0.0) - 1.0  # a collapsed pick (DisWOT: -40) would squash every other point
-    style = dict(zip(PLOTTED, zip(("D", "o", "s", "^", "v", "<", "P"),
-                                  ("tab:red", "tab:orange", "tab:blue", "tab:green", "tab:purple", "tab:brown",
-                                   "tab:gray"))))
     rows = range(len(settings))[::-1]  # first setting on top
-    for k, method in enumerate(PLOTTED):
-        offset = 0.3 - 0.6 * k / (len(PLOTTED) - 1)  # each method its own line within the setting's row
+    for k, (method, (marker, colour)) in enumerate(PLOT_STYLE.items()):
+        offset = 0.3 - 0.6 * k / (len(PLOT_STYLE) - 1)  # each method its own line within the setting's row
         pts = [(m[method], row + offset) for (_, m), row in zip(settings, rows) if method in m]
         if not pts:
             continue
-        marker, colour = style[method]
         ax.scatter([max(x, left) for x, _ in pts], [y for _, y in pts], marker=marker, color=colour, label=method,
                    s=60 if method == SHIPPED else 28, edgecolors="black" if method == SHIPPED else "none",
                    zorder=3 if method == SHIPPED else 2)
@@ -419,7 +416,7 @@ def report(_: argparse.Namespace) -> None:
                             float(entry["seed_gap"])))
             by_task.setdefault(task, []).append(got)
             plotted.append((f"{task} {b['budget_ms']:.3f} ms",
-                            {m: v for m, v in margins[-1][2].items() if m in PLOTTED}))
+                            {m: v for m, v in margins[-1][2].items() if m in PLOT_STYLE}))
             lines.append(f"| {task} | {b['budget_ms']:.3f} | {' | '.join(cells)} | {med:.2f} | {vs_proxy:+.2f} | "
                          f"{vs_rand:+.2f} | {entry['seed_gap']} |")
     body = "\n".join(lines) + "\n"
@@ -442,8 +439,7 @@ def report(_: argparse.Namespace) -> None:
                 body += (f"{m} minus the best zero-shot proxy pick: mean {statistics.mean(got_m):+.2f} points over "
                          f"{len(got_m)} settings (ahead in {sum(v > 0 for v in got_m)}, level in "
                          f"{sum(v == 0 for v in got_m)}).\n")
-    if margins:
-        body += _one_on_one(by_task, [m for m in [*METHODS, *extra] if m != SHIPPED])
+    body += _one_on_one(by_task, [m for m in [*METHODS, *extra] if m != SHIPPED])
     legend = {"dass+refine": "the shipped search (`dass-edge search` defaults): the predictor's pick refined by short "
                              "KD of 4 finalists (2 depth patterns by the predictor, 2 by FLOPs; 3 of 10 epochs each)",
               "dass": "the predictor alone, zero-shot (`--refine 0`)",
