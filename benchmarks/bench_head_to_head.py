@@ -515,8 +515,8 @@ def main() -> None:
     parser.add_argument("--methods", default=",".join(METHODS), help="predictors to pick with")
     parser.add_argument("--predictor-file", action="append", default=[], metavar="NAME=PATH",
                         help="also pick with this predictor file, reported as column NAME (e.g. an earlier predictor)")
-    parser.add_argument("--shard", default="0/1", help="K/N: train only the K-th of N shares of the students "
-                                                       "(run N train processes side by side)")
+    parser.add_argument("--shard", default="0/1", help="K/N: train only share K (0 to N-1) of N shares of the "
+                                                       "students (run N train processes side by side)")
     args = parser.parse_args()
     global PLAN
     if Path(args.plan).name != args.plan or not args.plan.startswith("head_to_head_plan") or \
@@ -524,6 +524,9 @@ def main() -> None:
         raise SystemExit(f"error: --plan takes a file name head_to_head_plan*.json under {RESULTS}, got {args.plan!r}")
     PLAN = RESULTS / args.plan
     k, _, n = args.shard.partition("/")
+    if not (k.isdigit() and (n or "1").isdigit() and int(k) < int(n or 1)):
+        # a share that matches no student would train nothing and say nothing (K counts from 0)
+        parser.error(f"--shard takes K/N with 0 <= K < N (shares count from 0), got {args.shard!r}")
     args.shard = (int(k), int(n or 1))
     args.seeds = tuple(int(x) for x in args.seeds.split(",") if x.strip())
     torch.set_num_threads(1)

@@ -47,3 +47,26 @@ def test_one_on_one_counts_only_the_tasks_where_the_method_picked_at_every_budge
                "b": [{SHIPPED: 60.0, "flops": 58.0}], "c": [{SHIPPED: 50.0, "flops": 50.0}]}
     # task a is left out of the mean as well as the interval: b +2, c 0
     assert "flops +1.00 [+0.00, +2.00] (ahead in 1 of 2, level in 1)" in _one_on_one(by_task, ["flops"])
+
+
+@pytest.mark.parametrize("shard", ["2/2", "1/1", "x", "-1/2", "1/0"])
+def test_a_shard_that_would_train_nothing_is_refused_before_any_stage(shard, monkeypatch, capsys):
+    """``--shard K/N`` counts K from 0: ``2/2`` matches no student, so it once exited 0 having trained nothing."""
+    import benchmarks.bench_head_to_head as h2h
+
+    monkeypatch.setattr("sys.argv", ["bench_head_to_head.py", "train", f"--shard={shard}"])
+    monkeypatch.setattr(h2h, "train", lambda args: pytest.fail("a stage ran"))
+    with pytest.raises(SystemExit) as exit_:
+        h2h.main()
+    assert exit_.value.code == 2
+    assert f"--shard takes K/N with 0 <= K < N (shares count from 0), got {shard!r}" in capsys.readouterr().err
+
+
+def test_shard_shares_split_every_student_once():
+    from benchmarks.bench_head_to_head import _shard
+
+    arch = {"depths": [1, 1, 1, 1], "widths": [[16], [32], [64], [128]]}
+    jobs = [{"task": t, "arch": arch, "seed": s} for t in ("a", "b", "c", "d", "e", "f") for s in (0, 1)]
+    shares = [_shard(j, 3) for j in jobs]
+    assert set(shares) <= {0, 1, 2} and len(set(shares)) > 1  # shares 0..N-1, and more than one used
+    assert shares == [_shard(j, 3) for j in jobs]  # stable: a rerun trains the same share
