@@ -451,7 +451,7 @@ def report(_: argparse.Namespace) -> None:
               **_refit_legend(7, 18, "sessions 12-16"), **_refit_legend(9, 22, "session 17"),
               **_refit_legend(10, 24, "session 18"), **_refit_legend(11, 26, "session 19"),
               **_refit_legend(12, 28, "session 20"), **_refit_legend(13, 30, "session 21"),
-              **_refit_legend(14, 32, "sessions 23-25")}
+              **_refit_legend(14, 32, "sessions 23-25"), **_refit_legend(15, 34, "sessions 26-27")}
     known = [m for m in [*METHODS, *extra] if m in legend]
     if known:
         body += "\nColumns beside the proxies: " + "; ".join(f"`{m}`: {legend[m]}" for m in known) + ".\n"

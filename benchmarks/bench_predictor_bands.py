@@ -91,8 +91,8 @@ def _body(report: dict) -> str:
              "accuracy that fits minus the accuracy of the method's top pick that fits (the teacher-shaped student "
              f"excluded); DaSS per quantile {quant} points.\n"
              f"- Inside bands DaSS reaches {d['band_spearman']:.3f} against {best} {base[best]['band_spearman']:.3f} "
-             f"(the best baseline there) and a ceiling of {c['band_spearman']:.3f}; lowest budgeted regret: "
-             f"{best_reg} {base[best_reg]['budget_regret']['mean']:.2f} points, DaSS "
+             f"(the best baseline there) and a ceiling of {c['band_spearman']:.3f}; lowest budgeted regret of a "
+             f"baseline: {best_reg} {base[best_reg]['budget_regret']['mean']:.2f} points, DaSS "
              f"{d['budget_regret']['mean']:.2f}. Full range: DaSS {d['spearman']:.3f}, ceiling {c['spearman']:.3f} "
              f"(seed 1 vs seed 0 on the 20 students per task with both: {_f(sv.get('spearman'))}).\n"
              "- Ceiling: a perfect predictor scored against its own labels plus Gaussian noise with the task's "
@@ -101,7 +101,9 @@ def _body(report: dict) -> str:
              "over students within each task (1000 replicates), DaSS minus the baseline; for regret, negative "
              "favours DaSS.\n")
     if latency:
-        text += (f"- Latency bands use this machine's CPU tables (p50) and cover {', '.join(lat_tasks)}.\n")
+        # the tables are the ones given to `meta eval --table`, which may come from another machine
+        text += (f"- Latency bands use the CPU tables (p50) given to `meta eval --table` and cover "
+                 f"{', '.join(lat_tasks)}.\n")
     return text
 
 
