@@ -62,7 +62,7 @@ def test_a_shard_that_would_train_nothing_is_refused_before_any_stage(shard, mon
     assert f"--shard takes K/N with 0 <= K < N (shares count from 0), got {shard!r}" in capsys.readouterr().err
 
 
-def test_shard_shares_split_every_student_once():
+def test_shard_shares_are_0_to_n_minus_1_and_stable_across_runs():
     from benchmarks.bench_head_to_head import _shard
 
     arch = {"depths": [1, 1, 1, 1], "widths": [[16], [32], [64], [128]]}
