@@ -524,10 +524,11 @@ def main() -> None:
         raise SystemExit(f"error: --plan takes a file name head_to_head_plan*.json under {RESULTS}, got {args.plan!r}")
     PLAN = RESULTS / args.plan
     k, _, n = args.shard.partition("/")
-    if not (k.isdigit() and (n or "1").isdigit() and int(k) < int(n or 1)):
+    n = n or "1"
+    if not (k.isdigit() and n.isdigit() and int(k) < int(n)):
         # a share that matches no student would train nothing and say nothing (K counts from 0)
         parser.error(f"--shard takes K/N with 0 <= K < N (shares count from 0), got {args.shard!r}")
-    args.shard = (int(k), int(n or 1))
+    args.shard = (int(k), int(n))
     args.seeds = tuple(int(x) for x in args.seeds.split(",") if x.strip())
     torch.set_num_threads(1)
     stages = {"plan": plan, "picks": picks, "train": train, "report": report}
